@@ -1,0 +1,97 @@
+"""The composition root: settings in, wired services out. Tests call it with fakes.
+
+Nothing is opened at import time. ``Services`` opens its resources lazily and closes them in
+``close()``, so a CLI command only pays for what it touches (``dlq list`` never connects to Redis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendly_brevo.config import Settings
+from calendly_brevo.db.engine import make_engine, make_sessionmaker
+from calendly_brevo.queueing import RedisEnqueuer, SqliteEnqueuer, make_enqueuer
+
+if TYPE_CHECKING:
+    import redis
+
+
+@dataclass
+class Services:
+    settings: Settings
+    _closers: list[object] = field(default_factory=list)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url, pool_size=self.settings.worker.threads + 2)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis as redis_lib
+
+        url = self.settings.storage.redis_url
+        if not url:
+            raise RuntimeError("no REDIS_URL: this deployment runs the embedded queue")
+        return redis_lib.Redis.from_url(url, health_check_interval=30)
+
+    @cached_property
+    def enqueuer(self) -> RedisEnqueuer | SqliteEnqueuer:
+        if self.settings.storage.redis_url:
+            return RedisEnqueuer(self.redis)
+        return make_enqueuer(None, self.settings.storage.data_dir)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+def open_services(settings: Settings) -> Services:
+    return Services(settings)
+
+
+class LazyServices:
+    """What CLI commands get as ``ctx.obj``: settings loaded on first use, services likewise.
+
+    Loading is deferred so ``--help`` works with a broken config, and so a command that fails
+    on config reports it through the CLI's one-line error path.
+    """
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._services: Services | None = None
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from calendly_brevo.config import load_settings
+
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = Services(self.settings)
+        return self._services
+
+    def __getattr__(self, name: str) -> object:
+        # Lets commands written against ``Services`` use ``ctx.obj.engine`` etc. directly.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.services, name)
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()

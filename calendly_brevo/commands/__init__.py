@@ -1,0 +1,1 @@
+"""CLI subcommands, one module per concern; ``calendly_brevo.cli`` registers them."""

@@ -1,0 +1,428 @@
+"""Settings: one typed object built once at the edge and passed down.
+
+Sources, later wins:
+
+1. the YAML file named by ``CONNECTOR_CONFIG`` (or ``--config``), with ``${VAR}`` and
+   ``${VAR:-default}`` replaced from the environment before parsing;
+2. the 12-factor environment variables in :data:`ENV_OVERRIDES`.
+
+The seed's blocks load verbatim (``connectors.calendly.*``, ``field_mapping``, the debug keys);
+the connector's own sections (``brevo``, ``server``, ``worker``, ``storage``, ``security``) sit
+beside them. Unknown keys are errors, so a typo fails at start with its dotted path instead of
+being silently ignored. Secrets are ``SecretStr``: their repr is ``'**********'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from calendly_brevo.errors import ConfigError
+
+DEFAULT_CALENDLY_API_URL = "https://api.calendly.com"
+DEFAULT_BREVO_API_URL = "https://api.brevo.com/v3"
+
+PLACEHOLDERS = re.compile(
+    r"^(your[_-].*|changeme|change[_-]me|xxx+|todo|placeholder|<.*>|\$\{.*\})$", re.IGNORECASE
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- the seed's blocks --------------------------------------------------------------------------
+class SyncSwitches(Strict):
+    contacts: bool = True
+    events: bool = True
+    cancellations: bool = True
+
+
+class EventMappingEntry(Strict):
+    """One Calendly event type → Brevo list(s). Matched by URI, else slug, else name."""
+
+    list_id: int | None = Field(default=None, gt=0)
+    list_ids: tuple[int, ...] = ()
+    event_type_uri: str | None = None
+    slug: str | None = None
+    name: str | None = None
+
+    @field_validator("list_ids")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(i <= 0 for i in v):
+            raise ValueError("list ids are positive integers")
+        return v
+
+    @property
+    def lists(self) -> tuple[int, ...]:
+        ids = ((self.list_id,) if self.list_id else ()) + self.list_ids
+        return tuple(dict.fromkeys(ids))
+
+
+class WebhookSettings(Strict):
+    signing_key: SecretStr | None = None
+    #: Older keys still accepted while a rotation is in progress.
+    previous_signing_keys: tuple[SecretStr, ...] = ()
+    tolerance_seconds: int = Field(default=180, ge=1, le=3600)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        keys = [self.signing_key] if self.signing_key else []
+        keys += list(self.previous_signing_keys)
+        return tuple(k.get_secret_value() for k in keys if k.get_secret_value())
+
+
+class OAuthSettings(Strict):
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    redirect_uri: str | None = None
+    auth_url: str = "https://auth.calendly.com"
+    scopes: tuple[str, ...] = ()
+
+
+class CalendlySettings(Strict):
+    enabled: bool = True
+    access_token: SecretStr | None = None
+    api_url: str = DEFAULT_CALENDLY_API_URL
+    organization_uri: str | None = None
+    sync: SyncSwitches = SyncSwitches()
+    event_mapping: dict[str, EventMappingEntry] = {}
+    webhook: WebhookSettings = WebhookSettings()
+    oauth: OAuthSettings = OAuthSettings()
+    #: Seed debug block: ``debug: true`` logs PII; ``log_webhooks`` logs full payloads.
+    debug: bool = False
+    log_level: Literal["error", "warning", "info", "verbose", "debug"] = "info"
+    log_webhooks: bool = False
+    #: Also accept the field mapping nested here (the seed's indentation is ambiguous).
+    field_mapping: FieldMapping | None = None
+
+
+class FieldMapping(Strict):
+    """Calendly invitee fields → Brevo attribute names (upper case)."""
+
+    email: str = "email"
+    name: str | None = "FIRSTNAME"
+    first_name: str | None = None
+    last_name: str | None = "LASTNAME"
+    questions_and_answers: dict[str, str] = {}
+    event_type_name: str | None = "CALENDLY_EVENT_TYPE"
+    scheduled_at: str | None = "MEETING_DATE"
+    status: str | None = "BOOKING_STATUS"
+    timezone: str | None = None
+    cancel_url: str | None = None
+    reschedule_url: str | None = None
+    #: UTM tracking: ``utm_source: UTM_SOURCE`` etc.
+    tracking: dict[str, str] = {}
+    #: Region for phone numbers given without a country code (ISO 3166 alpha-2, e.g. "NL").
+    phone_default_region: str | None = None
+
+    @model_validator(mode="after")
+    def _attribute_names(self) -> FieldMapping:
+        names: dict[str, str | None] = {
+            k: getattr(self, k)
+            for k in (
+                "name",
+                "first_name",
+                "last_name",
+                "event_type_name",
+                "scheduled_at",
+                "status",
+                "timezone",
+                "cancel_url",
+                "reschedule_url",
+            )
+        }
+        names |= {f"questions_and_answers.{k}": v for k, v in self.questions_and_answers.items()}
+        names |= {f"tracking.{k}": v for k, v in self.tracking.items()}
+        for key, value in names.items():
+            if value is not None and not re.fullmatch(r"[A-Z][A-Z0-9_]*", value):
+                raise ValueError(
+                    f"{key}: Brevo attribute names are upper case letters, digits and _ "
+                    f"(got {value!r}, try {re.sub(r'[^A-Z0-9_]', '_', value.upper())!r})"
+                )
+        return self
+
+
+CalendlySettings.model_rebuild()
+
+
+class Connectors(Strict):
+    calendly: CalendlySettings = CalendlySettings()
+
+
+# --- the connector's own sections ---------------------------------------------------------------
+class Bucket(Strict):
+    rate: float = Field(gt=0, description="tokens per second")
+    burst: int = Field(ge=1, description="bucket capacity")
+
+
+PLAN_PRESETS: dict[str, dict[str, Bucket]] = {
+    # Brevo: 10 rps on /contacts and POST /events, 100/hour on everything else.
+    "general": {
+        "contacts": Bucket(rate=10, burst=10),
+        "events": Bucket(rate=10, burst=10),
+        "other": Bucket(rate=100 / 3600, burst=5),
+    },
+    # Professional and Enterprise: 20 rps.
+    "advanced": {
+        "contacts": Bucket(rate=20, burst=20),
+        "events": Bucket(rate=20, burst=20),
+        "other": Bucket(rate=100 / 3600, burst=5),
+    },
+}
+
+
+class BrevoEventNames(Strict):
+    created: str = "calendly_invitee_created"
+    rescheduled: str = "calendly_invitee_rescheduled"
+    canceled: str = "calendly_invitee_canceled"
+    no_show: str = "calendly_invitee_no_show"
+    no_show_deleted: str | None = None
+    routing_form_submitted: str | None = None
+
+
+class ListMove(Strict):
+    add: tuple[int, ...] = ()
+    remove: tuple[int, ...] = ()
+
+
+class ListMoves(Strict):
+    on_cancel: ListMove = ListMove()
+    on_no_show: ListMove = ListMove()
+
+
+class BrevoSettings(Strict):
+    api_key: SecretStr | None = None
+    api_url: str = DEFAULT_BREVO_API_URL
+    plan: Literal["general", "advanced"] = "general"
+    rate_limits: dict[Literal["contacts", "events", "other"], Bucket] = {}
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    events: BrevoEventNames = BrevoEventNames()
+    list_moves: ListMoves = ListMoves()
+    #: Where a phone number goes when the SMS identifier conflicts with another contact.
+    sms_fallback_attribute: str = "PHONE_TEXT"
+    #: Upsert the submitter of a routing form (``routing_form_submission.created``).
+    upsert_routing_form_submitters: bool = False
+
+    def bucket(self, family: str) -> Bucket:
+        return self.rate_limits.get(family) or PLAN_PRESETS[self.plan][family]  # type: ignore[call-overload]
+
+
+class ServerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+    shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class WorkerSettings(Strict):
+    processes: int = Field(default=1, ge=1, le=64)
+    threads: int = Field(default=4, ge=1, le=256)
+    shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
+    max_retries: int = Field(default=12, ge=0)
+    min_backoff_seconds: float = Field(default=1.0, gt=0)
+    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    max_age_seconds: int = Field(default=24 * 3600, gt=0)
+    metrics_port: int = Field(default=9191, ge=0, le=65535)
+    #: How long a claim may sit unfinished before another worker may take it over.
+    claim_lease_seconds: int = Field(default=300, ge=5)
+
+
+class StorageSettings(Strict):
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path("data")
+    #: Processed-event payloads older than this are pruned (PII does not pile up).
+    payload_retention_days: int = Field(default=30, ge=0)
+
+
+class SecuritySettings(Strict):
+    admin_token: SecretStr | None = None
+    #: Fernet key(s) that encrypt OAuth tokens and signing keys at rest (first one encrypts).
+    encryption_key: SecretStr | None = None
+
+
+class Settings(Strict):
+    connectors: Connectors = Connectors()
+    field_mapping: FieldMapping = FieldMapping()
+    brevo: BrevoSettings = BrevoSettings()
+    server: ServerSettings = ServerSettings()
+    worker: WorkerSettings = WorkerSettings()
+    storage: StorageSettings = StorageSettings()
+    security: SecuritySettings = SecuritySettings()
+
+    # -- derived views ---------------------------------------------------------------------------
+    @property
+    def calendly(self) -> CalendlySettings:
+        return self.connectors.calendly
+
+    @property
+    def mapping(self) -> FieldMapping:
+        return self.connectors.calendly.field_mapping or self.field_mapping
+
+    @property
+    def embedded(self) -> bool:
+        """No Redis configured: one process, SQLite queue and store."""
+        return not self.storage.redis_url
+
+    @property
+    def dry_run(self) -> bool:
+        """No Brevo key: the worker logs the calls it would make."""
+        key = self.brevo.api_key
+        return key is None or not key.get_secret_value()
+
+    @property
+    def database_url(self) -> str:
+        url = self.storage.database_url
+        if not url:
+            return f"sqlite:///{(self.storage.data_dir / 'calendly-brevo.db').as_posix()}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://") :]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    def require(self, *paths: str) -> None:
+        """Fail fast when a secret the caller needs is missing or a placeholder."""
+        for path in paths:
+            value: Any = self
+            for part in path.split("."):
+                value = getattr(value, part)
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env = next((k for k, p in ENV_OVERRIDES.items() if p == path), None)
+            fix = f"set {env} or {path} in the config file" if env else f"set {path}"
+            if not raw:
+                raise ConfigError(path, "is required here but not set", fix)
+            if isinstance(raw, str) and PLACEHOLDERS.match(raw.strip()):
+                raise ConfigError(path, "still holds a placeholder value", fix)
+
+
+#: Environment variable → dotted settings path. Applied after the file.
+ENV_OVERRIDES: dict[str, str] = {
+    "CALENDLY_WEBHOOK_SIGNING_KEY": "connectors.calendly.webhook.signing_key",
+    "CALENDLY_ACCESS_TOKEN": "connectors.calendly.access_token",
+    "CALENDLY_API_URL": "connectors.calendly.api_url",
+    "CALENDLY_ORGANIZATION_URI": "connectors.calendly.organization_uri",
+    "CALENDLY_CLIENT_ID": "connectors.calendly.oauth.client_id",
+    "CALENDLY_CLIENT_SECRET": "connectors.calendly.oauth.client_secret",
+    "CALENDLY_REDIRECT_URI": "connectors.calendly.oauth.redirect_uri",
+    "CALENDLY_AUTH_URL": "connectors.calendly.oauth.auth_url",
+    "BREVO_API_KEY": "brevo.api_key",
+    "BREVO_API_URL": "brevo.api_url",
+    "BREVO_PLAN": "brevo.plan",
+    "DATABASE_URL": "storage.database_url",
+    "REDIS_URL": "storage.redis_url",
+    "CONNECTOR_DATA_DIR": "storage.data_dir",
+    "HOST": "server.host",
+    "PORT": "server.port",
+    "PUBLIC_URL": "server.public_url",
+    "WORKER_PROCESSES": "worker.processes",
+    "WORKER_THREADS": "worker.threads",
+    "METRICS_PORT": "worker.metrics_port",
+    "CONNECTOR_ADMIN_TOKEN": "security.admin_token",
+    "CONNECTOR_ENCRYPTION_KEY": "security.encryption_key",
+    "LOG_LEVEL": "connectors.calendly.log_level",
+}
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset ``${VAR}`` becomes empty."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = env.get(m.group(1))
+        if value is None or (value == "" and m.group(2) is not None):
+            return m.group(2) or ""
+        return value
+
+    return _VAR.sub(sub, text)
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    node = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _blank_to_none(data: Any) -> Any:
+    """An interpolated-but-empty scalar (``"${UNSET}"`` → ``""``) means "not set"."""
+    if isinstance(data, dict):
+        return {k: _blank_to_none(v) for k, v in data.items() if v != ""}
+    if isinstance(data, list):
+        return [_blank_to_none(v) for v in data]
+    return data
+
+
+def _format_errors(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    first_path = "config"
+    for i, e in enumerate(err.errors()):
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if i == 0:
+            first_path = path
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key (check the spelling; see config.example.yaml)")
+        else:
+            lines.append(f"  {path}: {e['msg']}")
+    return ConfigError(first_path, f"{source} is invalid:\n" + "\n".join(lines))
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from a YAML file (optional) and the environment."""
+    env = os.environ if env is None else env
+    path = path or env.get("CONNECTOR_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "environment"
+    if path:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                "CONNECTOR_CONFIG", f"cannot read {path}: {exc.strerror}", "a readable YAML file"
+            ) from exc
+        try:
+            loaded = yaml.safe_load(interpolate(text, env))
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), f"not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                str(path), "the top level must be a mapping", "keys such as connectors:"
+            )
+        data = _blank_to_none(loaded)
+    for var, dotted in ENV_OVERRIDES.items():
+        value = env.get(var)
+        if value:
+            _set_path(data, dotted, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise _format_errors(exc, source) from None

@@ -1,0 +1,100 @@
+"""``calendly-brevo run``: receiver and worker in one process, SQLite store and queue.
+
+For small teams and for trying the connector: nothing but Python is needed. The queue is a
+SQLite file (:mod:`worker.sqlite_broker`), so an accepted webhook survives a restart. With no
+``BREVO_API_KEY`` the worker runs dry and logs the Brevo calls it would make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import dramatiq
+from aiohttp import web
+
+from calendly_brevo.bootstrap import Services
+from calendly_brevo.config import Settings
+from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.keyring import dev_key_path
+from calendly_brevo.logs import configure_logging, get_logger
+
+
+def banner(settings: Settings, host: str, port: int) -> str:
+    url = f"http://{host}:{port}"
+    mode = "embedded (SQLite queue and store in " + str(settings.storage.data_dir) + ")"
+    if settings.storage.redis_url:
+        mode = "Redis queue, " + ("Postgres" if "postgres" in settings.database_url else "SQLite")
+    brevo = (
+        "DRY RUN: no BREVO_API_KEY, Brevo calls are logged, not sent"
+        if settings.dry_run
+        else f"Brevo at {settings.brevo.api_url}"
+    )
+    key_note = ""
+    if dev_key_path(settings).exists() and not settings.calendly.webhook.keys:
+        key_note = f"\n  signing key: local development key in {dev_key_path(settings)}"
+    return (
+        f"\ncalendly-brevo is running: {mode}\n"
+        f"  webhooks:  POST {url}/webhooks/calendly\n"
+        f"  health:    {url}/healthz   ready: {url}/readyz   metrics: {url}/metrics\n"
+        f"  brevo:     {brevo}{key_note}\n"
+        f"  try it:    calendly-brevo simulate invitee.created --email ada@example.com "
+        f"--url {url}/webhooks/calendly\n"
+    )
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from receiver.main import build_app
+    from worker.runtime import build_runtime
+
+    log = get_logger("calendly_brevo.run")
+    services = Services(settings)
+    if services.engine.dialect.name == "sqlite":
+        upgrade(services.engine)
+    runtime = build_runtime(services)
+    worker = dramatiq.Worker(
+        runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
+    )
+    worker.start()
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, host, port, shutdown_timeout=settings.server.shutdown_timeout_seconds
+    )
+    await site.start()
+    print(banner(settings, host, port), file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def gauges() -> None:
+        from calendly_brevo import metrics
+        from worker.store import Store
+
+        store = Store(services.engine, services.sessions)
+        while True:
+            try:
+                depth = await asyncio.to_thread(services.enqueuer.depth)
+                for kind, n in depth.items():
+                    metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
+                metrics.DEAD_LETTERS.set(await asyncio.to_thread(store.open_dead_letters))
+            except Exception as exc:  # gauges are best effort
+                log.debug("gauge_refresh_failed", error=str(exc))
+            await asyncio.sleep(5)
+
+    refresher = asyncio.create_task(gauges())
+    await stop.wait()
+    log.info("shutting_down")
+    refresher.cancel()
+    await runner.cleanup()
+    await asyncio.to_thread(worker.stop, int(settings.worker.shutdown_timeout_seconds * 1000))
+    runtime.broker.close()
+    services.close()
+
+
+def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    configure_logging(settings)
+    asyncio.run(_serve(settings, host or settings.server.host, port or settings.server.port))

@@ -1,0 +1,157 @@
+"""One exception hierarchy for calendly-brevo.
+
+::
+
+    ConnectorError
+    ├── ConfigError                 bad or missing configuration; names the key path and the fix
+    ├── SignatureError              a webhook request that must be refused with 401
+    │   ├── MissingSignature
+    │   ├── MalformedSignature
+    │   ├── StaleSignature
+    │   └── InvalidSignature
+    ├── QueueUnavailable            the queue cannot take a message (receiver answers 503)
+    ├── PermanentError              retrying cannot help: the event goes to the dead-letter table
+    │   ├── UnmappableEvent         a payload that cannot be mapped (missing email, bad shape, ...)
+    │   ├── BrevoPermanentError     4xx from Brevo that a retry will not fix (400, 401, 403, 404)
+    │   ├── BrevoSetupError         attributes or lists the mapping needs do not exist in Brevo
+    │   └── CalendlyPermanentError  4xx from Calendly that a retry will not fix
+    │       ├── CalendlyAuthError       401: token expired, revoked or refresh token rejected
+    │       ├── CalendlyForbidden       403: missing scope or plan
+    │       ├── CalendlyNotFound        404
+    │       └── CalendlyConflict        409: already exists (e.g. a webhook for that URL)
+    └── TransientError              worth retrying later
+        ├── BrevoTransientError     429, 425, 5xx, timeouts, connection errors
+        ├── RateLimited             our own token bucket says wait; carries ``delay`` seconds
+        └── CalendlyTransientError  429, 5xx, timeouts from Calendly
+
+The worker turns a ``TransientError`` into ``dramatiq.Retry(delay=...)`` and lists
+``PermanentError`` in the actor's ``throws=`` so Dramatiq does not retry it; the dead-letter
+middleware stores it with its cause. Anything else is a bug: it is retried (bounded) and then
+dead-lettered, never acked and dropped.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """Configuration that cannot work. ``path`` is the dotted key, ``allowed`` what would."""
+
+    def __init__(self, path: str, problem: str, allowed: str | None = None) -> None:
+        self.path = path
+        self.problem = problem
+        self.allowed = allowed
+        message = f"config error at {path}: {problem}"
+        if allowed:
+            message += f" (allowed: {allowed})"
+        super().__init__(message)
+
+
+class SignatureError(ConnectorError):
+    """A webhook that is not provably from Calendly. ``reason`` is a short metric label."""
+
+    reason = "bad_signature"
+
+
+class MissingSignature(SignatureError):
+    reason = "unsigned"
+
+
+class MalformedSignature(SignatureError):
+    reason = "malformed_signature"
+
+
+class StaleSignature(SignatureError):
+    reason = "stale"
+
+
+class InvalidSignature(SignatureError):
+    reason = "bad_signature"
+
+
+class QueueUnavailable(ConnectorError):
+    """The queue (Redis or the embedded SQLite queue) could not durably take the event."""
+
+
+class PermanentError(ConnectorError):
+    """Retrying will not help. ``code`` is a short, low-cardinality label."""
+
+    code = "permanent"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class UnmappableEvent(PermanentError):
+    code = "unmappable"
+
+
+class BrevoPermanentError(PermanentError):
+    code = "brevo_permanent"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        brevo_code: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.brevo_code = brevo_code
+
+
+class BrevoSetupError(PermanentError):
+    code = "brevo_setup"
+
+
+class CalendlyPermanentError(PermanentError):
+    code = "calendly_permanent"
+
+
+class CalendlyAuthError(CalendlyPermanentError):
+    code = "calendly_unauthorized"
+
+
+class CalendlyForbidden(CalendlyPermanentError):
+    code = "calendly_forbidden"
+
+
+class CalendlyNotFound(CalendlyPermanentError):
+    code = "calendly_not_found"
+
+
+class CalendlyConflict(CalendlyPermanentError):
+    code = "calendly_conflict"
+
+
+class TransientError(ConnectorError):
+    """Worth retrying. ``delay`` (seconds) is a hint for the earliest useful retry."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class BrevoTransientError(TransientError):
+    def __init__(self, message: str, *, status: int | None = None, delay: float | None = None):
+        super().__init__(message, delay=delay)
+        self.status = status
+
+
+class RateLimited(TransientError):
+    """The shared token bucket has no token for ``family`` within the allowed wait."""
+
+    def __init__(self, family: str, delay: float) -> None:
+        super().__init__(f"rate limit for {family}: wait {delay:.2f}s", delay=delay)
+        self.family = family
+
+
+class CalendlyTransientError(TransientError):
+    pass

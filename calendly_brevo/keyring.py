@@ -1,0 +1,80 @@
+"""Which webhook signing keys the receiver accepts.
+
+Keys come from, in order: the config / ``CALENDLY_WEBHOOK_SIGNING_KEY`` (plus
+``webhook.previous_signing_keys`` during a rotation), the keys ``webhooks install`` stored
+(encrypted) in the database when the receiver can reach one, and — only in the embedded dry-run
+demo with nothing configured — a local development key kept in ``<data_dir>/dev-signing-key``
+so ``calendly-brevo simulate`` works out of the box.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import ConfigError
+from calendly_brevo.logs import get_logger
+
+log = get_logger("calendly_brevo.keyring")
+
+
+def dev_key_path(settings: Settings) -> Path:
+    return settings.storage.data_dir / "dev-signing-key"
+
+
+def ensure_dev_key(settings: Settings) -> str:
+    path = dev_key_path(settings)
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+class KeyRing:
+    """A callable the receiver asks for the current keys; database keys refresh every 30 s."""
+
+    def __init__(
+        self,
+        static: Sequence[str],
+        loader: Callable[[], Sequence[str]] | None = None,
+        refresh_seconds: float = 30.0,
+    ) -> None:
+        self.static = tuple(static)
+        self.loader = loader
+        self.refresh_seconds = refresh_seconds
+        self._loaded: tuple[str, ...] = ()
+        self._at = -1e9
+        self._keys = self.static
+
+    def __call__(self) -> Sequence[str]:
+        if self.loader is not None and time.monotonic() - self._at > self.refresh_seconds:
+            self._at = time.monotonic()
+            try:
+                self._loaded = tuple(self.loader())
+            except Exception as exc:  # keep the last good set; the database may be briefly away
+                log.warning("signing_keys_refresh_failed", error=f"{type(exc).__name__}")
+            self._keys = tuple(dict.fromkeys(self.static + self._loaded))
+        return self._keys
+
+
+def build_keyring(settings: Settings, loader: Callable[[], Sequence[str]] | None = None) -> KeyRing:
+    keys = list(settings.calendly.webhook.keys)
+    ring = KeyRing(keys, loader)
+    if not ring():
+        if settings.embedded and settings.dry_run:
+            ring = KeyRing([ensure_dev_key(settings)], loader)
+        else:
+            raise ConfigError(
+                "connectors.calendly.webhook.signing_key",
+                "no webhook signing key: every webhook would be refused",
+                "set CALENDLY_WEBHOOK_SIGNING_KEY, or run `calendly-brevo webhooks install`",
+            )
+    return ring

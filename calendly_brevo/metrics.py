@@ -1,0 +1,145 @@
+"""Prometheus metrics: every metric the connector exports, in one place.
+
+Names carry the ``calendly_brevo_`` prefix and ``_total`` / ``_seconds`` suffixes. Labels are
+low-cardinality only: event names are folded into a fixed set (:func:`event_label`), never an
+email, invitee URI or event id.
+
+Worker processes run in prometheus-client's multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR``
+is set (the ``worker`` command sets it), so N processes report as one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "calendly_brevo"
+
+KNOWN_EVENTS = frozenset(
+    {
+        "invitee.created",
+        "invitee.canceled",
+        "invitee_no_show.created",
+        "invitee_no_show.deleted",
+        "routing_form_submission.created",
+        "event_type.created",
+        "event_type.updated",
+        "event_type.deleted",
+    }
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+def event_label(name: object) -> str:
+    """Fold an event name into a bounded label value."""
+    return name if isinstance(name, str) and name in KNOWN_EVENTS else "other"
+
+
+# --- receiver ---------------------------------------------------------------------------------
+WEBHOOKS_RECEIVED = Counter(
+    f"{PREFIX}_webhooks_received_total",
+    "Webhook requests received, by event and outcome "
+    "(accepted, unsigned, bad_signature, malformed_signature, stale, too_large, malformed, "
+    "queue_down).",
+    ["event", "outcome"],
+)
+WEBHOOK_RECEIVE_SECONDS = Histogram(
+    f"{PREFIX}_webhook_receive_seconds",
+    "Time from request start to response for POST /webhooks/calendly.",
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- worker -----------------------------------------------------------------------------------
+EVENTS_PROCESSED = Counter(
+    f"{PREFIX}_events_processed_total",
+    "Events processed by the worker, by event and outcome "
+    "(applied, duplicate, ignored, retried, dead_lettered).",
+    ["event", "outcome"],
+)
+EVENT_PROCESSING_SECONDS = Histogram(
+    f"{PREFIX}_event_processing_seconds",
+    "Worker time spent on one event attempt.",
+    ["event"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_LAG_SECONDS = Histogram(
+    f"{PREFIX}_event_lag_seconds",
+    "End-to-end lag from receipt by the receiver to applied in Brevo.",
+    ["event"],
+    buckets=LAG_BUCKETS,
+)
+LAST_APPLIED_TIMESTAMP = Gauge(
+    f"{PREFIX}_last_event_applied_timestamp_seconds",
+    "Unix time of the last event applied.",
+    multiprocess_mode="max",
+)
+DEAD_LETTERED = Counter(
+    f"{PREFIX}_dead_lettered_total",
+    "Events written to the dead-letter table, by event and reason code.",
+    ["event", "reason"],
+)
+DEAD_LETTERS = Gauge(
+    f"{PREFIX}_dead_letters",
+    "Rows currently in the dead-letter table that have not been replayed.",
+    multiprocess_mode="max",
+)
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_queue_depth",
+    "Messages waiting in the queue (ready, delayed).",
+    ["queue", "kind"],
+    multiprocess_mode="max",
+)
+
+# --- Brevo ------------------------------------------------------------------------------------
+BREVO_REQUESTS = Counter(
+    f"{PREFIX}_brevo_requests_total",
+    "HTTP requests made to Brevo, by limit family and status code (or 'error').",
+    ["family", "status"],
+)
+BREVO_REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_brevo_request_seconds",
+    "Duration of HTTP requests to Brevo.",
+    ["family"],
+    buckets=LATENCY_BUCKETS,
+)
+BREVO_RATE_LIMITED = Counter(
+    f"{PREFIX}_brevo_429_total",
+    "429 Too Many Requests answers from Brevo, by family.",
+    ["family"],
+)
+BREVO_RATELIMIT_REMAINING = Gauge(
+    f"{PREFIX}_brevo_ratelimit_remaining",
+    "Last x-sib-ratelimit-remaining Brevo sent, by family.",
+    ["family"],
+    multiprocess_mode="min",
+)
+BREVO_RATELIMIT_LIMIT = Gauge(
+    f"{PREFIX}_brevo_ratelimit_limit",
+    "Last x-sib-ratelimit-limit Brevo sent, by family.",
+    ["family"],
+    multiprocess_mode="max",
+)
+RATELIMIT_WAIT_SECONDS = Histogram(
+    f"{PREFIX}_ratelimit_wait_seconds",
+    "Time spent waiting for a token from the shared bucket, by family.",
+    ["family"],
+    buckets=LATENCY_BUCKETS,
+)
+
+# --- Calendly ---------------------------------------------------------------------------------
+CALENDLY_REQUESTS = Counter(
+    f"{PREFIX}_calendly_requests_total",
+    "HTTP requests made to the Calendly API, by status code (or 'error').",
+    ["status"],
+)
+BACKFILL_INVITEES = Counter(
+    f"{PREFIX}_backfill_invitees_total",
+    "Invitees walked by backfill or reconcile, by outcome (enqueued, skipped).",
+    ["command", "outcome"],
+)
+WEBHOOK_SUBSCRIPTION_ACTIVE = Gauge(
+    f"{PREFIX}_webhook_subscription_active",
+    "1 when the connector's Calendly webhook subscription is active, 0 when disabled or missing.",
+    multiprocess_mode="min",
+)

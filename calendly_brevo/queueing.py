@@ -1,0 +1,248 @@
+"""The queue contract shared by the receiver, the CLI and the worker.
+
+The receiver must not import worker code, yet it enqueues Dramatiq messages: this module builds
+the message dict exactly as ``dramatiq.Message.asdict()`` would (actor ``process_event`` on queue
+``calendly``, args ``[raw_body, received_at, source]``) and writes it the way Dramatiq's
+``RedisBroker`` does (``HSET <ns>:<queue>.msgs id data`` + ``RPUSH <ns>:<queue> id``, in one
+MULTI so a crash cannot leave half a message). The embedded mode writes the same bytes into the
+SQLite queue of :mod:`worker.sqlite_broker`, which this module also owns the table of.
+
+Anything that enqueues (webhooks, backfill, reconcile, ``dlq replay``) goes through here, so a
+replayed event is byte-for-byte the message a webhook would have produced.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+
+from calendly_brevo.errors import QueueUnavailable
+
+QUEUE_NAME = "calendly"
+ACTOR_NAME = "process_event"
+NAMESPACE = "dramatiq"
+
+
+def build_message(body: str, *, received_at: float, source: str = "webhook") -> dict[str, Any]:
+    """A Dramatiq message dict for ``process_event(body, received_at, source)``."""
+    message_id = str(uuid.uuid4())
+    return {
+        "queue_name": QUEUE_NAME,
+        "actor_name": ACTOR_NAME,
+        "args": [body, received_at, source],
+        "kwargs": {},
+        "options": {"redis_message_id": message_id},
+        "message_id": message_id,
+        "message_timestamp": int(time.time() * 1000),
+    }
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def queue_key(namespace: str = NAMESPACE, queue: str = QUEUE_NAME) -> str:
+    return f"{namespace}:{queue}"
+
+
+class Enqueuer(Protocol):
+    """What the CLI and tests use to put an event on the queue (sync)."""
+
+    def enqueue(self, body: str, *, received_at: float, source: str) -> str: ...
+
+    def depth(self) -> dict[str, int]: ...
+
+
+# --- Redis --------------------------------------------------------------------------------------
+class AsyncRedisEnqueuer:
+    """Receiver side: one round trip (MULTI/HSET/RPUSH/EXEC) per accepted webhook."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str = NAMESPACE) -> None:
+        self.client = client
+        self.key = queue_key(namespace)
+
+    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str:
+        message = build_message(body, received_at=received_at, source=source)
+        rid = message["options"]["redis_message_id"]
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(f"{self.key}.msgs", rid, encode(message))
+                pipe.rpush(self.key, rid)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise QueueUnavailable(f"redis: {type(exc).__name__}") from exc
+        return str(message["message_id"])
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RedisEnqueuer:
+    """CLI side (backfill, reconcile, dlq replay): same bytes, sync client."""
+
+    def __init__(self, client: redis.Redis, namespace: str = NAMESPACE) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.key = queue_key(namespace)
+
+    def enqueue(self, body: str, *, received_at: float, source: str) -> str:
+        message = build_message(body, received_at=received_at, source=source)
+        rid = message["options"]["redis_message_id"]
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(f"{self.key}.msgs", rid, encode(message))
+                pipe.rpush(self.key, rid)
+                pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            raise QueueUnavailable(f"redis: {type(exc).__name__}") from exc
+        return str(message["message_id"])
+
+    def depth(self) -> dict[str, int]:
+        try:
+            return {
+                "ready": int(self.client.llen(self.key)),
+                "delayed": int(self.client.llen(f"{self.key}.DQ")),
+                "dead": int(self.client.zcard(f"{self.key}.XQ")),
+            }
+        except (redis.RedisError, OSError) as exc:
+            raise QueueUnavailable(f"redis: {type(exc).__name__}") from exc
+
+
+# --- SQLite (embedded) --------------------------------------------------------------------------
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    queue TEXT NOT NULL,
+    data BLOB NOT NULL,
+    eta INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'ready',
+    taken_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS ix_queue_messages_ready ON queue_messages (queue, state, eta, seq);
+"""
+
+
+class SqliteQueue:
+    """A durable FIFO in one SQLite file (WAL), safe for threads and for several processes.
+
+    ``put`` commits before it returns, so the receiver's 2xx means the event is on disk.
+    ``take`` marks a row ``taken``; ``ack`` deletes it; ``release_taken`` (run at start-up)
+    makes rows a dead process held ready again. Weakness, said plainly: it is one file on one
+    machine, so the embedded mode is for small teams; production uses Redis.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as conn:
+            conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    def put(self, queue: str, message_id: str, data: bytes, *, eta: int = 0) -> None:
+        try:
+            self._conn().execute(
+                "INSERT INTO queue_messages (id, queue, data, eta) VALUES (?, ?, ?, ?)",
+                (message_id, queue, data, eta),
+            )
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"sqlite: {exc}") from exc
+
+    def take(self, queue: str, now_ms: int) -> tuple[str, bytes] | None:
+        conn = self._conn()
+        row = conn.execute(
+            "UPDATE queue_messages SET state = 'taken', taken_at = ? WHERE seq = ("
+            " SELECT seq FROM queue_messages WHERE queue = ? AND state = 'ready' AND eta <= ?"
+            " ORDER BY seq LIMIT 1) RETURNING id, data",
+            (now_ms, queue, now_ms),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def ack(self, message_id: str) -> None:
+        self._conn().execute("DELETE FROM queue_messages WHERE id = ?", (message_id,))
+
+    def nack(self, message_id: str) -> None:
+        self._conn().execute("UPDATE queue_messages SET state = 'dead' WHERE id = ?", (message_id,))
+
+    def requeue(self, message_id: str) -> None:
+        self._conn().execute(
+            "UPDATE queue_messages SET state = 'ready', taken_at = NULL WHERE id = ?",
+            (message_id,),
+        )
+
+    def release_taken(self) -> int:
+        cur = self._conn().execute(
+            "UPDATE queue_messages SET state = 'ready', taken_at = NULL WHERE state = 'taken'"
+        )
+        return cur.rowcount
+
+    def count(self, queue: str, state: str = "ready") -> int:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM queue_messages WHERE queue = ? AND state = ?", (queue, state)
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def purge(self, queue: str) -> None:
+        self._conn().execute("DELETE FROM queue_messages WHERE queue = ?", (queue,))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class SqliteEnqueuer:
+    def __init__(self, queue: SqliteQueue) -> None:
+        self.queue = queue
+
+    def enqueue(self, body: str, *, received_at: float, source: str) -> str:
+        message = build_message(body, received_at=received_at, source=source)
+        self.queue.put(QUEUE_NAME, message["options"]["redis_message_id"], encode(message))
+        return str(message["message_id"])
+
+    def depth(self) -> dict[str, int]:
+        return {
+            "ready": self.queue.count(QUEUE_NAME),
+            "delayed": self.queue.count(f"{QUEUE_NAME}.DQ"),
+            "dead": self.queue.count(QUEUE_NAME, "dead"),
+        }
+
+
+def sqlite_queue_path(data_dir: Path) -> Path:
+    return data_dir / "queue.db"
+
+
+def make_enqueuer(redis_url: str | None, data_dir: Path) -> RedisEnqueuer | SqliteEnqueuer:
+    """The sync enqueuer for this deployment: Redis when configured, else the SQLite queue."""
+    if redis_url:
+        return RedisEnqueuer(redis.Redis.from_url(redis_url))
+    return SqliteEnqueuer(SqliteQueue(sqlite_queue_path(data_dir)))

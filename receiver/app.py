@@ -1,0 +1,156 @@
+"""The receiver: verify, enqueue, answer fast. It never calls Brevo or Calendly.
+
+``create_app(settings, queue=...)`` builds the aiohttp application; nothing happens at import
+time and tests use the same factory with a fake queue. ``POST /webhooks/calendly`` answers:
+
+====  ==========================================================================
+202   verified, parsed as a JSON object with an ``event``, durably enqueued
+400   signed correctly but not a JSON object with ``event`` and ``payload``
+401   unsigned, malformed signature header, forged, or outside the tolerance
+413   body larger than ``webhook.max_body_bytes``
+503   the queue could not take it: Calendly will retry
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from calendly_brevo import metrics
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import QueueUnavailable, SignatureError
+from calendly_brevo.logs import get_logger
+from calendly_brevo.signature import HEADER, verify
+from receiver.metrics_view import render_metrics
+
+log = get_logger("calendly_brevo.receiver")
+
+
+class Queue(Protocol):
+    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str: ...
+
+    async def ping(self) -> bool: ...
+
+
+SETTINGS = web.AppKey("settings", Settings)
+QUEUE = web.AppKey("queue", Queue)
+SIGNING_KEYS = web.AppKey("signing_keys", Callable[[], Sequence[str]])
+
+
+def _error(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"error": message, "reason": reason}, status=status)
+
+
+async def handle_webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    settings = request.app[SETTINGS]
+    hook = settings.calendly.webhook
+    event = "other"
+    outcome = "accepted"
+    try:
+        if request.content_length is not None and request.content_length > hook.max_body_bytes:
+            outcome = "too_large"
+            return _error(413, outcome, f"body larger than {hook.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            outcome = "too_large"
+            return _error(413, outcome, f"body larger than {hook.max_body_bytes} bytes")
+        try:
+            verify(
+                request.app[SIGNING_KEYS](),
+                body,
+                request.headers.get(HEADER),
+                time.time(),
+                hook.tolerance_seconds,
+            )
+        except SignatureError as exc:
+            outcome = exc.reason
+            return _error(401, exc.reason, str(exc))
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            outcome = "malformed"
+            return _error(400, outcome, "body is not JSON (UTF-8)")
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("event"), str)
+            or not isinstance(doc.get("payload"), dict)
+        ):
+            outcome = "malformed"
+            return _error(400, outcome, "expected a JSON object with 'event' and 'payload'")
+        event = metrics.event_label(doc["event"])
+        received_at = time.time()
+        try:
+            message_id = await request.app[QUEUE].enqueue(
+                body.decode(), received_at=received_at, source="webhook"
+            )
+        except QueueUnavailable as exc:
+            outcome = "queue_down"
+            log.error("webhook_enqueue_failed", event_name=doc["event"], error=str(exc))
+            return _error(503, outcome, "queue unavailable, retry later")
+        if settings.calendly.log_webhooks:
+            log.info("webhook_payload", event_name=doc["event"], payload=doc)
+        log.debug("webhook_accepted", event_name=doc["event"], message_id=message_id)
+        return web.json_response({"status": "accepted", "message_id": message_id}, status=202)
+    finally:
+        metrics.WEBHOOKS_RECEIVED.labels(event, outcome).inc()
+        metrics.WEBHOOK_RECEIVE_SECONDS.observe(time.perf_counter() - started)
+
+
+async def handle_healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    if await request.app[QUEUE].ping():
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "queue unavailable"}, status=503)
+
+
+async def handle_metrics(_request: web.Request) -> web.Response:
+    body = render_metrics()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    queue: Queue | None = None,
+    queue_factory: Callable[[], Awaitable[Queue]] | None = None,
+    signing_keys: Callable[[], Sequence[str]] | None = None,
+    extra_setup: Sequence[Callable[[web.Application], None]] = (),
+) -> web.Application:
+    """Build the receiver. Give ``queue`` (tests) or ``queue_factory`` (opened at start-up)."""
+    keys = tuple(settings.calendly.webhook.keys)
+    app = web.Application(client_max_size=settings.calendly.webhook.max_body_bytes)
+    app[SETTINGS] = settings
+    app[SIGNING_KEYS] = signing_keys or (lambda: keys)
+    if queue is not None:
+        app[QUEUE] = queue
+    elif queue_factory is not None:
+
+        async def open_queue(app: web.Application) -> AsyncIterator[None]:
+            q = await queue_factory()
+            app[QUEUE] = q
+            yield
+            close = getattr(q, "close", None)
+            if close is not None:
+                await close()
+
+        app.cleanup_ctx.append(open_queue)
+    else:
+        raise ValueError("create_app needs a queue or a queue_factory")
+    app.router.add_post("/webhooks/calendly", handle_webhook)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
+    for setup in extra_setup:
+        setup(app)
+    return app

@@ -1,0 +1,194 @@
+"""Worker processes: ``calendly-brevo worker --processes N --threads M``.
+
+The parent process supervises N children (spawned, not forked: each child opens its own Redis,
+Postgres and HTTP pools), restarts a child that dies, serves ``/metrics`` (all processes,
+prometheus-client multiprocess mode) and ``/healthz`` on ``worker.metrics_port``, and refreshes
+the queue-depth and dead-letter gauges. On SIGTERM it forwards SIGTERM to the children, each of
+which stops taking messages, finishes what it holds within ``worker.shutdown_timeout_seconds``
+and requeues the rest; Redis requeues anything a killed child held after the heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from calendly_brevo.config import Settings
+
+HEALTH = b'{"status":"ok"}'
+
+
+def _prepare_multiproc_dir() -> tuple[str, bool]:
+    """The multiprocess metrics directory, emptied; ``True`` when we created it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    created = not path
+    if not path:
+        path = tempfile.mkdtemp(prefix="calendly-brevo-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for child in Path(path).iterdir():
+        if child.is_file():
+            child.unlink()
+    # Dramatiq's own Prometheus middleware reads this name at import.
+    os.environ["dramatiq_prom_db"] = path
+    return path, created
+
+
+def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool = True) -> int:
+    """One worker process: consume until SIGTERM/SIGINT, then stop within the shutdown budget."""
+    import dramatiq
+
+    from calendly_brevo.bootstrap import Services
+    from calendly_brevo.logs import configure_logging, get_logger
+
+    configure_logging(settings)
+    log = get_logger("calendly_brevo.worker")
+    extra = []
+    if metrics_multiprocess and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from dramatiq.middleware.prometheus import Prometheus
+
+        extra.append(Prometheus())
+    from worker.runtime import build_runtime
+
+    services = Services(settings)
+    runtime = build_runtime(services, extra_middleware=extra)
+    runtime.broker.emit_after("process_boot")
+    worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=250)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    log.info("worker_started", pid=os.getpid(), threads=threads, dry_run=settings.dry_run)
+    stop.wait()
+    log.info("worker_stopping", timeout=settings.worker.shutdown_timeout_seconds)
+    worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
+    runtime.broker.emit_before("process_stop")
+    runtime.broker.close()
+    services.close()
+    log.info("worker_stopped")
+    return 0
+
+
+def _child(settings: Settings, threads: int) -> None:
+    os._exit(run_process(settings, threads))
+
+
+def _metrics_app(settings: Settings) -> Any:
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [HEALTH]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
+    from calendly_brevo import metrics
+    from calendly_brevo.bootstrap import Services
+    from calendly_brevo.logs import get_logger
+    from worker.store import Store
+
+    log = get_logger("calendly_brevo.worker")
+    services = Services(settings)
+    try:
+        store = Store(services.engine, services.sessions)
+        while not stop.wait(10.0):
+            try:
+                for kind, n in services.enqueuer.depth().items():
+                    metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
+                metrics.DEAD_LETTERS.set(store.open_dead_letters())
+            except Exception as exc:  # a gauge refresh must never take the supervisor down
+                log.debug("gauge_refresh_failed", error=type(exc).__name__)
+    finally:
+        services.close()
+
+
+def supervise(settings: Settings, processes: int, threads: int) -> int:
+    """Run ``processes`` worker processes until SIGTERM; restart any that die."""
+    from calendly_brevo.logs import configure_logging, get_logger
+
+    multiproc_dir, created_dir = _prepare_multiproc_dir()
+    configure_logging(settings)
+    log = get_logger("calendly_brevo.worker")
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = None
+    if settings.worker.metrics_port:
+        server = make_server(
+            "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
+            settings.worker.metrics_port,
+            _metrics_app(settings),
+            handler_class=_QuietHandler,
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        log.info("worker_metrics_listening", port=settings.worker.metrics_port)
+    threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
+
+    children: list[multiprocessing.process.BaseProcess] = []
+    for _ in range(processes):
+        p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
+        p.start()
+        children.append(p)
+    restarts = 0
+    while not stopping.wait(0.5):
+        for i, p in enumerate(children):
+            if not p.is_alive() and not stopping.is_set():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(p.pid or 0)
+                restarts += 1
+                log.warning(
+                    "worker_process_died", pid=p.pid, exitcode=p.exitcode, restarts=restarts
+                )
+                time.sleep(min(5.0, 0.2 * restarts))
+                q = ctx.Process(target=_child, args=(settings, threads), daemon=False)
+                q.start()
+                children[i] = q
+    log.info("worker_supervisor_stopping", children=len(children))
+    for p in children:
+        if p.is_alive() and p.pid:
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + settings.worker.shutdown_timeout_seconds + 5
+    for p in children:
+        p.join(max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            log.error("worker_process_killed", pid=p.pid)
+            p.kill()
+            p.join(5)
+    if server is not None:
+        server.shutdown()
+    if created_dir:
+        shutil.rmtree(multiproc_dir, ignore_errors=True)
+    return 0

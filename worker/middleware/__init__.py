@@ -1,0 +1,1 @@
+"""Dramatiq middleware: one file each; hooks do nothing unless overridden."""

@@ -1,0 +1,280 @@
+"""One event, start to finish: parse, identify, claim, update state, project, call Brevo, record.
+
+Plain code over injected parts (settings, :class:`~worker.store.Store`, a Brevo client), so it runs
+the same under Dramatiq, in the embedded mode and in tests. The actor only decides whether this
+attempt is the last (``final``) and turns :class:`TransientError` into ``dramatiq.Retry``.
+
+Outcomes: ``applied``, ``duplicate`` (already processed: nothing done), ``ignored`` (an event
+the connector records but does not map, or a sync switch is off), ``dead_lettered`` (permanent
+failure, or the last attempt failed transiently: stored with its cause, never dropped).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from calendly_brevo import metrics
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import PermanentError, TransientError, UnmappableEvent
+from calendly_brevo.events import HANDLED_EVENTS, Envelope, EventIdentity, identify, parse_envelope
+from calendly_brevo.logs import get_logger
+from calendly_brevo.projection import (
+    ContactProjection,
+    custom_event,
+    effects_enabled,
+    project_contact,
+    routing_form_contact,
+)
+from calendly_brevo.state import mark_from_event, record_from_event
+from worker.store import Store
+
+log = get_logger("calendly_brevo.worker")
+
+
+class BrevoPort(Protocol):
+    def upsert_contact(
+        self,
+        email: str,
+        attributes: dict[str, Any],
+        list_ids: tuple[int, ...] | list[int] = (),
+        unlink_list_ids: tuple[int, ...] | list[int] = (),
+    ) -> Any: ...
+
+    def create_event(
+        self,
+        event_name: str,
+        *,
+        email: str,
+        properties: dict[str, Any] | None = None,
+        contact_properties: dict[str, Any] | None = None,
+        event_date: str | None = None,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    event_name: str | None = None
+    event_id: str | None = None
+    detail: str | None = None
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, brevo: BrevoPort) -> None:
+        self.settings = settings
+        self.store = store
+        self.brevo = brevo
+
+    def process(
+        self,
+        body: str,
+        received_at: float,
+        source: str = "webhook",
+        *,
+        attempt: int = 1,
+        final: bool = False,
+    ) -> Outcome:
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
+        received = datetime.fromtimestamp(received_at, UTC) if received_at else None
+        name: str | None = None
+        try:
+            try:
+                env = parse_envelope(body)
+                name = env.event
+                ident = identify(env)
+            except UnmappableEvent as exc:
+                outcome = self._dead_letter(
+                    None, name, exc.code, str(exc), attempt, body, source, received
+                )
+                return outcome
+            structlog.contextvars.bind_contextvars(
+                event_id=ident.event_id, event_name=ident.event_name
+            )
+            outcome = self._process(env, ident, body, source, received, attempt, final)
+            if outcome.status == "applied" and received_at:
+                metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
+                    max(0.0, time.time() - received_at)
+                )
+                metrics.LAST_APPLIED_TIMESTAMP.set(time.time())
+            return outcome
+        except TransientError:
+            metrics.EVENTS_PROCESSED.labels(metrics.event_label(name), "retried").inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.EVENT_PROCESSING_SECONDS.labels(metrics.event_label(name)).observe(elapsed)
+            structlog.contextvars.unbind_contextvars("source", "attempt", "event_id", "event_name")
+
+    # -------------------------------------------------------------------------------------------
+    def _process(
+        self,
+        env: Envelope,
+        ident: EventIdentity,
+        body: str,
+        source: str,
+        received: datetime | None,
+        attempt: int,
+        final: bool,
+    ) -> Outcome:
+        lock_on = ident.email or ident.event_id
+        with self.store.contact_lock(lock_on):
+            claim = self.store.claim(
+                event_id=ident.event_id,
+                event_name=ident.event_name,
+                invitee_uri=ident.invitee_uri,
+                email=ident.email,
+                payload=body,
+                source=source,
+                received_at=received,
+            )
+            if claim.duplicate:
+                return self._done(ident, "duplicate", record=False)
+            try:
+                status = self._apply(env, ident, claim.effects)
+            except PermanentError as exc:
+                return self._dead_letter(
+                    ident.event_id,
+                    ident.event_name,
+                    exc.code,
+                    str(exc),
+                    claim.attempts,
+                    body,
+                    source,
+                    received,
+                )
+            except TransientError as exc:
+                if final:
+                    return self._dead_letter(
+                        ident.event_id,
+                        ident.event_name,
+                        "retries_exhausted",
+                        f"{type(exc).__name__}: {exc}",
+                        claim.attempts,
+                        body,
+                        source,
+                        received,
+                    )
+                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                log.warning("event_retry", error=str(exc), delay=exc.delay)
+                raise
+            except Exception as exc:
+                # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
+                if final:
+                    return self._dead_letter(
+                        ident.event_id,
+                        ident.event_name,
+                        "error",
+                        f"{type(exc).__name__}: {exc}",
+                        claim.attempts,
+                        body,
+                        source,
+                        received,
+                    )
+                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                raise
+            return self._done(ident, status)
+
+    def _apply(self, env: Envelope, ident: EventIdentity, effects: dict[str, Any]) -> str:
+        settings = self.settings
+        name = ident.event_name
+        if name not in HANDLED_EVENTS:
+            return "ignored"
+        contact_on, event_on = effects_enabled(name, settings)
+        if not contact_on and not event_on:
+            return "ignored"
+        if name == "routing_form_submission.created":
+            projection = routing_form_contact(env, settings)
+            if projection is None:
+                return "ignored"
+            if contact_on:
+                self._upsert(ident.event_id, projection, effects)
+            self._send_event(ident, env, None, effects, event_on, projection.email)
+            return "applied"
+
+        email = ident.email
+        if not email:
+            raise UnmappableEvent("invitee has no email")
+        record = record_from_event(env)
+        if record is not None:
+            record = self.store.save_invitee(record)
+        mark = mark_from_event(env)
+        if mark is not None:
+            self.store.save_mark(mark)
+        records, marks = self.store.contact_state(email)
+        projection = project_contact(email, records, marks, settings)
+        if contact_on:
+            self._upsert(ident.event_id, projection, effects)
+        self._send_event(ident, env, record, effects, event_on, email)
+        return "applied"
+
+    def _upsert(
+        self, event_id: str, projection: ContactProjection, effects: dict[str, Any]
+    ) -> None:
+        if effects.get("contact"):
+            return
+        self.brevo.upsert_contact(
+            projection.email,
+            projection.attributes,
+            list_ids=projection.list_ids,
+            unlink_list_ids=projection.unlink_list_ids,
+        )
+        self.store.record_effect(event_id, "contact")
+
+    def _send_event(
+        self,
+        ident: EventIdentity,
+        env: Envelope,
+        record: Any,
+        effects: dict[str, Any],
+        enabled: bool,
+        email: str,
+    ) -> None:
+        if not enabled or effects.get("event"):
+            return
+        event = custom_event(ident, env, record, self.settings)
+        if event is None:
+            return
+        self.brevo.create_event(
+            event.name, email=email, properties=event.properties, event_date=event.event_date
+        )
+        self.store.record_effect(ident.event_id, "event", event.name)
+
+    # -------------------------------------------------------------------------------------------
+    def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:
+        if record:
+            self.store.finish(ident.event_id, status)
+        metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
+        log.info("event_" + status)
+        return Outcome(status, ident.event_name, ident.event_id)
+
+    def _dead_letter(
+        self,
+        event_id: str | None,
+        event_name: str | None,
+        reason: str,
+        error: str,
+        attempts: int,
+        body: str,
+        source: str,
+        received: datetime | None,
+    ) -> Outcome:
+        dl_id = self.store.dead_letter(
+            event_id=event_id,
+            event_name=event_name,
+            reason=reason,
+            error=error,
+            attempts=attempts,
+            payload=body,
+            source=source,
+            received_at=received,
+        )
+        metrics.EVENTS_PROCESSED.labels(metrics.event_label(event_name), "dead_lettered").inc()
+        metrics.DEAD_LETTERED.labels(metrics.event_label(event_name), reason).inc()
+        log.error("event_dead_lettered", reason=reason, error=error, dead_letter_id=dl_id)
+        return Outcome("dead_lettered", event_name, event_id, error)

@@ -1,0 +1,276 @@
+"""Database access for the worker: claims, invitee state, effects and dead letters.
+
+Concurrency model, stated plainly:
+
+- All work on one contact (one email) runs under :meth:`Store.contact_lock`: a Postgres session
+  advisory lock on a 64-bit hash of the email (a process-local lock on SQLite, where the embedded
+  mode is one process). So two workers never interleave Brevo updates for one contact, and two
+  deliveries of the same event id serialise: the second sees ``applied`` and does nothing.
+- A claim is a row in ``processed_events``. ``applied``/``ignored`` mean done; anything else
+  (``processing`` from a worker that died, ``failed``, ``dead`` after a fix and replay) is
+  processed again. ``effects`` remembers which Brevo calls already succeeded, so a retry after a
+  partial success does not send the custom event again.
+- The weak spot: a worker killed after Brevo accepted the custom event but before ``effects`` was
+  committed sends it again on redelivery. Brevo's ``POST /events`` has no idempotency key, so the
+  window cannot be closed from here; it is one commit wide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent
+from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
+
+DONE = frozenset({"applied", "ignored"})
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def lock_key(value: str) -> int:
+    """A signed 64-bit advisory-lock key for ``value``."""
+    return int.from_bytes(hashlib.sha256(value.encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass
+class Claim:
+    event_id: str
+    duplicate: bool
+    attempts: int
+    effects: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.is_postgres = engine.dialect.name == "postgresql"
+        self._locks = [threading.Lock() for _ in range(64)]
+
+    # -- locking -----------------------------------------------------------------------------
+    @contextmanager
+    def contact_lock(self, key: str) -> Iterator[None]:
+        if self.is_postgres:
+            k = lock_key(key)
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": k})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": k})
+                    conn.commit()
+        else:
+            with self._locks[lock_key(key) % len(self._locks)]:
+                yield
+
+    # -- claims ------------------------------------------------------------------------------
+    def claim(
+        self,
+        *,
+        event_id: str,
+        event_name: str,
+        invitee_uri: str | None,
+        email: str | None,
+        payload: str,
+        source: str,
+        received_at: datetime | None,
+    ) -> Claim:
+        """Claim ``event_id`` for processing. Call under the contact lock."""
+        with self.sessions.begin() as s:
+            row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
+            ts = now()
+            if row is None:
+                s.add(
+                    ProcessedEvent(
+                        event_id=event_id,
+                        event_name=event_name,
+                        invitee_uri=invitee_uri,
+                        email=email,
+                        status="processing",
+                        source=source,
+                        attempts=1,
+                        effects={},
+                        payload=payload,
+                        received_at=received_at,
+                        claimed_at=ts,
+                        created_at=ts,
+                        updated_at=ts,
+                    )
+                )
+                return Claim(event_id, duplicate=False, attempts=1)
+            if row.status in DONE:
+                return Claim(event_id, duplicate=True, attempts=row.attempts, effects=row.effects)
+            row.status = "processing"
+            row.attempts += 1
+            row.claimed_at = ts
+            row.updated_at = ts
+            if row.payload is None:
+                row.payload = payload
+            return Claim(
+                event_id, duplicate=False, attempts=row.attempts, effects=dict(row.effects)
+            )
+
+    def record_effect(self, event_id: str, effect: str, value: Any = True) -> None:
+        with self.sessions.begin() as s:
+            row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
+            if row is not None:
+                row.effects = {**row.effects, effect: value}
+                row.updated_at = now()
+
+    def finish(self, event_id: str, status: str, error: str | None = None) -> None:
+        ts = now()
+        values: dict[str, Any] = {"status": status, "updated_at": ts, "last_error": error}
+        if status in DONE:
+            values["applied_at"] = ts
+        with self.sessions.begin() as s:
+            s.execute(
+                update(ProcessedEvent).where(ProcessedEvent.event_id == event_id).values(values)
+            )
+
+    def status_of(self, event_id: str) -> str | None:
+        with self.sessions() as s:
+            return s.scalar(
+                select(ProcessedEvent.status).where(ProcessedEvent.event_id == event_id)
+            )
+
+    # -- invitee state -----------------------------------------------------------------------
+    def save_invitee(self, record: InviteeRecord) -> InviteeRecord:
+        """Merge ``record`` into the stored one (a join: any order gives the same result)."""
+        with self.sessions.begin() as s:
+            row = s.get(Invitee, record.invitee_uri, with_for_update=self.is_postgres)
+            existing = InviteeRecord.from_dict(row.data) if row is not None else None
+            merged = merge_invitee(existing, record)
+            if row is None:
+                s.add(
+                    Invitee(
+                        invitee_uri=merged.invitee_uri,
+                        email=merged.email,
+                        status=merged.status,
+                        data=merged.to_dict(),
+                        updated_at=now(),
+                    )
+                )
+            else:
+                row.email = merged.email
+                row.status = merged.status
+                row.data = merged.to_dict()
+                row.updated_at = now()
+            return merged
+
+    def save_mark(self, mark: NoShowMark) -> NoShowMark:
+        with self.sessions.begin() as s:
+            row = s.get(NoShow, mark.no_show_uri, with_for_update=self.is_postgres)
+            existing = (
+                NoShowMark(
+                    no_show_uri=row.no_show_uri,
+                    invitee_uri=row.invitee_uri,
+                    created=row.created,
+                    deleted=row.deleted,
+                    marked_at=row.marked_at,
+                )
+                if row is not None
+                else None
+            )
+            merged = merge_no_show(existing, mark)
+            if row is None:
+                s.add(
+                    NoShow(
+                        no_show_uri=merged.no_show_uri,
+                        invitee_uri=merged.invitee_uri,
+                        created=merged.created,
+                        deleted=merged.deleted,
+                        marked_at=merged.marked_at,
+                        updated_at=now(),
+                    )
+                )
+            else:
+                row.created, row.deleted, row.marked_at = (
+                    merged.created,
+                    merged.deleted,
+                    merged.marked_at,
+                )
+                row.updated_at = now()
+            return merged
+
+    def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
+        with self.sessions() as s:
+            rows = s.scalars(select(Invitee).where(Invitee.email == email)).all()
+            records = [InviteeRecord.from_dict(r.data) for r in rows]
+            uris = [r.invitee_uri for r in rows]
+            marks = (
+                [
+                    NoShowMark(
+                        no_show_uri=m.no_show_uri,
+                        invitee_uri=m.invitee_uri,
+                        created=m.created,
+                        deleted=m.deleted,
+                        marked_at=m.marked_at,
+                    )
+                    for m in s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(uris))).all()
+                ]
+                if uris
+                else []
+            )
+        return records, marks
+
+    def email_of(self, invitee_uri: str) -> str | None:
+        with self.sessions() as s:
+            return s.scalar(select(Invitee.email).where(Invitee.invitee_uri == invitee_uri))
+
+    # -- dead letters ------------------------------------------------------------------------
+    def dead_letter(
+        self,
+        *,
+        event_id: str | None,
+        event_name: str | None,
+        reason: str,
+        error: str,
+        attempts: int,
+        payload: str,
+        source: str,
+        received_at: datetime | None,
+    ) -> int:
+        with self.sessions.begin() as s:
+            dl = DeadLetter(
+                event_id=event_id,
+                event_name=event_name,
+                reason=reason,
+                error=error[:4000],
+                attempts=attempts,
+                payload=payload,
+                source=source,
+                received_at=received_at,
+                created_at=now(),
+            )
+            s.add(dl)
+            if event_id is not None:
+                s.execute(
+                    update(ProcessedEvent)
+                    .where(ProcessedEvent.event_id == event_id)
+                    .values(status="dead", last_error=error[:4000], updated_at=now())
+                )
+            s.flush()
+            return int(dl.id)
+
+    def open_dead_letters(self) -> int:
+        with self.sessions() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(DeadLetter)
+                    .where(DeadLetter.replayed_at.is_(None))
+                )
+                or 0
+            )
