@@ -1,0 +1,1 @@
+"""Fake HTTP servers (Brevo, ...) for tests and the demo."""

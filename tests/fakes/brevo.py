@@ -1,0 +1,231 @@
+"""A fake Brevo API v3 for tests and the demo: the public entry points.
+
+    with running_fake_brevo(api_key="k", lists={10: "Booked"}) as brevo:
+        httpx.post(f"{brevo.base_url}/contacts", headers={"api-key": "k"}, json={...})
+        assert brevo.state.violations == []
+
+- :class:`FakeBrevo` (``brevo_state``): the account's state and the fake's knobs.
+- :func:`create_fake_brevo_app` (``brevo_app``): the aiohttp app, for ``aiohttp_client``.
+- :func:`running_fake_brevo` / :class:`FakeBrevoServer`: the app on 127.0.0.1 on a free port,
+  in a background thread with its own event loop; works as ``with`` and ``async with``.
+- ``python -m tests.fakes.brevo --port 8081 [--api-key K] [--lists 10,11]`` serves it.
+
+Module map: ``openapi_validation`` (spec, cached per process), ``brevo_records`` (dataclasses),
+``brevo_faults`` (rate windows, fault rules), ``brevo_ops`` (Brevo's semantics),
+``brevo_control`` (``/__fake__/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from aiohttp import web
+
+from tests.fakes.brevo_app import create_fake_brevo_app
+from tests.fakes.brevo_faults import FaultRule
+from tests.fakes.brevo_records import Attribute, Family
+from tests.fakes.brevo_state import FakeBrevo
+
+__all__ = [
+    "Attribute",
+    "FakeBrevo",
+    "FakeBrevoServer",
+    "create_fake_brevo_app",
+    "main",
+    "running_fake_brevo",
+]
+
+T = TypeVar("T")
+
+
+class FakeBrevoServer:
+    """The fake on 127.0.0.1 in a daemon thread with its own event loop.
+
+    ``state`` is mutated only on that loop. Use :meth:`call` (or the helpers built on it) to
+    change it while the server runs; plain reads of ``state`` from the test are fine when no
+    request is in flight, and :meth:`snapshot` gives a consistent copy at any time.
+    """
+
+    def __init__(self, state: FakeBrevo, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.state = state
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (the control API is at ``url + "/__fake__"``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """Brevo's base URL on the fake: ``http://127.0.0.1:PORT/v3``."""
+        return f"{self.url}/v3"
+
+    def start(self) -> Self:
+        app = create_fake_brevo_app(self.state)  # parse the spec here, not on the loop thread
+        self._thread = threading.Thread(
+            target=self._serve, args=(app,), daemon=True, name="fake-brevo"
+        )
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error is not None:
+            raise RuntimeError("fake Brevo did not start") from self._error
+        return self
+
+    def _serve(self, app: web.Application) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port)
+            loop.run_until_complete(site.start())
+            self.port = self._runner.addresses[0][1]
+        except BaseException as error:  # handed to start(), which raises it
+            self._error = error
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the server loop and return its result."""
+        if self._loop is None or not self._loop.is_running():
+            return fn(*args, **kwargs)
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # re-raised in the caller's thread
+                future.set_exception(error)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(timeout=10)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.call(self.state.snapshot)
+
+    def inject(self, kind: str, **options: Any) -> FaultRule:
+        return self.call(self.state.inject, kind, **options)
+
+    def clear_faults(self) -> None:
+        self.call(self.state.clear_faults)
+
+    def set_limit(self, family: Family, limit: int, window_seconds: float) -> None:
+        self.call(self.state.set_limit, family, limit, window_seconds)
+
+    def add_list(self, name: str | None = None, *, list_id: int | None = None) -> int:
+        return self.call(self.state.add_list, name, list_id=list_id)
+
+    def add_attribute(self, name: str, type: str = "text", category: str = "normal") -> None:
+        self.call(self.state.add_attribute, name, type, category)
+
+    def reset(self) -> None:
+        self.call(self.state.reset)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+@contextmanager
+def running_fake_brevo(
+    state: FakeBrevo | None = None, *, port: int = 0, **options: Any
+) -> Iterator[FakeBrevoServer]:
+    """Start a fake Brevo (``options`` go to :class:`FakeBrevo`), stop it on exit.
+
+    In async tests ``async with FakeBrevoServer(FakeBrevo(...))`` avoids blocking the loop
+    while the server thread starts and stops; the plain ``with`` works there too.
+    """
+    if state is not None and options:
+        raise TypeError(f"pass either state or FakeBrevo options, not both: {sorted(options)}")
+    server = FakeBrevoServer(state or FakeBrevo(**options), port=port)
+    with server:
+        yield server
+
+
+def _parse_lists(text: str) -> dict[int, str]:
+    return {int(part): f"List {int(part)}" for part in text.split(",") if part.strip()}
+
+
+async def _serve_forever(state: FakeBrevo, host: str, port: int) -> None:
+    runner = web.AppRunner(create_fake_brevo_app(state), shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1]
+    print(
+        f"fake Brevo listening on http://{host}:{bound}/v3 "
+        f"(control: http://{host}:{bound}/__fake__/state)",
+        flush=True,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fakes.brevo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--api-key", default=None, help="require this api-key header")
+    parser.add_argument(
+        "--lists",
+        type=_parse_lists,
+        default={},
+        help="comma-separated list ids to pre-create, e.g. 10,11",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
+    args = parser.parse_args(argv)
+    state = FakeBrevo(api_key=args.api_key, lists=args.lists, seed=args.seed)
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(state, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
