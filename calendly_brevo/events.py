@@ -1,0 +1,358 @@
+"""Calendly webhook payloads: tolerant models, the event id, and who an event is about.
+
+Parsing is tolerant on purpose. Real deliveries differ from Calendly's examples: unknown fields
+are kept (``extra="allow"``), ``first_name``/``last_name`` are null unless the event type splits
+the name, ``cancellation.reason`` may be ``""``, payloads from before 2023 have no embedded
+``scheduled_event``, ``no_show`` is usually null. A text field that arrives with the wrong JSON
+type becomes ``None`` instead of failing the event; only what the connector cannot work without
+(the envelope, an invitee's URI and email) raises :class:`~calendly_brevo.errors.UnmappableEvent`.
+
+Event id (DESIGN invariant 2)::
+
+    sha256("calendly-brevo/event-id" + json([version, event name, subject, no-show URI]))
+
+``subject`` is the invitee URI for the four invitee events; the no-show URI is added only for
+``invitee_no_show.*``. Retries, overlapping subscriptions and backfill replays of one logical
+event therefore share one id. Events without an invitee use :func:`fallback_key`: the
+submission URI for ``routing_form_submission.created``; for anything else the payload ``uri``
+plus its ``updated_at``/``deleted_at``/``created_at`` (else the envelope's ``created_at``); a
+payload without ``uri`` hashes its canonical JSON. Weak spot: an ``invitee_no_show.deleted``
+without a ``no_show`` object (Calendly's own example has none) is identified by invitee URI
+only, so marking, unmarking, marking and unmarking one invitee again dedups the second unmark.
+
+Emails are NFC-normalised, stripped and lower-cased as a whole (local part too). Brevo matches
+emails case-insensitively, and the connector keys invitee state by email, so ``John@X.com`` and
+``john@x.com`` must land on one contact. ``casefold`` is not used: it rewrites ``ß`` to ``ss``
+and would change the address. Plus-addressing and non-ASCII characters are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from calendly_brevo.errors import UnmappableEvent
+
+INVITEE_CREATED: Final = "invitee.created"
+INVITEE_CANCELED: Final = "invitee.canceled"
+NO_SHOW_CREATED: Final = "invitee_no_show.created"
+NO_SHOW_DELETED: Final = "invitee_no_show.deleted"
+ROUTING_FORM_SUBMITTED: Final = "routing_form_submission.created"
+
+#: Events whose payload is an invitee.
+INVITEE_EVENTS: Final = frozenset(
+    {INVITEE_CREATED, INVITEE_CANCELED, NO_SHOW_CREATED, NO_SHOW_DELETED}
+)
+#: Events the connector acts on. Anything else is recorded and acked as "ignored".
+HANDLED_EVENTS: Final = INVITEE_EVENTS | {ROUTING_FORM_SUBMITTED}
+
+#: Bump only together with a migration that rewrites stored ids: a new version re-processes
+#: every replayed event once.
+EVENT_ID_VERSION: Final = "v1"
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
+
+
+def _loose_str(value: Any) -> Any:
+    """Strings stay, numbers become text, anything else (objects, lists) becomes ``None``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _null_is_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
+def _null_is_false(value: Any) -> Any:
+    return False if value is None else value
+
+
+def _object_or_none(value: Any) -> Any:
+    return value if isinstance(value, dict) else None
+
+
+Text = Annotated[str | None, BeforeValidator(_loose_str)]
+
+
+class Tolerant(BaseModel):
+    """Keeps unknown fields; missing ones default to ``None``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class QuestionAnswer(Tolerant):
+    question: Text = None
+    answer: Text = None
+    position: int | None = None
+    question_uuid: Text = None
+
+
+class Tracking(Tolerant):
+    utm_campaign: Text = None
+    utm_source: Text = None
+    utm_medium: Text = None
+    utm_content: Text = None
+    utm_term: Text = None
+    salesforce_uuid: Text = None
+
+
+class Cancellation(Tolerant):
+    canceled_by: Text = None
+    reason: Text = None
+    canceler_type: Text = None
+    created_at: Text = None
+
+
+class NoShow(Tolerant):
+    uri: Text = None
+    created_at: Text = None
+
+
+class Location(Tolerant):
+    type: Text = None
+    location: Text = None
+    join_url: Text = None
+
+
+class ScheduledEvent(Tolerant):
+    uri: Text = None
+    name: Text = None
+    status: Text = None
+    start_time: Text = None
+    end_time: Text = None
+    event_type: Text = None
+    location: Annotated[Location | None, BeforeValidator(_object_or_none)] = None
+    cancellation: Annotated[Cancellation | None, BeforeValidator(_object_or_none)] = None
+
+
+QAList = Annotated[list[QuestionAnswer], BeforeValidator(_null_is_empty)]
+
+
+class InviteePayload(Tolerant):
+    """``payload`` of ``invitee.*`` and ``invitee_no_show.*`` (Calendly's Invitee)."""
+
+    uri: Text = None
+    email: Text = None
+    name: Text = None
+    first_name: Text = None
+    last_name: Text = None
+    status: Text = None
+    timezone: Text = None
+    #: URI of the scheduled event (a string, not the embedded object).
+    event: Text = None
+    created_at: Text = None
+    updated_at: Text = None
+    questions_and_answers: QAList = []
+    tracking: Annotated[Tracking | None, BeforeValidator(_object_or_none)] = None
+    text_reminder_number: Text = None
+    rescheduled: Annotated[bool, BeforeValidator(_null_is_false)] = False
+    old_invitee: Text = None
+    new_invitee: Text = None
+    cancel_url: Text = None
+    reschedule_url: Text = None
+    routing_form_submission: Text = None
+    scheduling_method: Text = None
+    cancellation: Annotated[Cancellation | None, BeforeValidator(_object_or_none)] = None
+    no_show: Annotated[NoShow | None, BeforeValidator(_object_or_none)] = None
+    scheduled_event: Annotated[ScheduledEvent | None, BeforeValidator(_object_or_none)] = None
+
+
+class RoutingFormSubmission(Tolerant):
+    """``payload`` of ``routing_form_submission.created``."""
+
+    uri: Text = None
+    routing_form: Text = None
+    questions_and_answers: QAList = []
+    tracking: Annotated[Tracking | None, BeforeValidator(_object_or_none)] = None
+    result: dict[str, Any] | None = None
+    submitter: Text = None
+    submitter_type: Text = None
+    created_at: Text = None
+    updated_at: Text = None
+
+
+class Envelope(Tolerant):
+    """``{event, created_at, created_by, payload}``: what Calendly POSTs."""
+
+    event: str
+    created_at: Text = None
+    created_by: Text = None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventIdentity:
+    event_id: str
+    event_name: str
+    invitee_uri: str | None
+    #: Normalised (see module docstring); ``None`` for events that are not about a person.
+    email: str | None
+    no_show_uri: str | None = None
+
+    @property
+    def handled(self) -> bool:
+        return self.event_name in HANDLED_EVENTS
+
+
+def parse_envelope(raw: bytes | str) -> Envelope:
+    """Parse a raw webhook body. Raises :class:`UnmappableEvent` saying what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UnmappableEvent(f"webhook body is not JSON: {exc}", code="not_json") from None
+    if not isinstance(data, dict):
+        raise UnmappableEvent("webhook body is not a JSON object", code="bad_envelope")
+    event = data.get("event")
+    if not isinstance(event, str) or not event.strip():
+        raise UnmappableEvent("webhook body has no 'event' name", code="bad_envelope")
+    if not isinstance(data.get("payload"), dict):
+        raise UnmappableEvent(
+            f"{event}: 'payload' is missing or not an object", code="bad_envelope"
+        )
+    try:
+        return Envelope.model_validate({**data, "event": event.strip()})
+    except ValidationError as exc:  # pragma: no cover - the checks above cover the required keys
+        raise UnmappableEvent(f"{event}: bad envelope: {exc}", code="bad_envelope") from None
+
+
+def envelope_from_dict(data: dict[str, Any]) -> Envelope:
+    """Same checks as :func:`parse_envelope` for an already decoded body (backfill, tests)."""
+    return parse_envelope(json.dumps(data))
+
+
+def invitee_payload(env: Envelope) -> InviteePayload:
+    if "invitee" in env.payload and "email" not in env.payload:
+        raise UnmappableEvent(
+            f"{env.event}: Calendly API v1 payload shape (payload.invitee) is not supported",
+            code="v1_payload",
+        )
+    try:
+        return InviteePayload.model_validate(env.payload)
+    except ValidationError as exc:
+        raise UnmappableEvent(f"{env.event}: invitee payload has a bad shape: {exc}") from None
+
+
+def routing_payload(env: Envelope) -> RoutingFormSubmission:
+    try:
+        return RoutingFormSubmission.model_validate(env.payload)
+    except ValidationError as exc:
+        raise UnmappableEvent(f"{env.event}: routing form payload has a bad shape: {exc}") from None
+
+
+def normalize_email(value: str | None) -> str | None:
+    """The address as the connector keys it, or ``None`` if it is not a usable address."""
+    if value is None:
+        return None
+    email = unicodedata.normalize("NFC", value).strip().lower()
+    if email.startswith("mailto:"):
+        email = email[len("mailto:") :]
+    return email if _EMAIL.fullmatch(email) else None
+
+
+def _clean_uri(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def event_id(
+    event_name: str,
+    invitee_uri: str | None,
+    no_show_uri: str | None = None,
+    *,
+    fallback: str | None = None,
+) -> str:
+    """Stable sha256 hex id of one logical event (see the module docstring)."""
+    subject = _clean_uri(invitee_uri)
+    if subject is None:
+        if fallback is None:
+            raise ValueError("event_id needs an invitee URI or a fallback key")
+        subject = "fallback:" + fallback
+    parts = [EVENT_ID_VERSION, event_name.strip(), subject, _clean_uri(no_show_uri) or ""]
+    data = "calendly-brevo/event-id" + json.dumps(parts, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def fallback_key(env: Envelope) -> str:
+    """Identity of an event without an invitee URI (documented in the module docstring)."""
+    uri = _loose_str(env.payload.get("uri"))
+    if env.event == ROUTING_FORM_SUBMITTED and uri:
+        return str(uri)
+    if uri:
+        stamp = next(
+            (
+                str(v)
+                for v in (
+                    _loose_str(env.payload.get(k))
+                    for k in ("updated_at", "deleted_at", "created_at")
+                )
+                if v
+            ),
+            env.created_at or "",
+        )
+        return f"{uri}@{stamp}"
+    body = json.dumps(env.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def invitee_email(payload: InviteePayload, event: str) -> str:
+    if payload.email is None or not payload.email.strip():
+        raise UnmappableEvent(f"{event}: invitee has no email", code="no_email")
+    email = normalize_email(payload.email)
+    if email is None:
+        # The address itself stays out of the message: errors end up in logs.
+        raise UnmappableEvent(f"{event}: invitee email is not a valid address", code="bad_email")
+    return email
+
+
+def invitee_uri(payload: InviteePayload, event: str) -> str:
+    uri = _clean_uri(payload.uri)
+    if uri is None:
+        raise UnmappableEvent(f"{event}: invitee payload has no 'uri'", code="no_invitee_uri")
+    return uri
+
+
+def identify(env: Envelope) -> EventIdentity:
+    """Event id and subject. Raises :class:`UnmappableEvent` only for handled events."""
+    if env.event in INVITEE_EVENTS:
+        payload = invitee_payload(env)
+        uri = invitee_uri(payload, env.event)
+        email = invitee_email(payload, env.event)
+        no_show: str | None = None
+        if env.event in (NO_SHOW_CREATED, NO_SHOW_DELETED) and payload.no_show is not None:
+            no_show = _clean_uri(payload.no_show.uri)
+        return EventIdentity(event_id(env.event, uri, no_show), env.event, uri, email, no_show)
+    submitter = None
+    if env.event == ROUTING_FORM_SUBMITTED:
+        submitter = routing_email(routing_payload(env))
+    return EventIdentity(
+        event_id(env.event, None, fallback=fallback_key(env)), env.event, None, submitter
+    )
+
+
+_EMAIL_QUESTION = re.compile(r"e-?mail", re.IGNORECASE)
+
+
+def routing_email(submission: RoutingFormSubmission) -> str | None:
+    """The submitter's email: the first valid answer to a question that mentions e-mail,
+    else the first answer that is a valid address, else ``None``."""
+    answers = [(qa.question or "", qa.answer or "") for qa in submission.questions_and_answers]
+    for question, answer in answers:
+        if _EMAIL_QUESTION.search(question) and (email := normalize_email(answer)):
+            return email
+    for _, answer in answers:
+        if email := normalize_email(answer):
+            return email
+    return None
