@@ -170,8 +170,9 @@ class Store:
             return merged
 
     def save_mark(self, mark: NoShowMark) -> NoShowMark:
+        key = "#".join(mark.key)
         with self.sessions.begin() as s:
-            row = s.get(NoShow, mark.no_show_uri, with_for_update=self.is_postgres)
+            row = s.get(NoShow, key, with_for_update=self.is_postgres)
             existing = (
                 NoShowMark(
                     no_show_uri=row.no_show_uri,
@@ -187,6 +188,7 @@ class Store:
             if row is None:
                 s.add(
                     NoShow(
+                        mark_key=key,
                         no_show_uri=merged.no_show_uri,
                         invitee_uri=merged.invitee_uri,
                         created=merged.created,

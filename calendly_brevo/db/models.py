@@ -77,7 +77,9 @@ class Invitee(Base):
 class NoShow(Base):
     __tablename__ = "no_shows"
 
-    no_show_uri: Mapped[str] = mapped_column(String(512), primary_key=True)
+    #: ``<invitee uri>#<no-show uri>``; the no-show URI is empty for a deletion that named none.
+    mark_key: Mapped[str] = mapped_column(String(1100), primary_key=True)
+    no_show_uri: Mapped[str | None] = mapped_column(String(512))
     invitee_uri: Mapped[str] = mapped_column(String(512), index=True)
     created: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)

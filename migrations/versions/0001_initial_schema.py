@@ -57,13 +57,14 @@ def upgrade() -> None:
 
     op.create_table(
         "no_shows",
-        sa.Column("no_show_uri", sa.String(length=512), nullable=False),
+        sa.Column("mark_key", sa.String(length=1100), nullable=False),
+        sa.Column("no_show_uri", sa.String(length=512), nullable=True),
         sa.Column("invitee_uri", sa.String(length=512), nullable=False),
         sa.Column("created", sa.Boolean(), nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("marked_at", sa.String(length=40), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("no_show_uri", name=op.f("pk_no_shows")),
+        sa.PrimaryKeyConstraint("mark_key", name=op.f("pk_no_shows")),
     )
     with op.batch_alter_table("no_shows", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_no_shows_invitee_uri"), ["invitee_uri"], unique=False)

@@ -1,0 +1,61 @@
+"""An in-memory Brevo port for pipeline tests that do not need HTTP."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+
+
+@dataclass
+class RecordingBrevo:
+    upserts: list[tuple[str, dict[str, Any], tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=list
+    )
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lists: dict[str, set[int]] = field(default_factory=dict)
+    fail_upserts: int = 0
+    fail_events: int = 0
+    permanent: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _maybe_fail(self, which: str) -> None:
+        count = getattr(self, f"fail_{which}")
+        if count:
+            setattr(self, f"fail_{which}", count - 1)
+            if self.permanent:
+                raise BrevoPermanentError(
+                    "invalid_parameter: bad", status=400, brevo_code="invalid_parameter"
+                )
+            raise BrevoTransientError("brevo 503", status=503, delay=0.01)
+
+    def upsert_contact(
+        self,
+        email: str,
+        attributes: dict[str, Any],
+        list_ids: Any = (),
+        unlink_list_ids: Any = (),
+    ) -> None:
+        with self.lock:
+            self._maybe_fail("upserts")
+            self.upserts.append((email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids)))
+            self.contacts.setdefault(email, {}).update(attributes)
+            members = self.lists.setdefault(email, set())
+            members |= set(list_ids)
+            members -= set(unlink_list_ids)
+
+    def create_event(
+        self,
+        event_name: str,
+        *,
+        email: str,
+        properties: dict[str, Any] | None = None,
+        contact_properties: dict[str, Any] | None = None,
+        event_date: str | None = None,
+    ) -> None:
+        with self.lock:
+            self._maybe_fail("events")
+            self.events.append((event_name, email, dict(properties or {})))

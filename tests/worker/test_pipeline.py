@@ -1,0 +1,200 @@
+"""The pipeline on a real database (SQLite here, Postgres in the integration tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from calendly_brevo.bootstrap import Services
+from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.errors import BrevoTransientError
+from tests import payloads
+from tests.conftest import make_settings
+from tests.worker.fakes import RecordingBrevo
+from worker.pipeline import Pipeline
+from worker.store import Store
+
+
+def make_pipeline(
+    tmp_path: Path, database_url: str | None = None, **settings_overrides: Any
+) -> tuple[Pipeline, RecordingBrevo, Services]:
+    env: dict[str, Any] = {}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    base = make_settings(tmp_path, **env)
+    settings = payloads.settings(storage=base.storage.model_dump(mode="json"), **settings_overrides)
+    services = Services(settings)
+    upgrade(services.engine)
+    brevo = RecordingBrevo()
+    return Pipeline(settings, Store(services.engine, services.sessions), brevo), brevo, services
+
+
+def send(pipeline: Pipeline, envelope: dict[str, Any], **kw: Any) -> str:
+    return pipeline.process(payloads.body(envelope).decode(), 1.0, **kw).status
+
+
+@pytest.fixture
+def sqlite_pipeline(tmp_path: Path) -> Any:
+    pipeline, brevo, services = make_pipeline(tmp_path)
+    yield pipeline, brevo
+    services.close()
+
+
+def test_invitee_created_upserts_contact_then_sends_one_event(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    assert send(pipeline, payloads.invitee_created(email="ada@example.com")) == "applied"
+    [(email, attrs, lists, _unlink)] = brevo.upserts
+    assert email == "ada@example.com"
+    assert attrs["BOOKING_STATUS"] == "booked"
+    assert [e[0] for e in brevo.events] == ["calendly_invitee_created"]
+
+
+def test_redelivery_is_a_duplicate_and_changes_nothing(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    assert send(pipeline, env) == "applied"
+    assert send(pipeline, env) == "duplicate"
+    assert len(brevo.upserts) == 1
+    assert len(brevo.events) == 1
+
+
+def test_unknown_events_are_ignored_not_dead_lettered(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    assert send(pipeline, payloads.event_type_created()) == "ignored"
+    assert brevo.upserts == [] and brevo.events == []
+
+
+def test_non_json_is_dead_lettered_with_its_reason(sqlite_pipeline: Any) -> None:
+    pipeline, _ = sqlite_pipeline
+    outcome = pipeline.process("{not json", 1.0)
+    assert outcome.status == "dead_lettered"
+    from calendly_brevo.deadletters import Filter, list_dead_letters
+
+    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    assert row.reason == "not_json"
+    assert row.payload == "{not json"
+
+
+def test_invitee_without_email_is_dead_lettered(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.with_payload(payloads.invitee_created(), email=None)
+    assert send(pipeline, env) == "dead_lettered"
+    assert brevo.upserts == []
+
+
+def test_transient_failure_raises_then_retry_does_not_resend_the_event(
+    sqlite_pipeline: Any,
+) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    brevo.fail_events = 1
+    with pytest.raises(BrevoTransientError):
+        send(pipeline, env)
+    assert len(brevo.upserts) == 1  # the contact went through before the event failed
+    assert send(pipeline, env, attempt=2) == "applied"
+    assert len(brevo.upserts) == 1  # recorded effect: not upserted again
+    assert len(brevo.events) == 1
+
+
+def test_last_attempt_dead_letters_a_transient_failure(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    brevo.fail_upserts = 5
+    assert send(pipeline, payloads.invitee_created(), final=True) == "dead_lettered"
+    from calendly_brevo.deadletters import Filter, list_dead_letters
+
+    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    assert row.reason == "retries_exhausted"
+    assert "503" in row.error
+
+
+def test_permanent_brevo_error_dead_letters_at_once(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    brevo.fail_upserts, brevo.permanent = 1, True
+    assert send(pipeline, payloads.invitee_created()) == "dead_lettered"
+
+
+def test_reschedule_in_either_order_ends_booked_with_one_rescheduled_event(tmp_path: Path) -> None:
+    for order in ("cancel_first", "create_first"):
+        pipeline, brevo, services = make_pipeline(tmp_path / order)
+        canceled, created = payloads.reschedule_pair(email="r@example.com")
+        seq = [canceled, created] if order == "cancel_first" else [created, canceled]
+        for env in seq:
+            assert send(pipeline, env) == "applied"
+        assert brevo.contacts["r@example.com"]["BOOKING_STATUS"] == "booked"
+        assert [e[0] for e in brevo.events] == ["calendly_invitee_rescheduled"]
+        services.close()
+
+
+def test_cancelling_one_of_two_bookings_keeps_the_contact_booked(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    a = payloads.invitee_created(
+        email="two@example.com", invitee_uri=payloads.invitee_uri("E1", "I1")
+    )
+    b = payloads.invitee_created(
+        email="two@example.com",
+        invitee_uri=payloads.invitee_uri("E2", "I2"),
+        start_time="2030-02-01T10:00:00.000000Z",
+    )
+    cancel_a = payloads.invitee_canceled(
+        email="two@example.com", invitee_uri=payloads.invitee_uri("E1", "I1")
+    )
+    for env in (a, b, cancel_a):
+        send(pipeline, env)
+    assert brevo.contacts["two@example.com"]["BOOKING_STATUS"] == "booked"
+    assert [e[0] for e in brevo.events] == [
+        "calendly_invitee_created",
+        "calendly_invitee_created",
+        "calendly_invitee_canceled",
+    ]
+
+
+def test_no_show_then_unmark(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    send(pipeline, payloads.invitee_created(email="ns@example.com"))
+    send(pipeline, payloads.no_show_created(email="ns@example.com"))
+    assert brevo.contacts["ns@example.com"]["BOOKING_STATUS"] == "no_show"
+    send(pipeline, payloads.no_show_deleted(email="ns@example.com"))
+    assert brevo.contacts["ns@example.com"]["BOOKING_STATUS"] == "booked"
+    assert [e[0] for e in brevo.events] == ["calendly_invitee_created", "calendly_invitee_no_show"]
+
+
+def test_group_event_invitees_are_separate_contacts(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    for env in payloads.group_event(["g1@example.com", "g2@example.com", "g3@example.com"]):
+        assert send(pipeline, env) == "applied"
+    assert sorted(brevo.contacts) == ["g1@example.com", "g2@example.com", "g3@example.com"]
+    assert len(brevo.events) == 3
+
+
+def test_sync_switches_turn_effects_off(tmp_path: Path) -> None:
+    pipeline, brevo, services = make_pipeline(
+        tmp_path,
+        connectors={
+            "calendly": {"sync": {"contacts": False, "events": True, "cancellations": False}}
+        },
+    )
+    assert send(pipeline, payloads.invitee_created()) == "applied"
+    assert brevo.upserts == []
+    assert len(brevo.events) == 1
+    assert send(pipeline, payloads.invitee_canceled()) == "ignored"
+    assert len(brevo.events) == 1
+    services.close()
+
+
+def test_processed_event_row_keeps_payload_and_status(sqlite_pipeline: Any) -> None:
+    pipeline, _ = sqlite_pipeline
+    env = payloads.invitee_created()
+    send(pipeline, env)
+    from sqlalchemy import select
+
+    from calendly_brevo.db.models import ProcessedEvent
+
+    with pipeline.store.sessions() as s:
+        [row] = s.scalars(select(ProcessedEvent)).all()
+    assert row.status == "applied"
+    assert row.attempts == 1
+    assert json.loads(row.payload or "")["event"] == "invitee.created"
+    assert row.effects == {"contact": True, "event": "calendly_invitee_created"}
