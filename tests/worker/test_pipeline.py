@@ -46,7 +46,7 @@ def sqlite_pipeline(tmp_path: Path) -> Any:
 def test_invitee_created_upserts_contact_then_sends_one_event(sqlite_pipeline: Any) -> None:
     pipeline, brevo = sqlite_pipeline
     assert send(pipeline, payloads.invitee_created(email="ada@example.com")) == "applied"
-    [(email, attrs, lists, _unlink)] = brevo.upserts
+    [(email, attrs, _lists, _unlink)] = brevo.upserts
     assert email == "ada@example.com"
     assert attrs["BOOKING_STATUS"] == "booked"
     assert [e[0] for e in brevo.events] == ["calendly_invitee_created"]
