@@ -21,7 +21,11 @@ def prune(obj: LazyServices, older_than: timedelta | None) -> None:
     """Remove raw payloads and emails of processed events older than the retention."""
     from calendly_brevo.lifecycle import prune as do_prune
 
-    age = older_than or timedelta(days=obj.settings.storage.payload_retention_days)
+    age = (
+        older_than
+        if older_than is not None
+        else timedelta(days=obj.settings.storage.payload_retention_days)
+    )
     result = do_prune(obj.sessions, age)
     click.echo(
         f"pruned {result.payloads} payload(s) and {result.dead_letters} replayed dead letter(s) "

@@ -1,0 +1,3 @@
+from calendly_brevo.cli import main
+
+main()
