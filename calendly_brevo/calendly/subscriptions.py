@@ -1,0 +1,292 @@
+"""The connector's Calendly webhook subscription: install, list, remove, check and repair.
+
+- ``install`` is idempotent: it lists the subscriptions first and adopts one with the same
+  callback URL; if Calendly still answers 409 (a race, or a subscription in the other scope) it
+  adopts the existing one. A new subscription gets a generated signing key, stored encrypted in
+  ``signing_keys`` (the receiver reads the active ones, see :func:`active_signing_keys`) and
+  returned once so the operator can set ``CALENDLY_WEBHOOK_SIGNING_KEY`` on stateless receivers.
+- Calendly disables a subscription after 24 h of failed deliveries and never re-enables it:
+  ``check`` reports a ``disabled`` or missing subscription (and sets the
+  ``webhook_subscription_active`` gauge); ``repair`` deletes and recreates it with the same
+  signing key, so receivers configured with that key keep working.
+- The installed subscription (uri, url, scope) is remembered in ``sync_state`` under
+  :data:`STATE_NAME`, so ``check`` knows what to look for without flags.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendly_brevo.calendly.client import CalendlyClient
+from calendly_brevo.crypto import SecretBox
+from calendly_brevo.db.models import SigningKey, SyncState
+from calendly_brevo.errors import CalendlyConflict, ConfigError
+from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
+
+WEBHOOK_EVENTS = (
+    "invitee.created",
+    "invitee.canceled",
+    "invitee_no_show.created",
+    "invitee_no_show.deleted",
+)
+WEBHOOK_PATH = "/webhooks/calendly"
+STATE_NAME = "calendly.webhook_subscription"
+SCOPES = ("organization", "user")
+
+
+def default_callback_url(public_url: str | None) -> str | None:
+    return public_url.rstrip("/") + WEBHOOK_PATH if public_url else None
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    subscription: dict[str, Any]
+    #: The new signing key, shown once; None when an existing subscription was adopted.
+    signing_key: str | None
+    created: bool
+
+    def __repr__(self) -> str:
+        return f"InstallResult(uri={self.subscription.get('uri')!r}, created={self.created})"
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    state: str  # active | disabled | missing
+    url: str
+    subscription: dict[str, Any] | None
+    repaired: bool = False
+    message: str = ""
+    #: Set only when a repair had to generate a new key (shown once).
+    signing_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Health(state={self.state!r}, url={self.url!r}, repaired={self.repaired})"
+
+
+# --- signing keys in the database ---------------------------------------------------------------
+def store_signing_key(
+    sessions: sessionmaker[Session], box: SecretBox, key: str, subscription_uri: str
+) -> None:
+    with sessions.begin() as session:
+        session.add(
+            SigningKey(
+                key=box.encrypt(key),
+                subscription_uri=subscription_uri,
+                active=True,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+def signing_key_for(
+    sessions: sessionmaker[Session], box: SecretBox, subscription_uri: str
+) -> str | None:
+    with sessions() as session:
+        row = session.scalars(
+            select(SigningKey)
+            .where(SigningKey.subscription_uri == subscription_uri, SigningKey.active.is_(True))
+            .order_by(SigningKey.id.desc())
+        ).first()
+        return box.decrypt(row.key) if row else None
+
+
+def active_signing_keys(sessions: sessionmaker[Session], box: SecretBox) -> list[str]:
+    """Every active signing key stored by ``webhooks install`` (newest first)."""
+    with sessions() as session:
+        rows = session.scalars(
+            select(SigningKey).where(SigningKey.active.is_(True)).order_by(SigningKey.id.desc())
+        ).all()
+        return list(dict.fromkeys(box.decrypt(r.key) for r in rows))
+
+
+def _retarget_keys(sessions: sessionmaker[Session], old_uri: str, new_uri: str | None) -> None:
+    """Point the keys of ``old_uri`` at ``new_uri`` (or deactivate them when None)."""
+    with sessions.begin() as session:
+        for row in session.scalars(
+            select(SigningKey).where(SigningKey.subscription_uri == old_uri)
+        ):
+            if new_uri is None:
+                row.active = False
+            else:
+                row.subscription_uri = new_uri
+
+
+def _remember(sessions: sessionmaker[Session], value: dict[str, Any] | None) -> None:
+    with sessions.begin() as session:
+        row = session.get(SyncState, STATE_NAME)
+        if value is None:
+            if row is not None:
+                session.delete(row)
+            return
+        if row is None:
+            session.add(SyncState(name=STATE_NAME, value=value, updated_at=datetime.now(UTC)))
+        else:
+            row.value = value
+            row.updated_at = datetime.now(UTC)
+
+
+def remembered(sessions: sessionmaker[Session]) -> dict[str, Any] | None:
+    with sessions() as session:
+        row = session.get(SyncState, STATE_NAME)
+        return dict(row.value) if row else None
+
+
+# --- the manager --------------------------------------------------------------------------------
+class SubscriptionManager:
+    def __init__(
+        self,
+        client: CalendlyClient,
+        sessions: sessionmaker[Session],
+        box: SecretBox,
+        *,
+        organization: str | None = None,
+    ) -> None:
+        self.client = client
+        self.sessions = sessions
+        self.box = box
+        self._organization = organization
+        self._user: str | None = None
+
+    def _whoami(self) -> tuple[str, str]:
+        if self._user is None or self._organization is None:
+            me = self.client.me()
+            self._user = str(me["uri"])
+            self._organization = self._organization or str(me["current_organization"])
+        return self._organization, self._user
+
+    @property
+    def organization(self) -> str:
+        return self._whoami()[0]
+
+    def list_subscriptions(self, scopes: tuple[str, ...] = SCOPES) -> list[dict[str, Any]]:
+        org, user = self._whoami()
+        found: list[dict[str, Any]] = []
+        for scope in scopes:
+            found += self.client.list_webhook_subscriptions(
+                organization=org, scope=scope, user=user if scope == "user" else None
+            )
+        return list({s["uri"]: s for s in found}.values())
+
+    def find(self, url: str) -> dict[str, Any] | None:
+        matches = [s for s in self.list_subscriptions() if s.get("callback_url") == url]
+        matches.sort(key=lambda s: s.get("state") != "active")  # an active one first
+        return matches[0] if matches else None
+
+    def _create(self, url: str, scope: str, key: str) -> dict[str, Any]:
+        org, user = self._whoami()
+        sub = self.client.create_webhook_subscription(
+            url,
+            list(WEBHOOK_EVENTS),
+            organization=org,
+            scope=scope,
+            user=user if scope == "user" else None,
+            signing_key=key,
+        )
+        _remember(self.sessions, {"uri": sub["uri"], "url": url, "scope": scope})
+        return sub
+
+    def install(self, url: str, scope: str = "organization") -> InstallResult:
+        if scope not in SCOPES:
+            raise ConfigError("--scope", f"unknown scope {scope!r}", "organization or user")
+        existing = self.find(url)
+        if existing is not None and existing.get("state") == "disabled":
+            health = self.repair(existing, url)
+            assert health.subscription is not None
+            return InstallResult(health.subscription, health.signing_key, created=True)
+        if existing is None:
+            key = secrets.token_urlsafe(32)
+            try:
+                sub = self._create(url, scope, key)
+            except CalendlyConflict:
+                existing = self.find(url)
+                if existing is None:
+                    raise
+            else:
+                store_signing_key(self.sessions, self.box, key, sub["uri"])
+                return InstallResult(sub, key, created=True)
+        _remember(
+            self.sessions,
+            {"uri": existing["uri"], "url": url, "scope": existing.get("scope", scope)},
+        )
+        return InstallResult(existing, None, created=False)
+
+    def remove(self, *, url: str | None = None, uri: str | None = None) -> list[str]:
+        """Delete the subscriptions with this callback URL or URI; returns the removed URIs."""
+        targets = [
+            s["uri"]
+            for s in self.list_subscriptions()
+            if (url is not None and s.get("callback_url") == url)
+            or (uri is not None and s["uri"] == uri)
+        ]
+        for target in targets:
+            self.client.delete_webhook_subscription(target)
+            _retarget_keys(self.sessions, target, None)
+        mine = remembered(self.sessions)
+        if mine and mine.get("uri") in targets:
+            _remember(self.sessions, None)
+        return targets
+
+    def expected_url(self, url: str | None) -> str | None:
+        if url:
+            return url
+        mine = remembered(self.sessions)
+        return str(mine["url"]) if mine else None
+
+    def check(self, url: str | None = None, *, repair: bool = False) -> Health:
+        target = self.expected_url(url)
+        if target is None:
+            raise ConfigError(
+                "--url",
+                "no webhook URL known (nothing installed from here)",
+                "pass --url https://…/webhooks/calendly or set PUBLIC_URL",
+            )
+        sub = self.find(target)
+        state = "missing" if sub is None else str(sub.get("state", "active"))
+        if state == "active":
+            WEBHOOK_SUBSCRIPTION_ACTIVE.set(1)
+            return Health(True, state, target, sub, message="subscription is active")
+        WEBHOOK_SUBSCRIPTION_ACTIVE.set(0)
+        if not repair:
+            why = (
+                "Calendly disabled it after 24 h of failed deliveries and never re-enables it"
+                if state == "disabled"
+                else "no subscription for this URL"
+            )
+            return Health(False, state, target, sub, message=f"{why}: run webhooks check --repair")
+        return self.repair(sub, target)
+
+    def repair(self, sub: dict[str, Any] | None, url: str) -> Health:
+        """Delete ``sub`` (if any) and recreate it with the same scope and signing key."""
+        mine = remembered(self.sessions) or {}
+        scope = str((sub or {}).get("scope") or mine.get("scope") or "organization")
+        key = signing_key_for(self.sessions, self.box, sub["uri"]) if sub else None
+        if key is None and mine.get("uri"):
+            key = signing_key_for(self.sessions, self.box, str(mine["uri"]))
+        new_key = key is None
+        key = key or secrets.token_urlsafe(32)
+        if sub is not None:
+            self.client.delete_webhook_subscription(sub["uri"])
+        created = self._create(url, scope, key)
+        old_uri = sub["uri"] if sub else mine.get("uri")
+        if new_key:
+            store_signing_key(self.sessions, self.box, key, created["uri"])
+        elif old_uri:
+            _retarget_keys(self.sessions, str(old_uri), created["uri"])
+        WEBHOOK_SUBSCRIPTION_ACTIVE.set(1)
+        note = " with a NEW signing key: update CALENDLY_WEBHOOK_SIGNING_KEY" if new_key else ""
+        return Health(
+            True,
+            "active",
+            url,
+            created,
+            repaired=True,
+            message=f"recreated{note}",
+            signing_key=key if new_key else None,
+        )

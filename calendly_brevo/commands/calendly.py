@@ -1,0 +1,384 @@
+"""webhooks · backfill · reconcile · links · doctor: the Calendly-side commands.
+
+They decode options, call the plain functions in :mod:`calendly_brevo.calendly` and
+:mod:`calendly_brevo.doctor`, and print. ``ctx.obj`` is a :class:`calendly_brevo.bootstrap.Services`
+(or the CLI's lazy wrapper of one); tests may set ``brevo_client`` / ``http_client`` on it to inject
+fakes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from calendly_brevo.calendly import CalendlyClient, make_client
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import ConfigError
+
+SCOPE = click.Choice(["organization", "user"])
+KEY_BANNER = """\
+Signing key (shown once; stored encrypted in the database, where the receiver reads it):
+
+    {key}
+
+Receivers without database access: set CALENDLY_WEBHOOK_SIGNING_KEY to this value."""
+
+
+def _obj() -> Any:
+    obj = click.get_current_context().obj
+    if obj is None or not hasattr(obj, "settings"):
+        raise click.UsageError("no services: run through `calendly-brevo`")
+    return obj
+
+
+@contextmanager
+def _calendly() -> Iterator[tuple[Any, Settings, CalendlyClient]]:
+    obj = _obj()
+    settings: Settings = obj.settings
+    injected = getattr(obj, "http_client", None)
+    http = injected or httpx.Client(timeout=30.0)
+    try:
+        yield obj, settings, make_client(settings, http, obj.sessions)
+    finally:
+        if injected is None:
+            http.close()
+
+
+def _box(settings: Settings) -> Any:
+    from calendly_brevo.crypto import load_box
+
+    return load_box(settings)
+
+
+def parse_when(value: str, option: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM-DD or an ISO 8601 time", param_hint=option) from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def parse_duration(value: str) -> timedelta:
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value.lower())
+    if not m:
+        raise click.BadParameter("like 48h, 2d, 90m or 1w", param_hint="--window")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+    return timedelta(**{unit: int(m.group(1))})
+
+
+def _who(
+    client: CalendlyClient, settings: Settings, scope: str
+) -> tuple[str, str | None, str | None]:
+    """(created_by, organization, user) for a walk in ``scope``."""
+    me = client.me()
+    org = settings.calendly.organization_uri or str(me["current_organization"])
+    if scope == "organization":
+        return str(me["uri"]), org, None
+    return str(me["uri"]), None, str(me["uri"])
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+@click.group()
+def webhooks() -> None:
+    """Install, list, remove and check the Calendly webhook subscription."""
+
+
+def _manager(obj: Any, settings: Settings, client: CalendlyClient) -> Any:
+    from calendly_brevo.calendly.subscriptions import SubscriptionManager
+
+    return SubscriptionManager(
+        client, obj.sessions, _box(settings), organization=settings.calendly.organization_uri
+    )
+
+
+def _default_url(settings: Settings, url: str | None) -> str | None:
+    from calendly_brevo.calendly.subscriptions import default_callback_url
+
+    return url or default_callback_url(settings.server.public_url)
+
+
+@webhooks.command("install")
+@click.option("--url", help="Callback URL (default PUBLIC_URL + /webhooks/calendly).")
+@click.option("--scope", type=SCOPE, default="organization", show_default=True)
+def webhooks_install(url: str | None, scope: str) -> None:
+    """Subscribe to invitee and no-show events (idempotent: an existing one is adopted)."""
+    with _calendly() as (obj, settings, client):
+        target = _default_url(settings, url)
+        if not target:
+            raise click.UsageError("pass --url https://<host>/webhooks/calendly or set PUBLIC_URL")
+        result = _manager(obj, settings, client).install(target, scope)
+    sub = result.subscription
+    verb = "created" if result.created else "already installed"
+    click.echo(f"{verb}: {sub['uri']} ({sub.get('scope')}, {sub.get('state')}) -> {target}")
+    if result.signing_key:
+        click.echo(KEY_BANNER.format(key=result.signing_key))
+    elif not result.created:
+        click.echo("its signing key is unchanged (the one stored when it was created)")
+
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """Show the organization's and your own webhook subscriptions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with _calendly() as (obj, settings, client):
+        subs = _manager(obj, settings, client).list_subscriptions()
+    table = Table("state", "scope", "callback url", "events", "uri")
+    for s in subs:
+        table.add_row(
+            str(s.get("state")),
+            str(s.get("scope")),
+            str(s.get("callback_url")),
+            ", ".join(s.get("events") or []),
+            str(s.get("uri")),
+        )
+    Console(width=200).print(table)
+    if not subs:
+        click.echo("no webhook subscriptions")
+
+
+@webhooks.command("remove")
+@click.option("--url", help="Remove the subscription(s) with this callback URL.")
+@click.option("--uri", help="Remove this subscription (its https://api.calendly.com/… URI).")
+def webhooks_remove(url: str | None, uri: str | None) -> None:
+    """Delete a webhook subscription (and deactivate its stored signing key)."""
+    if not url and not uri:
+        raise click.UsageError("pass --url or --uri")
+    with _calendly() as (obj, settings, client):
+        removed = _manager(obj, settings, client).remove(url=url, uri=uri)
+    for r in removed:
+        click.echo(f"removed {r}")
+    if not removed:
+        click.echo("nothing matched")
+        sys.exit(1)
+
+
+@webhooks.command("check")
+@click.option("--url", help="Callback URL to look for (default: the installed one).")
+@click.option("--repair", is_flag=True, help="Recreate a disabled or missing subscription.")
+def webhooks_check(url: str | None, repair: bool) -> None:
+    """Exit 1 when the subscription is disabled or missing (for a CronJob or alert)."""
+    with _calendly() as (obj, settings, client):
+        health = _manager(obj, settings, client).check(_default_url(settings, url), repair=repair)
+    label = "OK" if health.healthy else "FAIL"
+    click.echo(f"{label}: {health.url} {health.state}: {health.message}")
+    if health.signing_key:
+        click.echo(KEY_BANNER.format(key=health.signing_key))
+    if not health.healthy:
+        sys.exit(1)
+
+
+# --- backfill / reconcile -----------------------------------------------------------------------
+@contextmanager
+def _progress(window: Any) -> Iterator[Any]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("starting", total=1000)
+
+        def update(stats: Any) -> None:
+            fraction = window.fraction(stats.position, datetime.now(UTC)) if window else None
+            progress.update(
+                task,
+                description=(
+                    f"events {stats.events} · invitees {stats.invitees} · "
+                    f"enqueued {stats.enqueued}"
+                    + (f" · skipped {stats.skipped}" if stats.skipped else "")
+                ),
+                completed=int(fraction * 1000) if fraction is not None else None,
+            )
+
+        yield update
+
+
+@click.command()
+@click.option("--since", required=True, help="Meetings starting at or after (YYYY-MM-DD or ISO).")
+@click.option("--until", help="Meetings starting before (default: no limit, future included).")
+@click.option("--status", type=click.Choice(["active", "canceled"]), help="Default: both.")
+@click.option("--scope", type=SCOPE, default="organization", show_default=True)
+@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue a cursor.")
+@click.option("--restart", is_flag=True, help="Forget the saved cursor and start over.")
+def backfill(
+    since: str, until: str | None, status: str | None, scope: str, resume: bool, restart: bool
+) -> None:
+    """Replay past and future bookings, cancellations and no-shows as webhook events."""
+    from calendly_brevo.calendly.backfill import Window
+    from calendly_brevo.calendly.backfill import backfill as run_backfill
+
+    with _calendly() as (obj, settings, client):
+        created_by, org, user = _who(client, settings, scope)
+        window = Window(
+            since=parse_when(since, "--since"),
+            until=parse_when(until, "--until") if until else None,
+            status=status,
+            organization=org,
+            user=user,
+        )
+        with _progress(window) as update:
+            stats = run_backfill(
+                client,
+                obj.enqueuer,
+                obj.sessions,
+                window,
+                created_by=created_by,
+                restart=restart,
+                resume=resume,
+                on_progress=update,
+            )
+    note = " (resumed)" if stats.resumed else ""
+    click.echo(
+        f"backfill done{note}: {stats.events} events, {stats.invitees} invitees, "
+        f"{stats.enqueued} events enqueued"
+    )
+
+
+@click.command()
+@click.option("--window", "window_text", default="48h", show_default=True, help="e.g. 48h, 7d.")
+@click.option("--scope", type=SCOPE, default="organization", show_default=True)
+def reconcile(window_text: str, scope: str) -> None:
+    """Enqueue what webhooks missed: meetings from now-WINDOW on (future ones included)."""
+    from calendly_brevo.calendly.backfill import reconcile as run_reconcile
+
+    window = parse_duration(window_text)
+    with _calendly() as (obj, settings, client):
+        created_by, org, user = _who(client, settings, scope)
+        with _progress(None) as update:
+            stats = run_reconcile(
+                client,
+                obj.enqueuer,
+                obj.sessions,
+                window=window,
+                created_by=created_by,
+                organization=org,
+                user=user,
+                on_progress=update,
+            )
+    click.echo(
+        f"reconcile done: {stats.events} events, {stats.invitees} invitees, "
+        f"{stats.enqueued} enqueued, {stats.skipped} already processed"
+    )
+
+
+# --- links --------------------------------------------------------------------------------------
+@click.group()
+def links() -> None:
+    """Single-use Calendly scheduling links."""
+
+
+def brevo_client_for(obj: Any, settings: Settings) -> Any:
+    """The injected ``brevo_client``, else the real one; None in dry-run (no Brevo key)."""
+    injected = getattr(obj, "brevo_client", None)
+    if injected is not None:
+        return injected
+    if settings.dry_run:
+        return None
+    module = importlib.import_module("calendly_brevo.brevo.client")
+    factory = getattr(module, "from_settings", None) or getattr(
+        module.BrevoClient, "from_settings", None
+    )
+    if factory is None:  # pragma: no cover - depends on the Brevo client's shape
+        raise ConfigError("brevo", "no Brevo client factory", "BrevoClient.from_settings")
+    return factory(settings)
+
+
+@links.command("create")
+@click.option(
+    "--event-type", required=True, help="Event type URI, event_mapping key, slug or name."
+)
+@click.option("--max-uses", type=int, default=1, show_default=True, help="Calendly allows 1.")
+@click.option("--email", "emails", multiple=True, help="One link per address (repeatable).")
+@click.option("--emails-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--attribute", default="CALENDLY_BOOKING_LINK", show_default=True)
+def links_create(
+    event_type: str,
+    max_uses: int,
+    emails: tuple[str, ...],
+    emails_file: Path | None,
+    attribute: str,
+) -> None:
+    """Create links; with emails, also write each into the Brevo contact's ATTRIBUTE."""
+    from calendly_brevo.calendly.links import create_links, read_emails, resolve_event_type
+
+    addresses = list(emails)
+    if emails_file is not None:
+        addresses += read_emails(emails_file.read_text(encoding="utf-8"))
+    with _calendly() as (obj, settings, client):
+        brevo = brevo_client_for(obj, settings) if addresses else None
+        if addresses and brevo is None:
+            click.echo(
+                "dry run (no BREVO_API_KEY): links are printed, not written to Brevo", err=True
+            )
+        uri = resolve_event_type(client, settings, event_type)
+        results = create_links(
+            client, uri, emails=addresses, max_uses=max_uses, brevo=brevo, attribute=attribute
+        )
+    for r in results:
+        if r.email:
+            where = f" -> {attribute}" if r.written else ""
+            click.echo(f"{r.email}\t{r.booking_url}{where}")
+        else:
+            click.echo(r.booking_url)
+
+
+# --- doctor -------------------------------------------------------------------------------------
+@click.command()
+def doctor() -> None:
+    """Check Calendly, the webhook, Brevo, Redis and the database; exit 1 on any FAIL."""
+    from calendly_brevo.doctor import DoctorContext, run_checks
+
+    obj = _obj()
+    settings: Settings = obj.settings
+    injected = getattr(obj, "http_client", None)
+    http = injected or httpx.Client(timeout=15.0)
+
+    def ping() -> bool:
+        return bool(obj.redis.ping())
+
+    try:
+        ctx = DoctorContext(
+            settings,
+            http,
+            engine_factory=lambda: obj.engine,
+            sessions_factory=lambda: obj.sessions,
+            redis_ping=ping if settings.storage.redis_url else None,
+        )
+        results = run_checks(ctx)
+    finally:
+        if injected is None:
+            http.close()
+    colors = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
+    for r in results:
+        click.echo(click.style(f"{r.status:<4}", fg=colors[r.status]) + f" {r.name}: {r.detail}")
+        if r.fix and r.status != "OK":
+            click.echo(f"     fix: {r.fix}")
+    if any(r.status == "FAIL" for r in results):
+        sys.exit(1)
+
+
+COMMANDS = (webhooks, backfill, reconcile, links, doctor)

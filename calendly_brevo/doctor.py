@@ -1,0 +1,340 @@
+"""``calendly-brevo doctor``: the seed's troubleshooting table as checks.
+
+Each check is a small function ``(DoctorContext) -> Check`` so tests call them one by one; the
+command runs :data:`CHECKS` in order and prints ``OK`` / ``WARN`` / ``FAIL`` with the fix. A check
+never raises for the condition it checks: it reports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import httpx
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendly_brevo.calendly import CalendlyClient, make_client
+from calendly_brevo.calendly.client import FORBIDDEN_FIX, UNAUTHORIZED_FIX
+from calendly_brevo.calendly.subscriptions import (
+    active_signing_keys,
+    default_callback_url,
+    remembered,
+)
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import (
+    CalendlyAuthError,
+    CalendlyForbidden,
+    ConfigError,
+    ConnectorError,
+)
+
+Status = Literal["OK", "WARN", "FAIL"]
+IP_FIX = (
+    "Brevo blocks unknown IP addresses: allow this machine's egress IP at "
+    "https://app.brevo.com/security/authorised-ips (or turn IP blocking off)"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+
+
+@dataclass
+class DoctorContext:
+    settings: Settings
+    http: httpx.Client
+    engine_factory: Callable[[], Engine]
+    sessions_factory: Callable[[], sessionmaker[Session]]
+    redis_ping: Callable[[], bool] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def calendly(self) -> CalendlyClient:
+        try:
+            sessions = self.sessions_factory()
+        except (SQLAlchemyError, ConnectorError):
+            sessions = None
+        return make_client(self.settings, self.http, sessions)
+
+    def brevo_get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        key = self.settings.brevo.api_key
+        return self.http.get(
+            f"{self.settings.brevo.api_url.rstrip('/')}/{path.lstrip('/')}",
+            params=params,
+            headers={
+                "api-key": key.get_secret_value() if key else "",
+                "accept": "application/json",
+            },
+        )
+
+
+# --- Calendly -----------------------------------------------------------------------------------
+def check_calendly_token(ctx: DoctorContext) -> Check:
+    name = "Calendly token"
+    try:
+        me = ctx.calendly.me()
+    except ConfigError as exc:
+        return Check(name, "FAIL", exc.problem, exc.allowed)
+    except CalendlyAuthError as exc:
+        return Check(name, "FAIL", str(exc).split(":", 1)[0], UNAUTHORIZED_FIX)
+    except CalendlyForbidden as exc:
+        return Check(name, "FAIL", str(exc).split(":", 1)[0], FORBIDDEN_FIX)
+    except ConnectorError as exc:
+        return Check(name, "FAIL", str(exc), "check CALENDLY_API_URL and the network")
+    ctx._cache["me"] = me
+    return Check(name, "OK", f"authenticated as {me.get('name') or me.get('uri')}")
+
+
+def _subscriptions(ctx: DoctorContext) -> tuple[list[dict[str, Any]], str | None]:
+    me = ctx._cache.get("me") or ctx.calendly.me()
+    org = ctx.settings.calendly.organization_uri or str(me["current_organization"])
+    subs: list[dict[str, Any]] = []
+    for scope, user in (("organization", None), ("user", str(me["uri"]))):
+        try:
+            subs += ctx.calendly.list_webhook_subscriptions(
+                organization=org, scope=scope, user=user
+            )
+        except CalendlyForbidden:  # a member token cannot list organization subscriptions
+            continue
+    mine = None
+    with contextlib.suppress(SQLAlchemyError, ConnectorError):
+        mine = remembered(ctx.sessions_factory())
+    url = (mine or {}).get("url") or default_callback_url(ctx.settings.server.public_url)
+    return subs, url
+
+
+def check_subscription(ctx: DoctorContext) -> Check:
+    name = "webhook subscription"
+    try:
+        subs, url = _subscriptions(ctx)
+    except ConnectorError as exc:
+        return Check(name, "FAIL", f"cannot list subscriptions: {exc}", FORBIDDEN_FIX)
+    install = f"calendly-brevo webhooks install --url {url or 'https://<host>/webhooks/calendly'}"
+    ours = [s for s in subs if url is None or s.get("callback_url") == url]
+    if not ours:
+        where = f" for {url}" if url else ""
+        return Check(name, "FAIL", f"no webhook subscription{where}", f"run `{install}`")
+    sub = next((s for s in ours if s.get("state") == "active"), ours[0])
+    if sub.get("state") == "disabled":
+        return Check(
+            name,
+            "FAIL",
+            f"{sub.get('callback_url')} is disabled (24 h of failed deliveries)",
+            "run `calendly-brevo webhooks check --repair` (Calendly never re-enables it)",
+        )
+    if sub.get("scope") != "organization":
+        return Check(
+            name,
+            "WARN",
+            f"{sub.get('callback_url')} is {sub.get('scope')}-scoped: other members' "
+            "bookings are not received",
+            f"reinstall with organization scope: `{install}` (needs an owner/admin token)",
+        )
+    return Check(name, "OK", f"{sub.get('callback_url')} active, organization scope")
+
+
+def check_signing_key(ctx: DoctorContext) -> Check:
+    name = "webhook signing key"
+    if ctx.settings.calendly.webhook.keys:
+        return Check(name, "OK", "set in the config / CALENDLY_WEBHOOK_SIGNING_KEY")
+    try:
+        from calendly_brevo.crypto import load_box
+
+        stored = active_signing_keys(ctx.sessions_factory(), load_box(ctx.settings))
+    except (ConnectorError, SQLAlchemyError) as exc:
+        stored = []
+        why = f" (database keys unreadable: {exc})"
+    else:
+        why = ""
+    if stored:
+        return Check(name, "OK", f"{len(stored)} key(s) stored by `webhooks install`")
+    return Check(
+        name,
+        "FAIL",
+        f"no signing key: every webhook would be refused{why}",
+        "set CALENDLY_WEBHOOK_SIGNING_KEY or run `calendly-brevo webhooks install --url …`",
+    )
+
+
+# --- Brevo --------------------------------------------------------------------------------------
+def _brevo_error(resp: httpx.Response) -> tuple[str, str | None]:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    code = str(body.get("code", "")) if isinstance(body, dict) else ""
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    detail = f"Brevo {resp.status_code} {code}: {message}".strip()
+    low = message.lower()
+    if resp.status_code == 401 and ("not verified" in low or " ip" in f" {low}"):
+        return detail, IP_FIX
+    if resp.status_code == 401:
+        return detail, (
+            "the API key is wrong or was deleted: create one at "
+            "https://app.brevo.com/settings/keys/api and set BREVO_API_KEY. " + IP_FIX
+        )
+    return detail, None
+
+
+def check_brevo_key(ctx: DoctorContext) -> Check:
+    name = "Brevo API key"
+    if ctx.settings.dry_run:
+        return Check(name, "WARN", "no BREVO_API_KEY: the worker runs dry", "set BREVO_API_KEY")
+    try:
+        resp = ctx.brevo_get("account")
+    except httpx.HTTPError as exc:
+        return Check(
+            name, "FAIL", f"cannot reach Brevo: {type(exc).__name__}", "check BREVO_API_URL"
+        )
+    if resp.status_code == 200:
+        ctx._cache["brevo_ok"] = True
+        return Check(name, "OK", f"valid ({resp.json().get('email', 'account reachable')})")
+    detail, fix = _brevo_error(resp)
+    return Check(name, "FAIL", detail, fix)
+
+
+def _brevo_lists(ctx: DoctorContext) -> Iterator[dict[str, Any]]:
+    offset = 0
+    while True:
+        resp = ctx.brevo_get("contacts/lists", {"limit": 50, "offset": offset})
+        resp.raise_for_status()
+        lists = resp.json().get("lists") or []
+        yield from lists
+        if len(lists) < 50:
+            return
+        offset += 50
+
+
+def check_brevo_lists(ctx: DoctorContext) -> Check:
+    from calendly_brevo.mapping import managed_lists
+
+    name = "Brevo lists"
+    wanted = managed_lists(ctx.settings)
+    if not wanted:
+        return Check(name, "OK", "no lists mapped")
+    if ctx.settings.dry_run or not ctx._cache.get("brevo_ok"):
+        return Check(name, "WARN", "not checked (Brevo key missing or invalid)")
+    try:
+        have = {int(item["id"]) for item in _brevo_lists(ctx)}
+    except httpx.HTTPError as exc:
+        return Check(name, "FAIL", f"cannot list Brevo lists: {exc}")
+    missing = sorted(wanted - have)
+    if missing:
+        return Check(
+            name,
+            "FAIL",
+            f"mapped list(s) missing in Brevo: {', '.join(map(str, missing))}",
+            "create them in Brevo (Contacts → Lists) or fix event_mapping / list_moves",
+        )
+    return Check(name, "OK", f"all {len(wanted)} mapped lists exist")
+
+
+def mapped_attributes(settings: Settings) -> set[str]:
+    fm = settings.mapping
+    names = {
+        fm.name,
+        fm.first_name,
+        fm.last_name,
+        fm.event_type_name,
+        fm.scheduled_at,
+        fm.status,
+        fm.timezone,
+        fm.cancel_url,
+        fm.reschedule_url,
+        *fm.questions_and_answers.values(),
+        *fm.tracking.values(),
+    }
+    return {n for n in names if n}
+
+
+def check_brevo_attributes(ctx: DoctorContext) -> Check:
+    name = "Brevo attributes"
+    wanted = mapped_attributes(ctx.settings)
+    if ctx.settings.dry_run or not ctx._cache.get("brevo_ok"):
+        return Check(name, "WARN", "not checked (Brevo key missing or invalid)")
+    try:
+        resp = ctx.brevo_get("contacts/attributes")
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        return Check(name, "FAIL", f"cannot list Brevo attributes: {exc}")
+    have = {str(a.get("name", "")).upper() for a in resp.json().get("attributes") or []}
+    missing = sorted(wanted - have)
+    if missing:
+        return Check(
+            name,
+            "FAIL",
+            f"mapped attribute(s) missing in Brevo: {', '.join(missing)}",
+            "run `calendly-brevo brevo setup` to create them",
+        )
+    return Check(name, "OK", f"all {len(wanted)} mapped attributes exist")
+
+
+# --- infrastructure -----------------------------------------------------------------------------
+def check_redis(ctx: DoctorContext) -> Check:
+    name = "Redis"
+    if not ctx.settings.storage.redis_url:
+        return Check(name, "OK", "not configured: embedded SQLite queue")
+    try:
+        ok = ctx.redis_ping() if ctx.redis_ping else False
+    except Exception as exc:
+        ok = False
+        ctx._cache["redis_error"] = type(exc).__name__
+    if ok:
+        return Check(name, "OK", "reachable")
+    return Check(
+        name,
+        "FAIL",
+        f"not reachable ({ctx._cache.get('redis_error', 'no answer')})",
+        "check REDIS_URL and that Redis runs (with AOF on)",
+    )
+
+
+def check_database(ctx: DoctorContext) -> Check:
+    from calendly_brevo.db.migrate import is_current
+
+    name = "database"
+    try:
+        engine = ctx.engine_factory()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        current = is_current(engine)
+    except SQLAlchemyError as exc:
+        return Check(name, "FAIL", f"not reachable: {type(exc).__name__}", "check DATABASE_URL")
+    if not current:
+        return Check(
+            name, "FAIL", "schema is not at the newest migration", "run `calendly-brevo migrate`"
+        )
+    return Check(name, "OK", f"reachable and migrated ({engine.url.get_backend_name()})")
+
+
+CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
+    check_calendly_token,
+    check_subscription,
+    check_signing_key,
+    check_brevo_key,
+    check_brevo_lists,
+    check_brevo_attributes,
+    check_redis,
+    check_database,
+)
+
+
+def run_checks(ctx: DoctorContext) -> list[Check]:
+    results = []
+    for check in CHECKS:
+        if check is check_subscription and ctx._cache.get("me") is None:
+            results.append(
+                Check("webhook subscription", "WARN", "not checked (no Calendly access)")
+            )
+            continue
+        results.append(check(ctx))
+    return results

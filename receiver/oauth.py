@@ -1,0 +1,121 @@
+"""``GET /oauth/calendly/start`` and ``/oauth/calendly/callback``: connect Calendly via OAuth.
+
+``start`` redirects to Calendly's authorize page with PKCE (S256) and a random ``state``; the
+state and code verifier travel in a short-lived cookie sealed with the connector's Fernet key
+(see :mod:`calendly_brevo.calendly.oauth`), so any replica can take the callback. ``callback``
+refuses a missing or mismatched state with 400 and stores nothing; otherwise it exchanges the
+code, stores the tokens encrypted in ``oauth_tokens`` and shows a page without them.
+
+Without ``connectors.calendly.oauth.client_id`` both routes answer 404 saying how to enable
+OAuth. A Personal Access Token needs none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+import httpx
+from aiohttp import web
+
+from calendly_brevo.calendly import oauth
+from calendly_brevo.calendly.tokens import OAuthTokenStore
+from calendly_brevo.config import Settings
+from calendly_brevo.errors import ConnectorError
+from calendly_brevo.logs import get_logger
+
+log = get_logger("calendly_brevo.receiver.oauth")
+
+COOKIE = "calendly_oauth"
+NOT_CONFIGURED = (
+    "Calendly OAuth is not configured: set CALENDLY_CLIENT_ID, CALENDLY_CLIENT_SECRET and "
+    "CALENDLY_REDIRECT_URI (or PUBLIC_URL). A Personal Access Token (CALENDLY_ACCESS_TOKEN) "
+    "works without OAuth."
+)
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<h1>{title}</h1><p>{body}</p></body></html>"""
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(
+        text=PAGE.format(title=html.escape(title), body=html.escape(body)),
+        status=status,
+        content_type="text/html",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def setup_oauth(
+    app: web.Application,
+    settings: Settings,
+    token_store: OAuthTokenStore,
+    *,
+    http: httpx.Client | None = None,
+) -> None:
+    """Add the two OAuth routes to ``app``. ``http`` is for tests (a client per call otherwise)."""
+    box = token_store.box
+    secure = oauth.oauth_configured(settings) and (
+        settings.calendly.oauth.redirect_uri or settings.server.public_url or ""
+    ).startswith("https://")
+
+    async def start(_request: web.Request) -> web.StreamResponse:
+        if not oauth.oauth_configured(settings):
+            return _page("OAuth not configured", NOT_CONFIGURED, 404)
+        url, sealed = oauth.begin(settings, box)
+        response = web.Response(status=302, headers={"Location": url})
+        response.set_cookie(
+            COOKIE,
+            sealed.decode("ascii"),
+            max_age=oauth.PENDING_TTL,
+            path="/oauth/calendly",
+            httponly=True,
+            secure=secure,
+            samesite="Lax",
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def complete(code: str, pending: oauth.Pending) -> str | None:
+        client = http or httpx.Client(timeout=15.0)
+        try:
+            stored = token_store.save(oauth.exchange_code(client, settings, code, pending))
+        finally:
+            if http is None:
+                client.close()
+        return stored.owner_uri
+
+    async def callback(request: web.Request) -> web.StreamResponse:
+        if not oauth.oauth_configured(settings):
+            return _page("OAuth not configured", NOT_CONFIGURED, 404)
+        query = request.query
+        pending = oauth.check_state(box, request.cookies.get(COOKIE), query.get("state"))
+        if pending is None:
+            return _page(
+                "Invalid OAuth state",
+                "The state is missing, expired or does not match this browser's request. "
+                f"Start again at {oauth.START_PATH}.",
+                400,
+            )
+        if query.get("error"):
+            return _page("Calendly did not authorize", str(query.get("error")), 400)
+        code = query.get("code")
+        if not code:
+            return _page("Missing code", "Calendly sent no authorization code.", 400)
+        try:
+            owner = await asyncio.to_thread(complete, code, pending)
+        except ConnectorError as exc:
+            log.warning("oauth_exchange_failed", error=str(exc))
+            return _page("Could not connect Calendly", str(exc), 502)
+        log.info("oauth_connected", owner=owner)
+        response = _page(
+            "Calendly connected",
+            f"The connector can now call Calendly{f' as {owner}' if owner else ''}. "
+            "You can close this page.",
+        )
+        response.del_cookie(COOKIE, path="/oauth/calendly")
+        return response
+
+    app.router.add_get(oauth.START_PATH, start)
+    app.router.add_get(oauth.CALLBACK_PATH, callback)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from typing import Any
+
+from click.testing import CliRunner
+
+from calendly_brevo.bootstrap import Services
+from calendly_brevo.calendly.client import CalendlyClient
+from calendly_brevo.calendly.subscriptions import (
+    WEBHOOK_EVENTS,
+    SubscriptionManager,
+    active_signing_keys,
+)
+from calendly_brevo.commands.calendly import webhooks
+from calendly_brevo.crypto import load_box
+from calendly_brevo.db.models import SigningKey
+from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
+from tests.fakes.calendly import FakeCalendlyServer
+
+URL = "https://connector.example.com/webhooks/calendly"
+
+
+def manager(services: Services, client: CalendlyClient) -> SubscriptionManager:
+    return SubscriptionManager(client, services.sessions, load_box(services.settings))
+
+
+def invoke(services: Services, *args: str) -> Any:
+    return CliRunner().invoke(webhooks, list(args), obj=services, catch_exceptions=False)
+
+
+def test_installing_twice_creates_one_subscription(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    first = invoke(services, "install", "--url", URL)
+    assert first.exit_code == 0, first.output
+    assert "created" in first.output and "CALENDLY_WEBHOOK_SIGNING_KEY" in first.output
+    second = invoke(services, "install", "--url", URL)
+    assert second.exit_code == 0, second.output
+    assert "already installed" in second.output
+    assert "Signing key" not in second.output
+
+    (sub,) = cal.state.subscriptions.values()
+    assert sub["callback_url"] == URL and sub["scope"] == "organization"
+    assert sorted(sub["events"]) == sorted(WEBHOOK_EVENTS)
+    assert sub["organization"] == cal.state.org
+    key = cal.state.signing_keys[sub["uri"]]
+    assert key and key in first.output  # printed once, the one Calendly signs with
+    assert active_signing_keys(services.sessions, load_box(services.settings)) == [key]
+
+
+def test_the_signing_key_is_stored_encrypted(cal: FakeCalendlyServer, services: Services) -> None:
+    invoke(services, "install", "--url", URL)
+    (key,) = [k for k in cal.state.signing_keys.values() if k]
+    with services.sessions() as session:
+        (row,) = session.query(SigningKey).all()
+    assert key.encode() not in row.key
+    assert row.subscription_uri in cal.state.subscriptions
+
+
+def test_user_scope_on_request(cal: FakeCalendlyServer, services: Services) -> None:
+    result = invoke(services, "install", "--url", URL, "--scope", "user")
+    assert result.exit_code == 0, result.output
+    (sub,) = cal.state.subscriptions.values()
+    assert sub["scope"] == "user" and sub["user"] == cal.state.user["uri"]
+
+
+class RacingClient(CalendlyClient):
+    """Lists nothing the first time, as if another process created the hook meanwhile."""
+
+    listed = 0
+
+    def list_webhook_subscriptions(self, **kwargs: Any) -> Any:
+        self.listed += 1
+        return iter(()) if self.listed <= 2 else super().list_webhook_subscriptions(**kwargs)
+
+
+def test_a_409_adopts_the_existing_subscription(
+    cal: FakeCalendlyServer, services: Services, client: CalendlyClient
+) -> None:
+    existing = client.create_webhook_subscription(
+        URL, list(WEBHOOK_EVENTS), organization=cal.state.org, signing_key="theirs"
+    )
+    racing = RacingClient(client.http, client.tokens, base_url=cal.base_url)
+    result = manager(services, racing).install(URL)
+    assert not result.created and result.signing_key is None
+    assert result.subscription["uri"] == existing["uri"]
+    assert len(cal.state.subscriptions) == 1
+
+
+def test_check_reports_a_disabled_subscription_and_exits_non_zero(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    invoke(services, "install", "--url", URL)
+    (uri,) = cal.state.subscriptions
+    cal.state.disable_subscription(uri)
+    result = invoke(services, "check")
+    assert result.exit_code == 1
+    assert "disabled" in result.output and "--repair" in result.output
+    assert WEBHOOK_SUBSCRIPTION_ACTIVE._value.get() == 0
+    assert cal.state.subscriptions[uri]["state"] == "disabled"  # nothing changed
+
+
+def test_check_repair_recreates_a_disabled_subscription_with_the_same_key(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    invoke(services, "install", "--url", URL)
+    (old_uri,) = cal.state.subscriptions
+    old_key = cal.state.signing_keys[old_uri]
+    cal.state.disable_subscription(old_uri)
+
+    result = invoke(services, "check", "--repair")
+    assert result.exit_code == 0, result.output
+    (new_uri,) = cal.state.subscriptions
+    assert new_uri != old_uri and cal.state.subscriptions[new_uri]["state"] == "active"
+    assert cal.state.signing_keys[new_uri] == old_key  # receivers keep working
+    assert WEBHOOK_SUBSCRIPTION_ACTIVE._value.get() == 1
+    assert active_signing_keys(services.sessions, load_box(services.settings)) == [old_key]
+    assert invoke(services, "check").exit_code == 0
+
+
+def test_check_reports_a_missing_subscription_and_repair_creates_it(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    result = invoke(services, "check", "--url", URL)
+    assert result.exit_code == 1 and "missing" in result.output
+    repaired = invoke(services, "check", "--url", URL, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert "CALENDLY_WEBHOOK_SIGNING_KEY" in repaired.output  # a new key had to be made
+    assert [s["callback_url"] for s in cal.state.subscriptions.values()] == [URL]
+
+
+def test_list_shows_a_table_and_remove_deletes_and_retires_the_key(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    invoke(services, "install", "--url", URL)
+    listed = invoke(services, "list")
+    assert URL in listed.output and "active" in listed.output
+    removed = invoke(services, "remove", "--url", URL)
+    assert removed.exit_code == 0 and "removed" in removed.output
+    assert cal.state.subscriptions == {}
+    assert active_signing_keys(services.sessions, load_box(services.settings)) == []
+    assert invoke(services, "remove", "--url", URL).exit_code == 1
