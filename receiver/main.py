@@ -7,50 +7,58 @@ from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
+from calendly_brevo.bootstrap import Services
+from calendly_brevo.calendly.subscriptions import active_signing_keys
+from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
+from calendly_brevo.crypto import SecretBox, load_box
+from calendly_brevo.errors import ConfigError
 from calendly_brevo.keyring import build_keyring
 from calendly_brevo.logs import configure_logging, get_logger
+from receiver.admin import setup_admin
 from receiver.app import create_app
+from receiver.oauth import setup_oauth
 from receiver.queues import open_queue
 
 
-def signing_key_loader(settings: Settings) -> Callable[[], Sequence[str]] | None:
-    """Keys stored by ``webhooks install``, when a database is configured (or embedded)."""
+def _box(settings: Settings) -> SecretBox | None:
+    """The at-rest encryption box, when one is configured (always in the embedded mode)."""
     try:
-        from calendly_brevo.calendly.subscriptions import load_signing_keys
-    except ImportError:  # pragma: no cover
+        return load_box(settings)
+    except ConfigError:
         return None
-    from calendly_brevo.bootstrap import Services
-
-    services = Services(settings)
-    return lambda: load_signing_keys(services)
-
-
-def route_setups(settings: Settings) -> list[Callable[[web.Application], None]]:
-    setups: list[Callable[[web.Application], None]] = []
-    try:
-        from receiver.admin import setup_admin
-        from receiver.oauth import setup_oauth
-    except ImportError:  # pragma: no cover
-        return setups
-    from calendly_brevo.bootstrap import Services
-
-    services = Services(settings)
-    setups.append(lambda app: setup_oauth(app, settings, services))
-    setups.append(lambda app: setup_admin(app, settings, services))
-    return setups
 
 
 def build_app(settings: Settings) -> web.Application:
-    loader = (
-        signing_key_loader(settings) if settings.storage.database_url or settings.embedded else None
-    )
-    return create_app(
+    """The receiver as deployed: keys from config plus those ``webhooks install`` stored (when a
+    database and an encryption key are configured), OAuth and admin routes."""
+    log = get_logger("calendly_brevo.receiver")
+    services = Services(settings)
+    box = _box(settings)
+    loader: Callable[[], Sequence[str]] | None = None
+    if box is not None and (settings.storage.database_url or settings.embedded):
+        sealed = box
+        loader = lambda: active_signing_keys(services.sessions, sealed)  # noqa: E731
+    elif not settings.embedded:
+        log.info("stored_signing_keys_off", why="no CONNECTOR_ENCRYPTION_KEY or DATABASE_URL")
+    setups: list[Callable[[web.Application], None]] = [
+        lambda app: setup_admin(app, settings, services)
+    ]
+    if box is not None:
+        store = OAuthTokenStore(services.sessions, box)
+        setups.append(lambda app: setup_oauth(app, settings, store))
+    app = create_app(
         settings,
         queue_factory=lambda: open_queue(settings),
         signing_keys=build_keyring(settings, loader),
-        extra_setup=route_setups(settings),
+        extra_setup=setups,
     )
+
+    async def close_services(_app: web.Application) -> None:
+        services.close()
+
+    app.on_cleanup.append(close_services)
+    return app
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
