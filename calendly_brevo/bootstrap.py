@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,8 +86,24 @@ class LazyServices:
             self._services = Services(self.settings)
         return self._services
 
-    def __getattr__(self, name: str) -> object:
-        # Lets commands written against ``Services`` use ``ctx.obj.engine`` etc. directly.
+    @property
+    def engine(self) -> Engine:
+        return self.services.engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.services.sessions
+
+    @property
+    def enqueuer(self) -> RedisEnqueuer | SqliteEnqueuer:
+        return self.services.enqueuer
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.services.redis
+
+    def __getattr__(self, name: str) -> Any:
+        # Lets commands written against ``Services`` reach any other attribute directly.
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.services, name)

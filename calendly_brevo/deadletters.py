@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter
 from calendly_brevo.queueing import Enqueuer
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Filter:
     since: datetime | None = None
     include_replayed: bool = False
 
-    def apply(self, query: Select[tuple[DeadLetter]]) -> Select[tuple[DeadLetter]]:
+    def apply(self, query: Select[_T]) -> Select[_T]:
         if self.ids:
             query = query.where(DeadLetter.id.in_(self.ids))
         if self.event:
@@ -73,7 +77,7 @@ def replay(sessions: sessionmaker[Session], enqueuer: Enqueuer, f: Filter) -> li
 
 def purge(sessions: sessionmaker[Session], f: Filter) -> int:
     with sessions.begin() as s:
-        ids = list(s.scalars(f.apply(select(DeadLetter.id))).all())  # type: ignore[arg-type]
+        ids = list(s.scalars(f.apply(select(DeadLetter.id))).all())
         if ids:
             s.execute(delete(DeadLetter).where(DeadLetter.id.in_(ids)))
         return len(ids)

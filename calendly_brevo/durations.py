@@ -31,7 +31,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta]):
     name = "duration"
 
     def convert(
@@ -45,7 +45,7 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class When(click.ParamType):
+class When(click.ParamType[datetime]):
     name = "when"
 
     def convert(

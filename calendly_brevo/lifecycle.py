@@ -34,12 +34,12 @@ def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult
                 or_(ProcessedEvent.payload.is_not(None), ProcessedEvent.email.is_not(None)),
             )
             .values(payload=None, email=None)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         dead = s.execute(
             delete(DeadLetter).where(
                 DeadLetter.replayed_at.is_not(None), DeadLetter.replayed_at < cutoff
             )
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
     return PruneResult(int(payloads or 0), int(dead or 0))
 
 
@@ -55,16 +55,16 @@ def forget(sessions: sessionmaker[Session], email: str) -> ForgetResult:
     email = email.strip().lower()
     with sessions.begin() as s:
         uris = list(s.scalars(select(Invitee.invitee_uri).where(Invitee.email == email)).all())
-        no_shows = (
-            s.execute(delete(NoShow).where(NoShow.invitee_uri.in_(uris))).rowcount if uris else 0
-        )
-        invitees = s.execute(delete(Invitee).where(Invitee.email == email)).rowcount
+        no_shows = 0
+        if uris:
+            no_shows = s.execute(delete(NoShow).where(NoShow.invitee_uri.in_(uris))).rowcount  # type: ignore[attr-defined]
+        invitees = s.execute(delete(Invitee).where(Invitee.email == email)).rowcount  # type: ignore[attr-defined]
         events = s.execute(
             update(ProcessedEvent)
             .where(or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris)))
             .values(payload=None, email=None, invitee_uri=None)
-        ).rowcount
-        dead = s.execute(delete(DeadLetter).where(DeadLetter.payload.ilike(f"%{email}%"))).rowcount
+        ).rowcount  # type: ignore[attr-defined]
+        dead = s.execute(delete(DeadLetter).where(DeadLetter.payload.ilike(f"%{email}%"))).rowcount  # type: ignore[attr-defined]
     return ForgetResult(int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0))
 
 

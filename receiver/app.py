@@ -40,7 +40,7 @@ class Queue(Protocol):
 
 SETTINGS = web.AppKey("settings", Settings)
 QUEUE = web.AppKey("queue", Queue)
-SIGNING_KEYS = web.AppKey("signing_keys", Callable[[], Sequence[str]])
+SIGNING_KEYS = web.AppKey[Callable[[], Sequence[str]]]("signing_keys")
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:

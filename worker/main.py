@@ -45,13 +45,14 @@ def _prepare_multiproc_dir() -> tuple[str, bool]:
 def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool = True) -> int:
     """One worker process: consume until SIGTERM/SIGINT, then stop within the shutdown budget."""
     import dramatiq
+    from dramatiq.middleware import Middleware
 
     from calendly_brevo.bootstrap import Services
     from calendly_brevo.logs import configure_logging, get_logger
 
     configure_logging(settings)
     log = get_logger("calendly_brevo.worker")
-    extra = []
+    extra: list[Middleware] = []
     if metrics_multiprocess and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from dramatiq.middleware.prometheus import Prometheus
 
@@ -156,7 +157,7 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         log.info("worker_metrics_listening", port=settings.worker.metrics_port)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
 
-    children: list[multiprocessing.process.BaseProcess] = []
+    children: list[Any] = []
     for _ in range(processes):
         p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
         p.start()
