@@ -6,6 +6,8 @@ mode before anything imports it.
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from typing import Any
 
@@ -14,8 +16,42 @@ import click
 from calendly_brevo.errors import ConfigError, ConnectorError
 
 
+#: Command name → "module:attribute". Imported only when that command runs, so ``--help`` is
+#: fast and nothing imports prometheus-client before the worker sets its multiprocess mode.
+COMMANDS: dict[str, str] = {
+    "run": "calendly_brevo.commands.core:run",
+    "receiver": "calendly_brevo.commands.core:receiver",
+    "worker": "calendly_brevo.commands.core:worker",
+    "migrate": "calendly_brevo.commands.core:migrate",
+    "simulate": "calendly_brevo.commands.core:simulate",
+    "dlq": "calendly_brevo.commands.dlq:dlq",
+    "status": "calendly_brevo.commands.lifecycle:status",
+    "prune": "calendly_brevo.commands.lifecycle:prune",
+    "forget": "calendly_brevo.commands.lifecycle:forget",
+    "brevo": "calendly_brevo.commands.brevo:brevo",
+    "webhooks": "calendly_brevo.commands.calendly:webhooks",
+    "backfill": "calendly_brevo.commands.calendly:backfill",
+    "reconcile": "calendly_brevo.commands.calendly:reconcile",
+    "links": "calendly_brevo.commands.calendly:links",
+    "doctor": "calendly_brevo.commands.calendly:doctor",
+}
+
+
 class Group(click.Group):
-    """Print our own errors as one line (with the key path for config errors), not a traceback."""
+    """Lazy subcommands; our own errors printed as one line (with the key path for config
+    errors), not a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -44,25 +80,12 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Keep Brevo in step with Calendly: bookings, cancellations, reschedules, no-shows."""
     from calendly_brevo.bootstrap import LazyServices
 
-    ctx.obj = LazyServices(config_path)
+    if ctx.invoked_subcommand != "worker":
+        # Only the worker aggregates several processes' metrics; every other command keeps its
+        # metrics in memory (and must not write files into the worker's directory).
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    ctx.obj = LazyServices(config_path or None)
     ctx.call_on_close(ctx.obj.close)
-
-
-def _register() -> None:
-    from calendly_brevo.commands import core, dlq, lifecycle
-
-    for module in (core, dlq, lifecycle):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    try:
-        from calendly_brevo.commands import calendly as calendly_commands
-    except ImportError:  # pragma: no cover - during partial checkouts only
-        return
-    for command in getattr(calendly_commands, "COMMANDS", ()):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -46,12 +46,13 @@ def banner(settings: Settings, host: str, port: int) -> str:
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
     from receiver.main import build_app
-    from worker.runtime import build_runtime
+    from worker.runtime import build_runtime, check_brevo_ready
 
     log = get_logger("calendly_brevo.run")
     services = Services(settings)
     if services.engine.dialect.name == "sqlite":
         upgrade(services.engine)
+    check_brevo_ready(services)
     runtime = build_runtime(services)
     worker = dramatiq.Worker(
         runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250

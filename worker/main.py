@@ -136,6 +136,14 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     multiproc_dir, created_dir = _prepare_multiproc_dir()
     configure_logging(settings)
     log = get_logger("calendly_brevo.worker")
+    from calendly_brevo.bootstrap import Services
+    from worker.runtime import check_brevo_ready
+
+    check_services = Services(settings)
+    try:
+        check_brevo_ready(check_services)
+    finally:
+        check_services.close()
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 

@@ -9,6 +9,7 @@ from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
+from calendly_brevo.errors import BrevoSetupError
 from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
@@ -17,10 +18,16 @@ from worker.store import Store
 
 
 def make_limiter(services: Services) -> TokenBucket:
+    """The process's one bucket: Redis-backed (shared by every worker) or in memory (embedded)."""
+    cached: TokenBucket | None = getattr(services, "_limiter", None)
+    if cached is not None:
+        return cached
     settings = services.settings
     buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
     backend = RedisBackend(services.redis) if settings.storage.redis_url else MemoryBackend()
-    return TokenBucket(backend, buckets=buckets)
+    limiter = TokenBucket(backend, buckets=buckets)
+    services._limiter = limiter  # type: ignore[attr-defined]
+    return limiter
 
 
 def make_brevo(services: Services) -> BrevoClient:
@@ -57,3 +64,26 @@ def build_runtime(
     pipe = pipeline or build_pipeline(services)
     actor = declare_actors(broker, services.settings, lambda: pipe)
     return WorkerRuntime(broker, pipe, actor)
+
+
+def check_brevo_ready(services: Services) -> None:
+    """Refuse to start when Brevo lacks an attribute or list the mapping needs.
+
+    Raises :class:`BrevoSetupError` with what is missing and the command that fixes it. A Brevo
+    outage at start is not a reason to refuse: events wait in the queue and retry.
+    """
+    from calendly_brevo.brevo.setup import require_setup
+    from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+    from calendly_brevo.logs import get_logger
+
+    settings = services.settings
+    if settings.dry_run:
+        return
+    client = BrevoClient.from_settings(settings, make_limiter(services))
+    try:
+        require_setup(client, settings)
+    except BrevoTransientError as exc:
+        get_logger("calendly_brevo.worker").warning("brevo_setup_check_skipped", error=str(exc))
+    except BrevoPermanentError as exc:
+        # 401: bad key or IP not allow-listed. Say so now rather than dead-letter every event.
+        raise BrevoSetupError(f"Brevo refused the set-up check: {exc}") from exc

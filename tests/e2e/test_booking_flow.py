@@ -168,7 +168,7 @@ def test_embedded_dry_run_logs_the_upsert_it_would_make(tmp_path: Path) -> None:
     with started(["run"], env, tmp_path / "run.log") as proc:
         wait_http(f"http://127.0.0.1:{port}/readyz", proc)
         assert "DRY RUN" in proc.log()
-        sent = run_cli(["simulate", "invitee.created", "--email", "ada@example.com"], env)
+        sent = run_cli(["simulate", "invitee.created", "--email", "lin.dry@example.com"], env)
         assert sent.returncode == 0, sent.stdout + sent.stderr
         wait_for(
             lambda: "/contacts" in proc.log() and "dry_run" in proc.log(),
@@ -176,7 +176,7 @@ def test_embedded_dry_run_logs_the_upsert_it_would_make(tmp_path: Path) -> None:
             what="dry-run log line",
         )
         # Emails are masked at the default log level.
-        assert "ada@example.com" not in proc.log()
+        assert "lin.dry@example.com" not in proc.log()
 
 
 def test_embedded_queue_keeps_an_accepted_event_across_a_crash(tmp_path: Path) -> None:
