@@ -15,7 +15,6 @@ import click
 
 from calendly_brevo.errors import ConfigError, ConnectorError
 
-
 #: Command name → "module:attribute". Imported only when that command runs, so ``--help`` is
 #: fast and nothing imports prometheus-client before the worker sets its multiprocess mode.
 COMMANDS: dict[str, str] = {

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.db.models import DeadLetter
 from calendly_brevo.queueing import Enqueuer
 
-
 _T = TypeVar("_T")
 
 

@@ -88,7 +88,7 @@ def test_dlq_replay_needs_a_selection(env: dict[str, str]) -> None:
 
 
 def test_prune_keeps_dedup_ids_but_drops_payloads(env: dict[str, str], tmp_path: Path) -> None:
-    pipeline, brevo, services = make_pipeline(tmp_path)
+    pipeline, _brevo, services = make_pipeline(tmp_path)
     body = payloads.body(payloads.invitee_created(email="old@example.com")).decode()
     pipeline.process(body, 1.0)
     result = invoke(env, "prune", "--older-than", "0s")
@@ -106,9 +106,17 @@ def test_prune_keeps_dedup_ids_but_drops_payloads(env: dict[str, str], tmp_path:
 
 def test_forget_removes_what_is_stored_about_a_person(env: dict[str, str], tmp_path: Path) -> None:
     pipeline, _brevo, services = make_pipeline(tmp_path)
-    pipeline.process(payloads.body(payloads.invitee_created(email="gdpr@example.com")).decode(), 1.0)
-    pipeline.process(payloads.body(payloads.invitee_created(
-        email="other@example.com", invitee_uri=payloads.invitee_uri("E9", "I9"))).decode(), 1.0)
+    pipeline.process(
+        payloads.body(payloads.invitee_created(email="gdpr@example.com")).decode(), 1.0
+    )
+    pipeline.process(
+        payloads.body(
+            payloads.invitee_created(
+                email="other@example.com", invitee_uri=payloads.invitee_uri("E9", "I9")
+            )
+        ).decode(),
+        1.0,
+    )
     result = invoke(env, "forget", "--email", "GDPR@example.com", "--yes")
     assert "1 invitee record" in result.output
     from sqlalchemy import select, text
