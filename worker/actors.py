@@ -33,11 +33,11 @@ def is_final(retries: int, received_at: float, settings: Settings) -> bool:
 def declare_actors(
     broker: dramatiq.Broker, settings: Settings, pipeline: Callable[[], Pipeline]
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
-    def process_event(body: str, received_at: float, source: str = "webhook") -> str:
+    def process_event(body: str, received_at: float, source: str = "webhook") -> None:
         message = CurrentMessage.get_current_message()
         retries = int(message.options.get("retries", 0)) if message is not None else 0
         try:
-            outcome = pipeline().process(
+            pipeline().process(
                 body,
                 received_at,
                 source,
@@ -46,7 +46,6 @@ def declare_actors(
             )
         except TransientError as exc:
             raise dramatiq.Retry(delay=backoff_ms(retries, exc.delay, settings)) from exc
-        return outcome.status
 
     return dramatiq.Actor(
         process_event,
