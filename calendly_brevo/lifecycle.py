@@ -69,6 +69,8 @@ def forget(sessions: sessionmaker[Session], email: str) -> ForgetResult:
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
+    from calendly_brevo.calendly.subscriptions import STATE_NAME
+
     with sessions() as s:
         last = s.execute(
             select(ProcessedEvent.event_name, ProcessedEvent.applied_at, ProcessedEvent.received_at)
@@ -84,7 +86,7 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
         open_dl = s.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
         )
-        sub = s.get(SyncState, "webhook_subscription")
+        sub = s.get(SyncState, STATE_NAME)  # written by `webhooks install` and `webhooks check`
     lag = None
     if last and last.applied_at and last.received_at:
         lag = (last.applied_at - last.received_at).total_seconds()
@@ -94,5 +96,5 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "last_lag_seconds": lag,
         "events_by_status": by_status,
         "dead_letters_open": int(open_dl or 0),
-        "subscription": sub.value if sub else None,
+        "subscription": dict(sub.value) if sub else None,
     }

@@ -16,7 +16,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from calendly_brevo.config import Settings
 
@@ -45,9 +45,10 @@ def collect_secrets(settings: Settings) -> list[str]:
     def walk(obj: Any) -> None:
         if isinstance(obj, SecretStr):
             value = obj.get_secret_value()
-            if value and len(value) >= 4:
-                found.append(value)
-        elif hasattr(obj, "model_fields"):
+            # A list of keys ("new,old" encryption keys) is redacted whole and key by key.
+            parts = {value, *(part.strip() for part in value.split(","))}
+            found.extend(v for v in parts if len(v) >= 4)
+        elif isinstance(obj, BaseModel):
             for name in type(obj).model_fields:
                 walk(getattr(obj, name))
         elif isinstance(obj, dict):
@@ -101,6 +102,24 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+class MessageArgsFilter(logging.Filter):
+    """Dramatiq logs a message as ``process_event('<raw webhook body>', …)``: names, answers and
+    phone numbers at error level. Show it as ``process_event(message_id=…)`` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("dramatiq") and isinstance(record.args, tuple):
+            record.args = tuple(_message_label(arg) for arg in record.args)
+        return True
+
+
+def _message_label(arg: Any) -> Any:
+    actor = getattr(arg, "actor_name", None)
+    message_id = getattr(arg, "message_id", None)
+    if isinstance(actor, str) and isinstance(message_id, str) and hasattr(arg, "args"):
+        return f"{actor}(message_id={message_id})"
+    return arg
+
+
 def configure_logging(settings: Settings, *, json_logs: bool | None = None) -> Redactor:
     """Configure structlog and the stdlib root logger once per process."""
     cal = settings.calendly
@@ -135,6 +154,7 @@ def configure_logging(settings: Settings, *, json_logs: bool | None = None) -> R
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MessageArgsFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

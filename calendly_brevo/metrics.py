@@ -40,8 +40,8 @@ def event_label(name: object) -> str:
 WEBHOOKS_RECEIVED = Counter(
     f"{PREFIX}_webhooks_received_total",
     "Webhook requests received, by event and outcome "
-    "(accepted, unsigned, bad_signature, malformed_signature, stale, too_large, malformed, "
-    "queue_down).",
+    "(accepted, unsigned, bad_signature, malformed_signature, stale, too_large, read_timeout, "
+    "malformed, queue_down).",
     ["event", "outcome"],
 )
 WEBHOOK_RECEIVE_SECONDS = Histogram(
@@ -133,13 +133,18 @@ CALENDLY_REQUESTS = Counter(
     "HTTP requests made to the Calendly API, by status code (or 'error').",
     ["status"],
 )
-BACKFILL_INVITEES = Counter(
-    f"{PREFIX}_backfill_invitees_total",
-    "Invitees walked by backfill or reconcile, by outcome (enqueued, skipped).",
+BACKFILL_ENVELOPES = Counter(
+    f"{PREFIX}_backfill_envelopes_total",
+    "Webhook envelopes synthesized by backfill or reconcile (one invitee gives one to three: "
+    "created, canceled, no-show), by command and outcome (enqueued, skipped).",
     ["command", "outcome"],
 )
+#: Labelled by scope so that it is *absent* until someone knows the state: an unlabelled gauge
+#: would export 0 from every process (and fire the "disabled" alert) before any check ran.
 WEBHOOK_SUBSCRIPTION_ACTIVE = Gauge(
     f"{PREFIX}_webhook_subscription_active",
-    "1 when the connector's Calendly webhook subscription is active, 0 when disabled or missing.",
+    "1 when the connector's Calendly webhook subscription is active, 0 when disabled or missing "
+    "(set by webhooks check, and every few minutes by the worker supervisor and run).",
+    ["scope"],
     multiprocess_mode="min",
 )

@@ -24,6 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from calendly_brevo.config import Settings
 
 HEALTH = b'{"status":"ok"}'
+GAUGE_INTERVAL_SECONDS = 10.0
 
 
 def _prepare_multiproc_dir() -> tuple[str, bool]:
@@ -75,7 +76,6 @@ def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool 
     stop.wait()
     log.info("worker_stopping", timeout=settings.worker.shutdown_timeout_seconds)
     worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
-    runtime.broker.emit_before("process_stop")
     runtime.broker.close()
     services.close()
     log.info("worker_stopped")
@@ -92,6 +92,7 @@ def _metrics_app(settings: Settings) -> Any:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(ProcessTreeCollector())
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -103,6 +104,46 @@ def _metrics_app(settings: Settings) -> Any:
     return app
 
 
+def _constant(value: int) -> Any:
+    return lambda: value
+
+
+class ProcessTreeCollector:
+    """``process_*`` metrics of the supervisor and its worker processes, summed.
+
+    The multiprocess registry has no process collector, and one series per pid would be
+    high-cardinality and churn on every restart. Memory, CPU seconds and open fds are summed
+    over the supervisor and its live children (what the pod uses; a restarted child resets its
+    share of the CPU counter, which ``rate()`` treats as a counter reset); start time and the
+    fd limit are the supervisor's.
+    """
+
+    SUMMED = (
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds",
+        "process_open_fds",
+    )
+
+    def collect(self) -> Any:
+        from prometheus_client.core import Metric
+        from prometheus_client.process_collector import ProcessCollector
+
+        me = os.getpid()
+        pids = [me] + [p.pid for p in multiprocessing.active_children() if p.pid]
+        families: dict[str, Metric] = {}
+        for pid in pids:
+            for family in ProcessCollector(pid=_constant(pid), registry=None).collect():
+                total = families.get(family.name)
+                if total is None:
+                    if pid == me:  # the supervisor's families come first
+                        families[family.name] = family
+                elif family.name in self.SUMMED and family.samples and total.samples:
+                    first = total.samples[0]
+                    total.samples[0] = first._replace(value=first.value + family.samples[0].value)
+        return list(families.values())
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -111,6 +152,7 @@ class _QuietHandler(WSGIRequestHandler):
 def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
     from calendly_brevo import metrics
     from calendly_brevo.bootstrap import Services
+    from calendly_brevo.calendly.subscriptions import SubscriptionProbe
     from calendly_brevo.logs import get_logger
     from worker.store import Store
 
@@ -118,13 +160,17 @@ def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
     services = Services(settings)
     try:
         store = Store(services.engine, services.sessions)
-        while not stop.wait(10.0):
+        probe = SubscriptionProbe(settings, services.sessions)
+        while True:
             try:
                 for kind, n in services.enqueuer.depth().items():
                     metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
                 metrics.DEAD_LETTERS.set(store.open_dead_letters())
+                probe.refresh()  # a Calendly call every few minutes at most
             except Exception as exc:  # a gauge refresh must never take the supervisor down
                 log.debug("gauge_refresh_failed", error=type(exc).__name__)
+            if stop.wait(GAUGE_INTERVAL_SECONDS):
+                break
     finally:
         services.close()
 

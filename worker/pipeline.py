@@ -12,6 +12,7 @@ failure, or the last attempt failed transiently: stored with its cause, never dr
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -34,6 +35,13 @@ from calendly_brevo.state import mark_from_event, record_from_event
 from worker.store import Store
 
 log = get_logger("calendly_brevo.worker")
+
+#: When the current attempt started (perf_counter), for the ``duration_ms`` of its log line.
+_STARTED: ContextVar[float] = ContextVar("calendly_brevo_event_started", default=0.0)
+
+
+def _elapsed_ms() -> float:
+    return round((time.perf_counter() - _STARTED.get()) * 1000, 2)
 
 
 class BrevoPort(Protocol):
@@ -80,6 +88,7 @@ class Pipeline:
         final: bool = False,
     ) -> Outcome:
         started = time.perf_counter()
+        started_token = _STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
         received = datetime.fromtimestamp(received_at, UTC) if received_at else None
         name: str | None = None
@@ -110,6 +119,7 @@ class Pipeline:
             elapsed = time.perf_counter() - started
             metrics.EVENT_PROCESSING_SECONDS.labels(metrics.event_label(name)).observe(elapsed)
             structlog.contextvars.unbind_contextvars("source", "attempt", "event_id", "event_name")
+            _STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
     def _process(
@@ -161,7 +171,13 @@ class Pipeline:
                         received,
                     )
                 self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                log.warning("event_retry", error=str(exc), delay=exc.delay)
+                log.warning(
+                    "event_retry",
+                    outcome="retried",
+                    duration_ms=_elapsed_ms(),
+                    error=str(exc),
+                    delay=exc.delay,
+                )
                 raise
             except Exception as exc:
                 # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
@@ -250,7 +266,13 @@ class Pipeline:
         if record:
             self.store.finish(ident.event_id, status)
         metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
-        log.info("event_" + status)
+        log.info(
+            "event_" + status,
+            event_id=ident.event_id,
+            event_name=ident.event_name,
+            outcome=status,
+            duration_ms=_elapsed_ms(),
+        )
         return Outcome(status, ident.event_name, ident.event_id)
 
     def _dead_letter(
@@ -276,5 +298,14 @@ class Pipeline:
         )
         metrics.EVENTS_PROCESSED.labels(metrics.event_label(event_name), "dead_lettered").inc()
         metrics.DEAD_LETTERED.labels(metrics.event_label(event_name), reason).inc()
-        log.error("event_dead_lettered", reason=reason, error=error, dead_letter_id=dl_id)
+        log.error(
+            "event_dead_lettered",
+            event_id=event_id,
+            event_name=event_name,
+            outcome="dead_lettered",
+            duration_ms=_elapsed_ms(),
+            reason=reason,
+            error=error,
+            dead_letter_id=dl_id,
+        )
         return Outcome("dead_lettered", event_name, event_id, error)

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.db.models import ProcessedEvent, SyncState
-from calendly_brevo.metrics import BACKFILL_INVITEES
+from calendly_brevo.metrics import BACKFILL_ENVELOPES
 
 BACKFILL_STATE = "calendly.backfill"
 DONE_STATUSES = ("applied", "ignored", "dead")
@@ -240,7 +240,7 @@ def backfill(
             for envelope in _walk_event(client, event, created_by, stats):
                 enqueuer.enqueue(encode(envelope), received_at=clock(), source="backfill")
                 stats.enqueued += 1
-                BACKFILL_INVITEES.labels("backfill", "enqueued").inc()
+                BACKFILL_ENVELOPES.labels("backfill", "enqueued").inc()
             stats.events += 1
             stats.position = event.get("start_time")
             cursor.last_event_uri = event["uri"]
@@ -304,11 +304,11 @@ def reconcile(
             for envelope in envelopes:
                 if envelope_event_id(envelope) in done:
                     stats.skipped += 1
-                    BACKFILL_INVITEES.labels("reconcile", "skipped").inc()
+                    BACKFILL_ENVELOPES.labels("reconcile", "skipped").inc()
                     continue
                 enqueuer.enqueue(encode(envelope), received_at=clock(), source="reconcile")
                 stats.enqueued += 1
-                BACKFILL_INVITEES.labels("reconcile", "enqueued").inc()
+                BACKFILL_ENVELOPES.labels("reconcile", "enqueued").inc()
             stats.events += 1
             stats.position = event.get("start_time")
             if on_progress:

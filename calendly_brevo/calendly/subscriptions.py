@@ -10,23 +10,32 @@
   ``webhook_subscription_active`` gauge); ``repair`` deletes and recreates it with the same
   signing key, so receivers configured with that key keep working.
 - The installed subscription (uri, url, scope) is remembered in ``sync_state`` under
-  :data:`STATE_NAME`, so ``check`` knows what to look for without flags.
+  :data:`STATE_NAME`, so ``check`` knows what to look for without flags; ``check`` adds the
+  ``state`` it saw and when (``checked_at``), which ``status`` shows.
+- :class:`SubscriptionProbe` keeps the gauge current in the long-running processes (the
+  CronJob's own gauge is never scraped): a live ``check`` every few minutes when Calendly
+  credentials are configured, else the state the last ``check`` stored.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.calendly.client import CalendlyClient
-from calendly_brevo.crypto import SecretBox
+from calendly_brevo.config import Settings
+from calendly_brevo.crypto import SecretBox, generate_key
 from calendly_brevo.db.models import SigningKey, SyncState
-from calendly_brevo.errors import CalendlyConflict, ConfigError
+from calendly_brevo.errors import CalendlyConflict, ConfigError, ConnectorError
+from calendly_brevo.logs import get_logger
 from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
 
 WEBHOOK_EVENTS = (
@@ -136,6 +145,18 @@ def remembered(sessions: sessionmaker[Session]) -> dict[str, Any] | None:
     with sessions() as session:
         row = session.get(SyncState, STATE_NAME)
         return dict(row.value) if row else None
+
+
+def note_state(sessions: sessionmaker[Session], url: str, state: str, scope: str) -> None:
+    """Store the state a check saw beside the remembered subscription (for status, gauges)."""
+    mine = remembered(sessions) or {"url": url, "scope": scope}
+    if mine.get("url") != url:  # a check of another URL: not our subscription
+        return
+    _remember(sessions, {**mine, "state": state, "checked_at": datetime.now(UTC).isoformat()})
+
+
+def set_gauge(state: str, scope: str) -> None:
+    WEBHOOK_SUBSCRIPTION_ACTIVE.labels(scope).set(1 if state == "active" else 0)
 
 
 # --- the manager --------------------------------------------------------------------------------
@@ -249,10 +270,12 @@ class SubscriptionManager:
             )
         sub = self.find(target)
         state = "missing" if sub is None else str(sub.get("state", "active"))
+        scope = str((sub or {}).get("scope") or (remembered(self.sessions) or {}).get("scope"))
+        scope = scope if scope in SCOPES else "organization"
+        note_state(self.sessions, target, state, scope)
+        set_gauge(state, scope)
         if state == "active":
-            WEBHOOK_SUBSCRIPTION_ACTIVE.set(1)
             return Health(True, state, target, sub, message="subscription is active")
-        WEBHOOK_SUBSCRIPTION_ACTIVE.set(0)
         if not repair:
             why = (
                 "Calendly disabled it after 24 h of failed deliveries and never re-enables it"
@@ -279,7 +302,8 @@ class SubscriptionManager:
             store_signing_key(self.sessions, self.box, key, created["uri"])
         elif old_uri:
             _retarget_keys(self.sessions, str(old_uri), created["uri"])
-        WEBHOOK_SUBSCRIPTION_ACTIVE.set(1)
+        note_state(self.sessions, url, "active", scope)
+        set_gauge("active", scope)
         note = " with a NEW signing key: update CALENDLY_WEBHOOK_SIGNING_KEY" if new_key else ""
         return Health(
             True,
@@ -290,3 +314,81 @@ class SubscriptionManager:
             message=f"recreated{note}",
             signing_key=key if new_key else None,
         )
+
+
+class SubscriptionProbe:
+    """Keep ``webhook_subscription_active`` current from a long-running process's gauge loop.
+
+    :meth:`refresh` is cheap to call often: it asks Calendly (``check`` without repair: one
+    ``/users/me`` and one or two list calls) at most every ``interval`` seconds, and only when
+    Calendly credentials are configured and a callback URL is known (remembered by ``webhooks
+    install``, or ``PUBLIC_URL``). Otherwise, or when Calendly cannot be reached, it reads the
+    state the last ``webhooks check`` stored, every ``stored_interval`` seconds. The gauge stays
+    absent while the state is unknown.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        interval: float = 300.0,
+        stored_interval: float = 60.0,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.interval = interval
+        self.stored_interval = stored_interval
+        self._http = http
+        self._clock = clock
+        self._due = 0.0
+        self.state: str | None = None
+        self._log = get_logger("calendly_brevo.subscriptions")
+
+    def _live(self) -> Health | None:
+        from calendly_brevo.calendly import make_client
+
+        cal = self.settings.calendly
+        url = (remembered(self.sessions) or {}).get("url") or default_callback_url(
+            self.settings.server.public_url
+        )
+        if not url or not self._can_ask():
+            return None
+        http = self._http or httpx.Client(timeout=15.0)
+        try:
+            client = make_client(self.settings, http, self.sessions)
+            # check() without repair never decrypts: a throwaway box keeps the key file alone.
+            box = SecretBox([generate_key()])
+            manager = SubscriptionManager(
+                client, self.sessions, box, organization=cal.organization_uri
+            )
+            return manager.check(str(url))
+        except (ConnectorError, httpx.HTTPError) as exc:
+            self._log.warning("subscription_check_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            if self._http is None:
+                http.close()
+
+    def refresh(self) -> str | None:
+        now = self._clock()
+        if now < self._due:
+            return self.state
+        health = self._live()
+        if health is not None:
+            self.state = health.state
+        else:
+            mine = remembered(self.sessions) or {}
+            if "state" in mine:
+                self.state = str(mine["state"])
+                scope = str(mine.get("scope"))
+                set_gauge(self.state, scope if scope in SCOPES else "organization")
+        self._due = now + (self.interval if self._can_ask() else self.stored_interval)
+        return self.state
+
+    def _can_ask(self) -> bool:
+        cal = self.settings.calendly
+        token = cal.access_token.get_secret_value() if cal.access_token else ""
+        return bool(token or cal.oauth.client_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import click
 from rich.console import Console
@@ -51,6 +52,20 @@ def forget(obj: LazyServices, email: str, yes: bool) -> None:
     )
 
 
+def _subscription(sub: dict[str, Any] | None) -> str:
+    if not sub:
+        return "unknown: none installed from here (`calendly-brevo webhooks install`)"
+    where = f"({sub.get('scope', '?')}) {sub.get('url', '')}"
+    state = sub.get("state")
+    if state is None:
+        return f"installed {where}, not checked yet (`calendly-brevo webhooks check`)"
+    colour = "green" if state == "active" else "red"
+    checked = (
+        f", checked {sub['checked_at'][:19].replace('T', ' ')} UTC" if sub.get("checked_at") else ""
+    )
+    return f"[{colour}]{state}[/{colour}] {where}{checked}"
+
+
 @click.command()
 @pass_services
 def status(obj: LazyServices) -> None:
@@ -80,13 +95,7 @@ def status(obj: LazyServices) -> None:
         )
         colour = "red" if n["dead_letters_open"] else "green"
         table.add_row("dead letters", f"[{colour}]{n['dead_letters_open']} open[/{colour}]")
-        sub = n["subscription"]
-        table.add_row(
-            "webhook subscription",
-            f"{sub.get('state', '?')} ({sub.get('scope', '?')}) {sub.get('callback_url', '')}"
-            if sub
-            else "unknown (run `calendly-brevo webhooks check`)",
-        )
+        table.add_row("webhook subscription", _subscription(n["subscription"]))
     except Exception as exc:
         table.add_row("database", f"[red]unavailable: {exc}[/red]")
     try:

@@ -96,7 +96,7 @@ def test_check_reports_a_disabled_subscription_and_exits_non_zero(
     result = invoke(services, "check")
     assert result.exit_code == 1
     assert "disabled" in result.output and "--repair" in result.output
-    assert WEBHOOK_SUBSCRIPTION_ACTIVE._value.get() == 0
+    assert WEBHOOK_SUBSCRIPTION_ACTIVE.labels("organization")._value.get() == 0
     assert cal.state.subscriptions[uri]["state"] == "disabled"  # nothing changed
 
 
@@ -113,7 +113,7 @@ def test_check_repair_recreates_a_disabled_subscription_with_the_same_key(
     (new_uri,) = cal.state.subscriptions
     assert new_uri != old_uri and cal.state.subscriptions[new_uri]["state"] == "active"
     assert cal.state.signing_keys[new_uri] == old_key  # receivers keep working
-    assert WEBHOOK_SUBSCRIPTION_ACTIVE._value.get() == 1
+    assert WEBHOOK_SUBSCRIPTION_ACTIVE.labels("organization")._value.get() == 1
     assert active_signing_keys(services.sessions, load_box(services.settings)) == [old_key]
     assert invoke(services, "check").exit_code == 0
 
