@@ -14,7 +14,7 @@ from calendly_brevo.config import Settings
 from calendly_brevo.crypto import SecretBox, load_box
 from calendly_brevo.errors import ConfigError
 from calendly_brevo.keyring import build_keyring
-from calendly_brevo.logs import configure_logging, get_logger
+from calendly_brevo.logs import REDACTOR, configure_logging, get_logger
 from receiver.admin import setup_admin
 from receiver.app import create_app
 from receiver.oauth import setup_oauth
@@ -38,7 +38,13 @@ def build_app(settings: Settings) -> web.Application:
     loader: Callable[[], Sequence[str]] | None = None
     if box is not None and (settings.storage.database_url or settings.embedded):
         sealed = box
-        loader = lambda: active_signing_keys(services.sessions, sealed)  # noqa: E731
+
+        def loader_fn() -> Sequence[str]:
+            keys = active_signing_keys(services.sessions, sealed)
+            REDACTOR.add_secrets(*keys)  # stored keys are secrets too: never in a log line
+            return keys
+
+        loader = loader_fn
     elif not settings.embedded:
         log.info("stored_signing_keys_off", why="no CONNECTOR_ENCRYPTION_KEY or DATABASE_URL")
     setups: list[Callable[[web.Application], None]] = [
