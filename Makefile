@@ -50,7 +50,7 @@ chaos: install
 	$(BIN)/pytest tests/chaos -m chaos -p no:randomly -s
 
 audit: install
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project -o .audit-requirements.txt
+	$(UV) export --frozen --no-dev --no-emit-project -o .audit-requirements.txt
 	$(BIN)/pip-audit --strict -r .audit-requirements.txt --disable-pip
 	@rm -f .audit-requirements.txt
 

@@ -80,6 +80,8 @@ class WebhookSettings(Strict):
     previous_signing_keys: tuple[SecretStr, ...] = ()
     tolerance_seconds: int = Field(default=180, ge=1, le=3600)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: A client that has not sent its whole body within this many seconds gets 408.
+    read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -242,6 +244,10 @@ class WorkerSettings(Strict):
     metrics_port: int = Field(default=9191, ge=0, le=65535)
     #: How long a claim may sit unfinished before another worker may take it over.
     claim_lease_seconds: int = Field(default=300, ge=5)
+    #: Redis broker: a worker silent this long is dead and its unacked messages are requeued.
+    heartbeat_timeout_seconds: float = Field(default=60.0, ge=1)
+    #: Redis broker: commands per million that also run queue maintenance (dead-worker requeue).
+    maintenance_chance: int = Field(default=1000, ge=1, le=1_000_000)
 
 
 class StorageSettings(Strict):

@@ -7,6 +7,7 @@ time and tests use the same factory with a fake queue. ``POST /webhooks/calendly
 202   verified, parsed as a JSON object with an ``event``, durably enqueued
 400   signed correctly but not a JSON object with ``event`` and ``payload``
 401   unsigned, malformed signature header, forged, or outside the tolerance
+408   the body did not arrive within ``webhook.read_timeout_seconds`` (a slow client)
 413   body larger than ``webhook.max_body_bytes``
 503   the queue could not take it: Calendly will retry
 ====  ==========================================================================
@@ -14,6 +15,7 @@ time and tests use the same factory with a fake queue. ``POST /webhooks/calendly
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -58,10 +60,14 @@ async def handle_webhook(request: web.Request) -> web.Response:
             outcome = "too_large"
             return _error(413, outcome, f"body larger than {hook.max_body_bytes} bytes")
         try:
-            body = await request.read()
+            async with asyncio.timeout(hook.read_timeout_seconds):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             outcome = "too_large"
             return _error(413, outcome, f"body larger than {hook.max_body_bytes} bytes")
+        except TimeoutError:
+            outcome = "read_timeout"
+            return _error(408, outcome, f"body not received within {hook.read_timeout_seconds}s")
         try:
             verify(
                 request.app[SIGNING_KEYS](),
@@ -74,7 +80,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
             outcome = exc.reason
             return _error(401, exc.reason, str(exc))
         try:
-            doc = json.loads(body)
+            # Strict UTF-8 first: json.loads(bytes) would also take UTF-16/32 and lone
+            # surrogates, which then fail to decode for the queue (a 500 instead of a 400).
+            text = body.decode("utf-8")
+            doc = json.loads(text)
         except (ValueError, RecursionError):
             outcome = "malformed"
             return _error(400, outcome, "body is not JSON (UTF-8)")
@@ -89,7 +98,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
         received_at = time.time()
         try:
             message_id = await request.app[QUEUE].enqueue(
-                body.decode(), received_at=received_at, source="webhook"
+                text, received_at=received_at, source="webhook"
             )
         except QueueUnavailable as exc:
             outcome = "queue_down"

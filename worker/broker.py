@@ -53,17 +53,23 @@ def make_broker(
     settings: Settings,
     *,
     extra: list[Middleware] | None = None,
-    heartbeat_timeout_ms: int = 60_000,
+    heartbeat_timeout_ms: int | None = None,
 ) -> dramatiq.Broker:
-    """Redis when ``REDIS_URL`` is set, else the durable SQLite queue in the data dir."""
+    """Redis when ``REDIS_URL`` is set, else the durable SQLite queue in the data dir.
+
+    A killed worker's unacked messages come back after ``worker.heartbeat_timeout_seconds``,
+    at the next queue maintenance (``worker.maintenance_chance`` per million commands)."""
     middleware = default_middleware(settings) + list(extra or [])
     broker: dramatiq.Broker
     if settings.storage.redis_url:
+        if heartbeat_timeout_ms is None:
+            heartbeat_timeout_ms = int(settings.worker.heartbeat_timeout_seconds * 1000)
         broker = RedisBroker(
             url=settings.storage.redis_url,
             namespace=NAMESPACE,
             middleware=middleware,
             heartbeat_timeout=heartbeat_timeout_ms,
+            maintenance_chance=settings.worker.maintenance_chance,
         )
     else:
         broker = SqliteBroker(
