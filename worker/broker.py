@@ -5,10 +5,11 @@ Middleware, and why each is (or is not) here:
 - ``TimeLimit``: an event stuck for minutes (a hung socket) is interrupted and retried.
 - ``ShutdownNotifications``: SIGTERM interrupts long waits so shutdown stays within its budget.
 - ``CurrentMessage``: the actor reads its retry count to know when an attempt is the last.
-- ``Retries``: transient failures come back as ``dramatiq.Retry(delay=…)`` with our own
-  backoff. Its ``max_retries`` is a backstop far above ``worker.max_retries``: the pipeline
-  dead-letters on the last attempt itself, and this only matters if even that write fails (the
-  database is down), in which case the message keeps retrying instead of being dropped.
+- ``DurableRetries`` (Dramatiq's ``Retries`` whose re-enqueue survives a Redis outage):
+  transient failures come back as ``dramatiq.Retry(delay=…)`` with our own backoff. Its
+  ``max_retries`` is a backstop far above ``worker.max_retries``: the pipeline dead-letters on
+  the last attempt itself, and this only matters if even that write fails (the database is
+  down), in which case the message keeps retrying instead of being dropped.
 - ``AgeLimit`` is left out on purpose: it drops old messages, and nothing accepted may be dropped.
 - Dramatiq's ``Prometheus`` middleware is added by the multi-process worker (it needs
   prometheus-client's multiprocess mode, which the embedded single process does not use).
@@ -21,13 +22,13 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     CurrentMessage,
     Middleware,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
 
 from calendly_brevo.config import Settings
 from calendly_brevo.queueing import NAMESPACE, SqliteQueue, sqlite_queue_path
+from worker.middleware.durable_retries import DurableRetries
 from worker.middleware.log_context import LogContext
 from worker.sqlite_broker import SqliteBroker
 
@@ -40,7 +41,7 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         TimeLimit(time_limit=5 * 60 * 1000),
         ShutdownNotifications(),
         CurrentMessage(),
-        Retries(
+        DurableRetries(
             max_retries=w.max_retries + RETRY_BACKSTOP,
             min_backoff=int(w.min_backoff_seconds * 1000),
             max_backoff=int(w.max_backoff_seconds * 1000),
