@@ -259,7 +259,7 @@ class Pipeline:
         self.brevo.create_event(
             event.name, email=email, properties=event.properties, event_date=event.event_date
         )
-        self.store.record_effect(ident.event_id, "event", event.name)
+        self.store.record_effect_durably(ident.event_id, "event", event.name)
 
     # -------------------------------------------------------------------------------------------
     def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:

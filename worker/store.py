@@ -11,14 +11,16 @@ Concurrency model, stated plainly:
   processed again. ``effects`` remembers which Brevo calls already succeeded, so a retry after a
   partial success does not send the custom event again.
 - The weak spot: a worker killed after Brevo accepted the custom event but before ``effects`` was
-  committed sends it again on redelivery. Brevo's ``POST /events`` has no idempotency key, so the
-  window cannot be closed from here; it is one commit wide.
+  committed sends it again on redelivery. Brevo's ``POST /events`` has no idempotency key, so
+  the window cannot be closed from here; it is one commit wide. (A database outage at that
+  moment does not open it: the effect write waits, see :meth:`Store.record_effect_durably`.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,12 +28,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent
+from calendly_brevo.logs import get_logger
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
 
 DONE = frozenset({"applied", "ignored"})
+log = get_logger("calendly_brevo.worker")
 
 
 def now() -> datetime:
@@ -69,8 +74,12 @@ class Store:
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": k})
-                    conn.commit()
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": k})
+                        conn.commit()
+                    except (OperationalError, InterfaceError):
+                        # The connection died (Postgres restarted): the session lock died with it.
+                        conn.invalidate()
         else:
             with self._locks[lock_key(key) % len(self._locks)]:
                 yield
@@ -121,6 +130,27 @@ class Store:
             return Claim(
                 event_id, duplicate=False, attempts=row.attempts, effects=dict(row.effects)
             )
+
+    def record_effect_durably(
+        self, event_id: str, effect: str, value: Any = True, *, give_up_after: float = 300.0
+    ) -> None:
+        """Record an effect Brevo has *already* accepted, waiting out a database outage.
+
+        Raising here would retry the event and send its custom event a second time, so the
+        write is repeated (with backoff, for up to ``give_up_after`` seconds) until it lands.
+        """
+        deadline = time.monotonic() + give_up_after
+        wait = 0.2
+        while True:
+            try:
+                self.record_effect(event_id, effect, value)
+                return
+            except (OperationalError, InterfaceError) as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                log.warning("effect_record_retry", effect=effect, error=type(exc).__name__)
+                time.sleep(wait)
+                wait = min(wait * 2, 5.0)
 
     def record_effect(self, event_id: str, effect: str, value: Any = True) -> None:
         with self.sessions.begin() as s:
