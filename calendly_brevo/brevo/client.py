@@ -207,7 +207,8 @@ class BrevoClient:
         unlink_list_ids: Iterable[int] = (),
     ) -> UpsertResult:
         """Create or update by email (``POST /contacts``, ``updateEnabled``). Brevo ignores
-        ``unlinkListIds`` there, so list removals follow as ``PUT /contacts/{email}``."""
+        ``unlinkListIds`` there, so list removals follow as ``PUT /contacts/{email}`` (only for
+        a contact that already existed)."""
         body: dict[str, Any] = {"email": email, "attributes": dict(attributes)}
         body["updateEnabled"] = True
         if lists := list(list_ids):
@@ -218,7 +219,8 @@ class BrevoClient:
             data = _json(response)
             raw_id = data.get("id") if isinstance(data, dict) else None
             result = UpsertResult(True, raw_id if isinstance(raw_id, int) else None)
-        if unlink := list(unlink_list_ids):
+        if (unlink := list(unlink_list_ids)) and not result.created:
+            # A contact Brevo just created (201) is on no list but ``listIds``: nothing to unlink.
             self.update_contact(email, unlink_list_ids=unlink)
         return result
 

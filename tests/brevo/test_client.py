@@ -159,6 +159,15 @@ def test_list_removals_follow_the_upsert_as_a_put_because_post_ignores_them(
     assert brevo.bodies()[1] == {"unlinkListIds": [7]}
 
 
+def test_a_contact_brevo_just_created_needs_no_list_removal_call(
+    client: BrevoClient, brevo: FakeBrevo
+) -> None:
+    brevo.answers.append(httpx.Response(201, json={"id": 7}))
+    client.upsert_contact(EMAIL, {"X": 1}, list_ids=[3], unlink_list_ids=[7, 8])
+    (post,) = brevo.requests
+    assert post.method == "POST"
+
+
 def test_update_sends_only_what_changes_and_nothing_when_nothing_does(
     client: BrevoClient, brevo: FakeBrevo
 ) -> None:
