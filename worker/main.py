@@ -5,7 +5,9 @@ Postgres and HTTP pools), restarts a child that dies, serves ``/metrics`` (all p
 prometheus-client multiprocess mode) and ``/healthz`` on ``worker.metrics_port``, and refreshes
 the queue-depth and dead-letter gauges. On SIGTERM it forwards SIGTERM to the children, each of
 which stops taking messages, finishes what it holds within ``worker.shutdown_timeout_seconds``
-and requeues the rest; Redis requeues anything a killed child held after the heartbeat timeout.
+and requeues the rest, including a message still running when the budget is spent (see
+:func:`_requeue_unfinished`); Redis requeues anything a *killed* child held only after the
+heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -76,10 +78,39 @@ def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool 
     stop.wait()
     log.info("worker_stopping", timeout=settings.worker.shutdown_timeout_seconds)
     worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
+    unfinished = _requeue_unfinished(runtime.broker)
+    if unfinished:
+        log.warning("worker_requeued_unfinished", messages=unfinished)
     runtime.broker.close()
     services.close()
     log.info("worker_stopped")
     return 0
+
+
+def _requeue_unfinished(broker: Any) -> int:
+    """Put back on their queues the messages this process fetched and never acked.
+
+    After ``Worker.stop`` these are the messages still running when the shutdown budget ran
+    out, plus any Dramatiq's consumer had prefetched but not handed over when it stopped.
+    Without this they sit in this broker's ack set until another worker notices the missed
+    heartbeat (``worker.heartbeat_timeout_seconds``, at its next maintenance roll), a minute or
+    more. Requeueing one that is still running is safe: the next attempt waits on the contact
+    lock until this process exits, and the claim and recorded effects make it finish the work
+    rather than redo it (the one-commit window in :mod:`worker.store` is the same as for a
+    crash).
+    """
+    from dramatiq.brokers.redis import RedisBroker
+
+    if not isinstance(broker, RedisBroker):
+        return 0  # the SQLite queue releases what a process held at the next start
+    total = 0
+    for queue in sorted(broker.get_declared_queues() | broker.get_declared_delay_queues()):
+        key = f"{broker.namespace}:__acks__.{broker.broker_id}.{queue}"
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in broker.client.smembers(key)]
+        if ids:
+            broker.do_requeue(queue, *ids)
+            total += len(ids)
+    return total
 
 
 def _child(settings: Settings, threads: int) -> None:
@@ -201,12 +232,21 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
 
     server = None
     if settings.worker.metrics_port:
-        server = make_server(
-            "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
-            settings.worker.metrics_port,
-            _metrics_app(settings),
-            handler_class=_QuietHandler,
-        )
+        try:
+            server = make_server(
+                "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
+                settings.worker.metrics_port,
+                _metrics_app(settings),
+                handler_class=_QuietHandler,
+            )
+        except OSError as exc:
+            from calendly_brevo.errors import ConfigError
+
+            raise ConfigError(
+                "worker.metrics_port",
+                f"cannot listen on port {settings.worker.metrics_port}: {exc.strerror}",
+                "a free port per worker supervisor on the host (METRICS_PORT), or 0 for none",
+            ) from exc
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.info("worker_metrics_listening", port=settings.worker.metrics_port)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
