@@ -22,7 +22,14 @@ import structlog
 from calendly_brevo import metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import PermanentError, TransientError, UnmappableEvent
-from calendly_brevo.events import HANDLED_EVENTS, Envelope, EventIdentity, identify, parse_envelope
+from calendly_brevo.events import (
+    HANDLED_EVENTS,
+    INVITEE_EVENTS,
+    Envelope,
+    EventIdentity,
+    identify,
+    parse_envelope,
+)
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
     ContactProjection,
@@ -31,8 +38,8 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
-from calendly_brevo.state import mark_from_event, record_from_event
-from worker.store import Store
+from calendly_brevo.state import InviteeRecord, NoShowMark, mark_from_event, record_from_event
+from worker.store import Claim, Store
 
 log = get_logger("calendly_brevo.worker")
 
@@ -142,11 +149,12 @@ class Pipeline:
                 payload=body,
                 source=source,
                 received_at=received,
+                state=self._state_of(env, ident),
             )
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
-                status = self._apply(env, ident, claim.effects)
+                status, finished = self._apply(env, ident, claim)
             except PermanentError as exc:
                 return self._dead_letter(
                     ident.event_id,
@@ -194,40 +202,61 @@ class Pipeline:
                     )
                 self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
-            return self._done(ident, status)
+            return self._done(ident, status, record=not finished)
 
-    def _apply(self, env: Envelope, ident: EventIdentity, effects: dict[str, Any]) -> str:
+    def _state_of(
+        self, env: Envelope, ident: EventIdentity
+    ) -> tuple[InviteeRecord | None, NoShowMark | None] | None:
+        """The record and mark this event adds to the contact's state, if it adds any.
+
+        Computed before the claim so the claim's transaction can store them; a payload that
+        cannot be mapped gives ``None`` here and is dead-lettered by :meth:`_apply`."""
+        if ident.event_name not in INVITEE_EVENTS or not ident.email:
+            return None
+        if not any(effects_enabled(ident.event_name, self.settings)):
+            return None
+        try:
+            return record_from_event(env), mark_from_event(env)
+        except UnmappableEvent:
+            return None
+
+    def _apply(self, env: Envelope, ident: EventIdentity, claim: Claim) -> tuple[str, bool]:
+        """Do the event's Brevo effects. Returns the status and whether it is already stored."""
         settings = self.settings
+        effects = claim.effects
         name = ident.event_name
         if name not in HANDLED_EVENTS:
-            return "ignored"
+            return "ignored", False
         contact_on, event_on = effects_enabled(name, settings)
         if not contact_on and not event_on:
-            return "ignored"
+            return "ignored", False
         if name == "routing_form_submission.created":
             projection = routing_form_contact(env, settings)
             if projection is None:
-                return "ignored"
+                return "ignored", False
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
-            self._send_event(ident, env, None, effects, event_on, projection.email)
-            return "applied"
+            finished = self._send_event(ident, env, None, effects, event_on, projection.email)
+            return "applied", finished
 
         email = ident.email
         if not email:
             raise UnmappableEvent("invitee has no email")
-        record = record_from_event(env)
-        if record is not None:
-            record = self.store.save_invitee(record)
-        mark = mark_from_event(env)
-        if mark is not None:
-            self.store.save_mark(mark)
-        records, marks = self.store.contact_state(email)
+        if claim.records is not None and claim.marks is not None:
+            record, records, marks = claim.record, claim.records, claim.marks
+        else:  # the state could not be computed before the claim: do it step by step
+            record = record_from_event(env)
+            if record is not None:
+                record = self.store.save_invitee(record)
+            mark = mark_from_event(env)
+            if mark is not None:
+                self.store.save_mark(mark)
+            records, marks = self.store.contact_state(email)
         projection = project_contact(email, records, marks, settings)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)
-        self._send_event(ident, env, record, effects, event_on, email)
-        return "applied"
+        finished = self._send_event(ident, env, record, effects, event_on, email)
+        return "applied", finished
 
     def _upsert(
         self, event_id: str, projection: ContactProjection, effects: dict[str, Any]
@@ -250,16 +279,18 @@ class Pipeline:
         effects: dict[str, Any],
         enabled: bool,
         email: str,
-    ) -> None:
+    ) -> bool:
+        """Send the custom event once; its record also marks the event applied (one commit)."""
         if not enabled or effects.get("event"):
-            return
+            return False
         event = custom_event(ident, env, record, self.settings)
         if event is None:
-            return
+            return False
         self.brevo.create_event(
             event.name, email=email, properties=event.properties, event_date=event.event_date
         )
-        self.store.record_effect_durably(ident.event_id, "event", event.name)
+        self.store.record_effect_durably(ident.event_id, "event", event.name, finish="applied")
+        return True
 
     # -------------------------------------------------------------------------------------------
     def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:

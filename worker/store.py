@@ -54,6 +54,11 @@ class Claim:
     duplicate: bool
     attempts: int
     effects: dict[str, Any] = field(default_factory=dict)
+    #: With ``state=``: the merged invitee record and every record and mark of the contact,
+    #: read in the claim's own transaction (one commit instead of four per event).
+    record: InviteeRecord | None = None
+    records: list[InviteeRecord] | None = None
+    marks: list[NoShowMark] | None = None
 
 
 class Store:
@@ -95,8 +100,14 @@ class Store:
         payload: str,
         source: str,
         received_at: datetime | None,
+        state: tuple[InviteeRecord | None, NoShowMark | None] | None = None,
     ) -> Claim:
-        """Claim ``event_id`` for processing. Call under the contact lock."""
+        """Claim ``event_id`` for processing. Call under the contact lock.
+
+        With ``state=(record, mark)`` and an email, a claim that is not a duplicate also merges
+        the record and mark into the stored state and reads the contact's whole state back,
+        all in the same transaction.
+        """
         with self.sessions.begin() as s:
             row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
             ts = now()
@@ -118,21 +129,37 @@ class Store:
                         updated_at=ts,
                     )
                 )
-                return Claim(event_id, duplicate=False, attempts=1)
-            if row.status in DONE:
+                claim = Claim(event_id, duplicate=False, attempts=1)
+            elif row.status in DONE:
                 return Claim(event_id, duplicate=True, attempts=row.attempts, effects=row.effects)
-            row.status = "processing"
-            row.attempts += 1
-            row.claimed_at = ts
-            row.updated_at = ts
-            if row.payload is None:
-                row.payload = payload
-            return Claim(
-                event_id, duplicate=False, attempts=row.attempts, effects=dict(row.effects)
-            )
+            else:
+                row.status = "processing"
+                row.attempts += 1
+                row.claimed_at = ts
+                row.updated_at = ts
+                if row.payload is None:
+                    row.payload = payload
+                claim = Claim(
+                    event_id, duplicate=False, attempts=row.attempts, effects=dict(row.effects)
+                )
+            if state is not None and email:
+                record, mark = state
+                if record is not None:
+                    claim.record = self._save_invitee(s, record)
+                if mark is not None:
+                    self._save_mark(s, mark)
+                s.flush()
+                claim.records, claim.marks = self._contact_state(s, email)
+            return claim
 
     def record_effect_durably(
-        self, event_id: str, effect: str, value: Any = True, *, give_up_after: float = 300.0
+        self,
+        event_id: str,
+        effect: str,
+        value: Any = True,
+        *,
+        finish: str | None = None,
+        give_up_after: float = 300.0,
     ) -> None:
         """Record an effect Brevo has *already* accepted, waiting out a database outage.
 
@@ -143,7 +170,7 @@ class Store:
         wait = 0.2
         while True:
             try:
-                self.record_effect(event_id, effect, value)
+                self.record_effect(event_id, effect, value, finish=finish)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + wait > deadline:
@@ -152,12 +179,21 @@ class Store:
                 time.sleep(wait)
                 wait = min(wait * 2, 5.0)
 
-    def record_effect(self, event_id: str, effect: str, value: Any = True) -> None:
+    def record_effect(
+        self, event_id: str, effect: str, value: Any = True, *, finish: str | None = None
+    ) -> None:
+        """Record an effect; with ``finish``, also set the final status in the same commit."""
         with self.sessions.begin() as s:
             row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
             if row is not None:
+                ts = now()
                 row.effects = {**row.effects, effect: value}
-                row.updated_at = now()
+                row.updated_at = ts
+                if finish is not None:
+                    row.status = finish
+                    row.last_error = None
+                    if finish in DONE:
+                        row.applied_at = ts
 
     def finish(self, event_id: str, status: str, error: str | None = None) -> None:
         ts = now()
@@ -179,82 +215,93 @@ class Store:
     def save_invitee(self, record: InviteeRecord) -> InviteeRecord:
         """Merge ``record`` into the stored one (a join: any order gives the same result)."""
         with self.sessions.begin() as s:
-            row = s.get(Invitee, record.invitee_uri, with_for_update=self.is_postgres)
-            existing = InviteeRecord.from_dict(row.data) if row is not None else None
-            merged = merge_invitee(existing, record)
-            if row is None:
-                s.add(
-                    Invitee(
-                        invitee_uri=merged.invitee_uri,
-                        email=merged.email,
-                        status=merged.status,
-                        data=merged.to_dict(),
-                        updated_at=now(),
-                    )
+            return self._save_invitee(s, record)
+
+    def _save_invitee(self, s: Session, record: InviteeRecord) -> InviteeRecord:
+        row = s.get(Invitee, record.invitee_uri, with_for_update=self.is_postgres)
+        existing = InviteeRecord.from_dict(row.data) if row is not None else None
+        merged = merge_invitee(existing, record)
+        if row is None:
+            s.add(
+                Invitee(
+                    invitee_uri=merged.invitee_uri,
+                    email=merged.email,
+                    status=merged.status,
+                    data=merged.to_dict(),
+                    updated_at=now(),
                 )
-            else:
-                row.email = merged.email
-                row.status = merged.status
-                row.data = merged.to_dict()
-                row.updated_at = now()
-            return merged
+            )
+        else:
+            row.email = merged.email
+            row.status = merged.status
+            row.data = merged.to_dict()
+            row.updated_at = now()
+        return merged
 
     def save_mark(self, mark: NoShowMark) -> NoShowMark:
-        key = "#".join(mark.key)
         with self.sessions.begin() as s:
-            row = s.get(NoShow, key, with_for_update=self.is_postgres)
-            existing = (
-                NoShowMark(
-                    no_show_uri=row.no_show_uri,
-                    invitee_uri=row.invitee_uri,
-                    created=row.created,
-                    deleted=row.deleted,
-                    marked_at=row.marked_at,
-                )
-                if row is not None
-                else None
+            return self._save_mark(s, mark)
+
+    def _save_mark(self, s: Session, mark: NoShowMark) -> NoShowMark:
+        key = "#".join(mark.key)
+        row = s.get(NoShow, key, with_for_update=self.is_postgres)
+        existing = (
+            NoShowMark(
+                no_show_uri=row.no_show_uri,
+                invitee_uri=row.invitee_uri,
+                created=row.created,
+                deleted=row.deleted,
+                marked_at=row.marked_at,
             )
-            merged = merge_no_show(existing, mark)
-            if row is None:
-                s.add(
-                    NoShow(
-                        mark_key=key,
-                        no_show_uri=merged.no_show_uri,
-                        invitee_uri=merged.invitee_uri,
-                        created=merged.created,
-                        deleted=merged.deleted,
-                        marked_at=merged.marked_at,
-                        updated_at=now(),
-                    )
+            if row is not None
+            else None
+        )
+        merged = merge_no_show(existing, mark)
+        if row is None:
+            s.add(
+                NoShow(
+                    mark_key=key,
+                    no_show_uri=merged.no_show_uri,
+                    invitee_uri=merged.invitee_uri,
+                    created=merged.created,
+                    deleted=merged.deleted,
+                    marked_at=merged.marked_at,
+                    updated_at=now(),
                 )
-            else:
-                row.created, row.deleted, row.marked_at = (
-                    merged.created,
-                    merged.deleted,
-                    merged.marked_at,
-                )
-                row.updated_at = now()
-            return merged
+            )
+        else:
+            row.created, row.deleted, row.marked_at = (
+                merged.created,
+                merged.deleted,
+                merged.marked_at,
+            )
+            row.updated_at = now()
+        return merged
 
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
         with self.sessions() as s:
-            rows = s.scalars(select(Invitee).where(Invitee.email == email)).all()
-            records = [InviteeRecord.from_dict(r.data) for r in rows]
-            uris = [r.invitee_uri for r in rows]
-            marks = (
-                [
-                    NoShowMark(
-                        no_show_uri=m.no_show_uri,
-                        invitee_uri=m.invitee_uri,
-                        created=m.created,
-                        deleted=m.deleted,
-                        marked_at=m.marked_at,
-                    )
-                    for m in s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(uris))).all()
-                ]
-                if uris
-                else []
-            )
+            return self._contact_state(s, email)
+
+    def _contact_state(
+        self, s: Session, email: str
+    ) -> tuple[list[InviteeRecord], list[NoShowMark]]:
+        rows = s.scalars(select(Invitee).where(Invitee.email == email)).all()
+        records = [InviteeRecord.from_dict(r.data) for r in rows]
+        uris = [r.invitee_uri for r in rows]
+        marks = (
+            [
+                NoShowMark(
+                    no_show_uri=m.no_show_uri,
+                    invitee_uri=m.invitee_uri,
+                    created=m.created,
+                    deleted=m.deleted,
+                    marked_at=m.marked_at,
+                )
+                for m in s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(uris))).all()
+            ]
+            if uris
+            else []
+        )
         return records, marks
 
     def email_of(self, invitee_uri: str) -> str | None:
