@@ -17,10 +17,12 @@ def brevo() -> None:
 
 
 def _client(obj: LazyServices):  # type: ignore[no-untyped-def]
+    """A client on the workers' shared bucket, so set-up calls never push them into a 429."""
     from calendly_brevo.brevo.client import BrevoClient
+    from worker.runtime import make_limiter
 
     obj.settings.require("brevo.api_key")
-    return BrevoClient.from_settings(obj.settings)
+    return BrevoClient.from_settings(obj.settings, make_limiter(obj.services))
 
 
 @brevo.command()
