@@ -65,6 +65,7 @@ class HoldingProxy:
         self.hold = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -74,6 +75,7 @@ class HoldingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
@@ -92,6 +94,10 @@ class HoldingProxy:
 
     def close(self) -> None:
         self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 def test_receiver_on_sigterm_finishes_in_flight_requests_and_answers_no_5xx(

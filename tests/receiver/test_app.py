@@ -72,21 +72,22 @@ async def test_signed_webhook_is_accepted_and_enqueued_raw(
 
 
 @pytest.mark.parametrize(
-    ("headers", "reason"),
+    ("make_headers", "reason"),
     [
-        ({}, "unsigned"),
-        ({HEADER: "nonsense"}, "malformed_signature"),
-        ({HEADER: sign("wrong-key", BODY, int(time.time()))}, "bad_signature"),
-        ({HEADER: sign(SIGNING_KEY, BODY, int(time.time()) - 181)}, "stale"),
+        (lambda: {}, "unsigned"),
+        (lambda: {HEADER: "nonsense"}, "malformed_signature"),
+        (lambda: {HEADER: sign("wrong-key", BODY, int(time.time()))}, "bad_signature"),
+        (lambda: {HEADER: sign(SIGNING_KEY, BODY, int(time.time()) - 181)}, "stale"),
     ],
 )
 async def test_bad_signatures_get_401_and_are_never_enqueued(
-    client: TestClient,
+    client: TestClient,  # type: ignore[type-arg]
     queue: FakeQueue,
-    headers: dict[str, str],
-    reason: str,  # type: ignore[type-arg]
+    make_headers: Any,
+    reason: str,
 ) -> None:
-    r = await client.post("/webhooks/calendly", data=BODY, headers=headers)
+    # Headers are built when the test runs: a timestamp taken at collection would go stale.
+    r = await client.post("/webhooks/calendly", data=BODY, headers=make_headers())
     assert r.status == 401
     assert (await r.json())["reason"] == reason
     assert queue.items == []
