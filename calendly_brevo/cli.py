@@ -47,6 +47,11 @@ class Group(click.Group):
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
+        if cmd_name != "worker":
+            # Only the worker aggregates several processes' metrics; every other command keeps
+            # its metrics in memory (and must not write files into the worker's directory).
+            # This runs before the command's module (and so prometheus-client) is imported.
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         module_name, _, attr = target.partition(":")
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
@@ -79,10 +84,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Keep Brevo in step with Calendly: bookings, cancellations, reschedules, no-shows."""
     from calendly_brevo.bootstrap import LazyServices
 
-    if ctx.invoked_subcommand != "worker":
-        # Only the worker aggregates several processes' metrics; every other command keeps its
-        # metrics in memory (and must not write files into the worker's directory).
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     ctx.obj = LazyServices(config_path or None)
     ctx.call_on_close(ctx.obj.close)
 

@@ -138,3 +138,20 @@ def test_status_shows_one_screen(env: dict[str, str], tmp_path: Path) -> None:
     for label in ("queue", "last event applied", "dead letters", "bucket contacts", "mode"):
         assert label in result.output
     services.close()
+
+
+def test_commands_other_than_worker_ignore_the_workers_metrics_directory(tmp_path: Path) -> None:
+    """A CronJob in a worker pod inherits PROMETHEUS_MULTIPROC_DIR: it must still run."""
+    from tests.e2e.procs import run_cli
+
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "does-not-exist"),
+        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
+        "CONNECTOR_CONFIG": "",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
+    for args in (["migrate"], ["dlq", "list"], ["status"]):
+        result = run_cli(args, env)
+        assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "does-not-exist").exists()
