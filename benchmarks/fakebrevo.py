@@ -1,0 +1,64 @@
+"""The tests' fake Brevo (``tests.fakes.brevo``: OpenAPI validation, per-family fixed-window rate
+limits with ``x-sib-ratelimit-*`` headers, 429 over the limit) as a separate process, driven
+through its control API. Used where the benchmark is about rate limits (``ratelimit``,
+``burst``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import ATTRIBUTES, BREVO_KEY, LIST_ID, PY, running, wait_http
+
+
+class FakeBrevoProc:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.url}/v3"
+
+    def control(self, path: str, body: dict[str, Any]) -> None:
+        r = httpx.post(f"{self.url}/__fake__/{path}", json=body, timeout=30)
+        r.raise_for_status()
+
+    def set_limit(self, family: str, limit: int, window: float = 1.0) -> None:
+        self.control("limits", {"family": family, "limit": limit, "window_seconds": window})
+
+    def state(self) -> dict[str, Any]:
+        r = httpx.get(f"{self.url}/__fake__/state", timeout=120)
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+
+@contextmanager
+def fake_brevo(port: int, workdir: Path, *, rate: int) -> Iterator[FakeBrevoProc]:
+    argv = [PY, "-m", "tests.fakes.brevo", "--port", str(port), "--api-key", BREVO_KEY]
+    argv += ["--lists", str(LIST_ID)]
+    with running(argv, {}, workdir / "fake-brevo.log") as proc:
+        fake = FakeBrevoProc(port)
+        wait_http(f"{fake.url}/__fake__/state", proc)
+        for name, kind in ATTRIBUTES:
+            fake.control("attributes", {"name": name, "type": kind})
+        for family in ("contacts", "events"):
+            fake.set_limit(family, rate)
+        yield fake
+
+
+def rate_config(rate: int) -> str:
+    """The benchmark config with the worker's buckets at ``rate`` per second per family."""
+    from benchmarks.common import CONFIG
+
+    return CONFIG + (
+        "brevo:\n  rate_limits:\n"
+        f"    contacts: {{rate: {rate}, burst: {rate}}}\n"
+        f"    events: {{rate: {rate}, burst: {rate}}}\n"
+    )
+
+
+#: The worker's buckets far above anything a benchmark reaches: for runs against the zero-latency
+#: stand-in, where the pipeline and not Brevo's limits must be what is measured.
+UNLIMITED = rate_config(100_000)
