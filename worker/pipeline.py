@@ -269,7 +269,7 @@ class Pipeline:
             list_ids=projection.list_ids,
             unlink_list_ids=projection.unlink_list_ids,
         )
-        self.store.record_effect(event_id, "contact")
+        self.store.record_effect(event_id, "contact", effects=effects)
 
     def _send_event(
         self,
@@ -289,7 +289,9 @@ class Pipeline:
         self.brevo.create_event(
             event.name, email=email, properties=event.properties, event_date=event.event_date
         )
-        self.store.record_effect_durably(ident.event_id, "event", event.name, finish="applied")
+        self.store.record_effect_durably(
+            ident.event_id, "event", event.name, finish="applied", effects=effects
+        )
         return True
 
     # -------------------------------------------------------------------------------------------

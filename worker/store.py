@@ -74,14 +74,13 @@ class Store:
         if self.is_postgres:
             k = lock_key(key)
             with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # no COMMIT trips
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": k})
-                conn.commit()
                 try:
                     yield
                 finally:
                     try:
                         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": k})
-                        conn.commit()
                     except (OperationalError, InterfaceError):
                         # The connection died (Postgres restarted): the session lock died with it.
                         conn.invalidate()
@@ -159,6 +158,7 @@ class Store:
         value: Any = True,
         *,
         finish: str | None = None,
+        effects: dict[str, Any] | None = None,
         give_up_after: float = 300.0,
     ) -> None:
         """Record an effect Brevo has *already* accepted, waiting out a database outage.
@@ -170,7 +170,7 @@ class Store:
         wait = 0.2
         while True:
             try:
-                self.record_effect(event_id, effect, value, finish=finish)
+                self.record_effect(event_id, effect, value, finish=finish, effects=effects)
                 return
             except (OperationalError, InterfaceError) as exc:
                 if time.monotonic() + wait > deadline:
@@ -180,20 +180,38 @@ class Store:
                 wait = min(wait * 2, 5.0)
 
     def record_effect(
-        self, event_id: str, effect: str, value: Any = True, *, finish: str | None = None
+        self,
+        event_id: str,
+        effect: str,
+        value: Any = True,
+        *,
+        finish: str | None = None,
+        effects: dict[str, Any] | None = None,
     ) -> None:
-        """Record an effect; with ``finish``, also set the final status in the same commit."""
+        """Record an effect; with ``finish``, also set the final status in the same commit.
+
+        ``effects`` is the claim's effects so far: the caller holds the contact lock, so nobody
+        else writes this row and one UPDATE does (no read first)."""
+        ts = now()
+        if effects is None:
+            effects = self._effects_of(event_id)
+        effects[effect] = value
+        values: dict[str, Any] = {"effects": dict(effects), "updated_at": ts}
+        if finish is not None:
+            values |= {"status": finish, "last_error": None}
+            if finish in DONE:
+                values["applied_at"] = ts
         with self.sessions.begin() as s:
-            row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
-            if row is not None:
-                ts = now()
-                row.effects = {**row.effects, effect: value}
-                row.updated_at = ts
-                if finish is not None:
-                    row.status = finish
-                    row.last_error = None
-                    if finish in DONE:
-                        row.applied_at = ts
+            s.execute(
+                update(ProcessedEvent).where(ProcessedEvent.event_id == event_id).values(values)
+            )
+
+    def _effects_of(self, event_id: str) -> dict[str, Any]:
+        with self.sessions() as s:
+            current = s.scalar(
+                select(ProcessedEvent.effects).where(ProcessedEvent.event_id == event_id)
+            )
+        return dict(current or {})
 
     def finish(self, event_id: str, status: str, error: str | None = None) -> None:
         ts = now()

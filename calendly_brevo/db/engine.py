@@ -29,7 +29,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
         return engine
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+        # No pre-ping: it is a round trip per checkout on the worker's hot path. A connection
+        # that died with a Postgres restart fails once, SQLAlchemy then drops the whole pool,
+        # and the event is retried.
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800
     )
 
 
