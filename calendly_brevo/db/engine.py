@@ -36,7 +36,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
-        pool_recycle=1800
+        pool_recycle=1800,
     )
 
 
