@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -32,6 +29,7 @@ from tests.fakes.brevo_app import create_fake_brevo_app
 from tests.fakes.brevo_faults import FaultRule
 from tests.fakes.brevo_records import Attribute, Family
 from tests.fakes.brevo_state import FakeBrevo
+from tests.fakes.threaded import ThreadedServer
 
 __all__ = [
     "Attribute",
@@ -45,7 +43,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-class FakeBrevoServer:
+class FakeBrevoServer(ThreadedServer):
     """The fake on 127.0.0.1 in a daemon thread with its own event loop.
 
     ``state`` is mutated only on that loop. Use :meth:`call` (or the helpers built on it) to
@@ -53,77 +51,20 @@ class FakeBrevoServer:
     request is in flight, and :meth:`snapshot` gives a consistent copy at any time.
     """
 
-    def __init__(self, state: FakeBrevo, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.state = state
-        self.host = host
-        self.port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+    name = "fake Brevo"
 
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (the control API is at ``url + "/__fake__"``)."""
-        return f"http://{self.host}:{self.port}"
+    def __init__(self, state: FakeBrevo, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
+        self.state = state
+
+    def make_app(self) -> web.Application:
+        return create_fake_brevo_app(self.state)
 
     @property
     def base_url(self) -> str:
-        """Brevo's base URL on the fake: ``http://127.0.0.1:PORT/v3``."""
+        """Brevo's base URL on the fake: ``http://127.0.0.1:PORT/v3`` (control API at
+        ``url + "/__fake__"``)."""
         return f"{self.url}/v3"
-
-    def start(self) -> Self:
-        app = create_fake_brevo_app(self.state)  # parse the spec here, not on the loop thread
-        self._thread = threading.Thread(
-            target=self._serve, args=(app,), daemon=True, name="fake-brevo"
-        )
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._error is not None:
-            raise RuntimeError("fake Brevo did not start") from self._error
-        return self
-
-    def _serve(self, app: web.Application) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port)
-            loop.run_until_complete(site.start())
-            self.port = self._runner.addresses[0][1]
-        except BaseException as error:  # handed to start(), which raises it
-            self._error = error
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(self._runner.cleanup())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None or not self._thread.is_alive():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(*args, **kwargs)`` on the server loop and return its result."""
-        if self._loop is None or not self._loop.is_running():
-            return fn(*args, **kwargs)
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as error:  # re-raised in the caller's thread
-                future.set_exception(error)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout=10)
 
     def snapshot(self) -> dict[str, Any]:
         return self.call(self.state.snapshot)
@@ -145,28 +86,6 @@ class FakeBrevoServer:
 
     def reset(self) -> None:
         self.call(self.state.reset)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 @contextmanager

@@ -32,18 +32,17 @@ import asyncio
 import base64
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from tests.fakes.calendly_state import FakeCalendly, Grant, iso, parse, s256
+from tests.fakes.threaded import ThreadedServer
 
 __all__ = [
     "FakeCalendly",
@@ -467,80 +466,23 @@ def create_fake_calendly_app(state: FakeCalendly) -> web.Application:
 
 
 # --- running it ---------------------------------------------------------------------------------
-class FakeCalendlyServer:
+class FakeCalendlyServer(ThreadedServer):
     """The fake on 127.0.0.1 in a daemon thread with its own event loop (``with`` or ``async
     with``). ``pat`` is a full-access Personal Access Token created at start."""
 
+    name = "fake Calendly"
+
     def __init__(self, state: FakeCalendly, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
         self.state = state
-        self.host = host
-        self.port = port
         self.pat = state.add_pat()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+
+    def make_app(self) -> web.Application:
+        return create_fake_calendly_app(self.state)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> Self:
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="fake-calendly")
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._error is not None:
-            raise RuntimeError("fake Calendly did not start") from self._error
-        return self
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        runner = web.AppRunner(
-            create_fake_calendly_app(self.state), shutdown_timeout=1.0, access_log=None
-        )
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, self.host, self.port).start())
-            self.port = runner.addresses[0][1]
-        except BaseException as error:  # handed to start()
-            self._error = error
-            self._ready.set()
-            loop.close()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None or not self._thread.is_alive():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
+        return self.url
 
 
 @contextmanager
