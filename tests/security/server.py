@@ -7,7 +7,6 @@ runs on 127.0.0.1 in a thread with its own loop (like the fake Brevo) instead of
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from aiohttp import web
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import QueueUnavailable
 from receiver.app import create_app
+from tests.fakes.threaded import ThreadedServer
 
 
 class RecordingQueue:
@@ -36,41 +36,16 @@ class RecordingQueue:
         return not self.down
 
 
-class ThreadedReceiver:
+class ThreadedReceiver(ThreadedServer):
+    name = "receiver"
+
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.queue = RecordingQueue()
         self.app = create_app(settings, queue=self.queue)
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="receiver")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    def start(self) -> ThreadedReceiver:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def make_app(self) -> web.Application:
+        return self.app
 
 
 @contextmanager
