@@ -19,6 +19,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -74,6 +75,9 @@ def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    marker = _ready_marker(os.getpid())
+    if marker is not None:
+        marker.touch()  # the supervisor's /healthz: this process is consuming
     log.info("worker_started", pid=os.getpid(), threads=threads, dry_run=settings.dry_run)
     stop.wait()
     log.info("worker_stopping", timeout=settings.worker.shutdown_timeout_seconds)
@@ -117,7 +121,12 @@ def _child(settings: Settings, threads: int) -> None:
     os._exit(run_process(settings, threads))
 
 
-def _metrics_app(settings: Settings) -> Any:
+def _ready_marker(pid: int) -> Path | None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(directory) / f"ready-{pid}" if directory else None
+
+
+def _metrics_app(settings: Settings, healthy: Callable[[], bool] = lambda: True) -> Any:
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -128,8 +137,11 @@ def _metrics_app(settings: Settings) -> Any:
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") == "/healthz":
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [HEALTH]
+            if healthy():
+                start_response("200 OK", [("Content-Type", "application/json")])
+                return [HEALTH]
+            start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+            return [b'{"status":"worker processes starting or down"}']
         return metrics_app(environ, start_response)
 
     return app
@@ -230,13 +242,22 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    children: list[Any] = []
+
+    def healthy() -> bool:
+        """Every worker process is alive and has started consuming."""
+        return bool(children) and all(
+            p.is_alive() and (m := _ready_marker(p.pid or 0)) is not None and m.exists()
+            for p in children
+        )
+
     server = None
     if settings.worker.metrics_port:
         try:
             server = make_server(
                 "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
                 settings.worker.metrics_port,
-                _metrics_app(settings),
+                _metrics_app(settings, healthy),
                 handler_class=_QuietHandler,
             )
         except OSError as exc:
@@ -251,7 +272,6 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         log.info("worker_metrics_listening", port=settings.worker.metrics_port)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
 
-    children: list[Any] = []
     for _ in range(processes):
         p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
         p.start()

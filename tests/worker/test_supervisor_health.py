@@ -1,0 +1,31 @@
+"""The worker supervisor's /healthz says whether its processes are consuming."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import make_settings
+from worker.main import _metrics_app
+
+
+def call(app: Any, path: str) -> tuple[str, bytes]:
+    seen: dict[str, str] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"] = status
+
+    body = b"".join(app({"PATH_INFO": path, "REQUEST_METHOD": "GET"}, start_response))
+    return seen["status"], body
+
+
+def test_healthz_is_503_until_every_worker_process_consumes(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    state = {"ok": False}
+    app = _metrics_app(make_settings(tmp_path), lambda: state["ok"])
+    assert call(app, "/healthz")[0].startswith("503")
+    state["ok"] = True
+    status, body = call(app, "/healthz")
+    assert status.startswith("200")
+    assert body == b'{"status":"ok"}'
