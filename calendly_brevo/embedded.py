@@ -72,21 +72,11 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async def gauges() -> None:
-        from calendly_brevo import metrics
-        from calendly_brevo.calendly.subscriptions import SubscriptionProbe
-        from worker.store import Store
+        from worker.gauges import GaugeRefresher
 
-        store = Store(services.engine, services.sessions)
-        probe = SubscriptionProbe(settings, services.sessions)
+        refresher = GaugeRefresher(services)
         while True:
-            try:
-                depth = await asyncio.to_thread(services.enqueuer.depth)
-                for kind, n in depth.items():
-                    metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
-                metrics.DEAD_LETTERS.set(await asyncio.to_thread(store.open_dead_letters))
-                await asyncio.to_thread(probe.refresh)  # a Calendly call every few minutes
-            except Exception as exc:  # gauges are best effort
-                log.debug("gauge_refresh_failed", error=str(exc))
+            await asyncio.to_thread(refresher.refresh)
             await asyncio.sleep(5)
 
     refresher = asyncio.create_task(gauges())

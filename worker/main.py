@@ -193,25 +193,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
-    from calendly_brevo import metrics
     from calendly_brevo.bootstrap import Services
-    from calendly_brevo.calendly.subscriptions import SubscriptionProbe
-    from calendly_brevo.logs import get_logger
-    from worker.store import Store
+    from worker.gauges import GaugeRefresher
 
-    log = get_logger("calendly_brevo.worker")
     services = Services(settings)
     try:
-        store = Store(services.engine, services.sessions)
-        probe = SubscriptionProbe(settings, services.sessions)
+        refresher = GaugeRefresher(services)
         while True:
-            try:
-                for kind, n in services.enqueuer.depth().items():
-                    metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
-                metrics.DEAD_LETTERS.set(store.open_dead_letters())
-                probe.refresh()  # a Calendly call every few minutes at most
-            except Exception as exc:  # a gauge refresh must never take the supervisor down
-                log.debug("gauge_refresh_failed", error=type(exc).__name__)
+            refresher.refresh()
             if stop.wait(GAUGE_INTERVAL_SECONDS):
                 break
     finally:
