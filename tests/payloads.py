@@ -1,6 +1,6 @@
 """Realistic Calendly webhook bodies for tests, built from Calendly's own example payloads.
 
-Every builder starts from the example JSON in ``shared/reference/calendly-webhook-examples``
+Every builder starts from the example JSON in ``tests/fixtures/calendly-webhook-examples``
 (override the directory with ``CALENDLY_EXAMPLES_DIR``) and returns a fresh envelope dict
 ``{event, created_at, created_by, payload}``; :func:`body` turns one into the raw bytes a
 webhook delivery carries. Defaults describe one booking of ``test@example.com``; pass other
@@ -37,9 +37,7 @@ def examples_dir() -> Path:
     override = os.environ.get("CALENDLY_EXAMPLES_DIR")
     if override:
         return Path(override)
-    return (
-        Path(__file__).resolve().parents[2] / "shared" / "reference" / "calendly-webhook-examples"
-    )
+    return Path(__file__).resolve().parent / "fixtures" / "calendly-webhook-examples"
 
 
 @cache

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +31,7 @@ from calendly_brevo.state import (
     record_from_event,
 )
 from tests import payloads as p
+from tests.fakes.openapi_validation import load_spec
 
 ANN = "ann@example.com"
 BOB = "bob@example.com"
@@ -361,10 +360,7 @@ def test_with_cancellations_off_a_cancel_changes_nothing() -> None:
 # --- custom event shape ------------------------------------------------------------------------
 @cache
 def brevo_event_schema() -> dict[str, Any]:
-    spec_path = Path(p.examples_dir()).parent / "brevo-openapi.yaml"
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    spec = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
-    schema: dict[str, Any] = spec["components"]["schemas"]["event"]
+    schema: dict[str, Any] = load_spec()["components"]["schemas"]["event"]
     return schema
 
 
