@@ -221,6 +221,10 @@ class BrevoSettings(Strict):
     sms_fallback_attribute: str = "PHONE_TEXT"
     #: Upsert the submitter of a routing form (``routing_form_submission.created``).
     upsert_routing_form_submitters: bool = False
+    #: Before sending a custom event again after an attempt with an unknown outcome (no answer
+    #: after the request was sent, a 504, a worker that died mid-event), look it up with
+    #: ``GET /events``; found means it is not sent twice. Off: such an event may fire twice.
+    check_before_resend: bool = True
 
     def bucket(self, family: str) -> Bucket:
         return self.rate_limits.get(family) or PLAN_PRESETS[self.plan][family]  # type: ignore[call-overload]
@@ -242,8 +246,6 @@ class WorkerSettings(Strict):
     max_backoff_seconds: float = Field(default=300.0, gt=0)
     max_age_seconds: int = Field(default=24 * 3600, gt=0)
     metrics_port: int = Field(default=9191, ge=0, le=65535)
-    #: How long a claim may sit unfinished before another worker may take it over.
-    claim_lease_seconds: int = Field(default=300, ge=5)
     #: Redis broker: a worker silent this long is dead and its unacked messages are requeued.
     heartbeat_timeout_seconds: float = Field(default=60.0, ge=1)
     #: Redis broker: commands per million that also run queue maintenance (dead-worker requeue).

@@ -140,9 +140,20 @@ class TransientError(ConnectorError):
 
 
 class BrevoTransientError(TransientError):
-    def __init__(self, message: str, *, status: int | None = None, delay: float | None = None):
+    """``maybe_applied``: the request may have reached Brevo and been applied (no answer after it
+    was sent, or a gateway timeout); a non-idempotent call must not be repeated blindly."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        delay: float | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
         super().__init__(message, delay=delay)
         self.status = status
+        self.maybe_applied = maybe_applied
 
 
 class RateLimited(TransientError):

@@ -92,6 +92,13 @@ QUEUE_DEPTH = Gauge(
 )
 
 # --- Brevo ------------------------------------------------------------------------------------
+EVENT_RESEND_CHECKS = Counter(
+    f"{PREFIX}_event_resend_checks_total",
+    "Custom events whose earlier attempt had an unknown outcome, looked up in Brevo before "
+    "sending again, by result (found: not sent again; absent: sent; unavailable: the lookup "
+    "failed for good, so it was sent).",
+    ["result"],
+)
 BREVO_REQUESTS = Counter(
     f"{PREFIX}_brevo_requests_total",
     "HTTP requests made to Brevo, by limit family and status code (or 'error').",

@@ -87,6 +87,11 @@ class ContactProjection:
     primary_invitee_uri: str | None = None
 
 
+#: The event property that carries the connector's id of the logical event (the same on every
+#: attempt), so an event whose sending had an unknown outcome can be looked up in Brevo.
+EVENT_ID_PROPERTY = "connector_event_id"
+
+
 @dataclass(frozen=True, slots=True)
 class BrevoEvent:
     """One ``POST /v3/events`` body without its identifiers."""
@@ -260,14 +265,27 @@ def custom_event(
     The decision uses this event's own payload; ``record`` (e.g. the merged, richer record of
     the invitee) only supplies properties. ``invitee.canceled`` with ``rescheduled: true`` is
     never an event: a reschedule is not a cancellation (the created half sends
-    ``rescheduled``).
+    ``rescheduled``). Its properties carry the logical event's id (:data:`EVENT_ID_PROPERTY`).
     """
     _, send = effects_enabled(identity.event_name, settings)
     if not send:
         return None
-    names = settings.brevo.events
     if identity.event_name == ROUTING_FORM_SUBMITTED:
-        return _routing_event(env, settings)
+        event = _routing_event(env, settings)
+    else:
+        event = _invitee_event(identity, env, record, settings)
+    if event is None:
+        return None
+    return replace(event, properties={**event.properties, EVENT_ID_PROPERTY: identity.event_id})
+
+
+def _invitee_event(
+    identity: EventIdentity,
+    env: Envelope,
+    record: InviteeRecord | None,
+    settings: Settings,
+) -> BrevoEvent | None:
+    names = settings.brevo.events
     own = record_from_event(env)
     if own is None:
         return None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,7 @@ from tests.fakes.brevo import (
     create_fake_brevo_app,
     running_fake_brevo,
 )
-from tests.fakes.openapi_validation import load_spec
+from tests.fakes.openapi_validation import DEFAULT_SPEC_PATH, load_spec
 
 KEY = "xkeysib-test"
 BOOKED, CANCELLED = 10, 11
@@ -236,6 +238,50 @@ def test_events_are_recorded_with_identifiers_and_properties(
     assert brevo.state.requests[-1].family == "events"
 
 
+def _post_event(client: httpx.Client, name: str, date: str | None, **props: Any) -> None:
+    body: dict[str, Any] = {
+        "event_name": name,
+        "identifiers": {"email_id": "ada@example.com"},
+        "event_properties": props,
+    }
+    if date is not None:
+        body["event_date"] = date
+    assert client.post("/events", json=body).status_code == 204
+
+
+def test_get_events_filters_by_name_and_event_date_newest_first_and_pages(
+    brevo: FakeBrevoServer, client: httpx.Client
+) -> None:
+    upsert(client, "ada@example.com")
+    _post_event(client, "booked", "2024-02-06T20:59:23.383Z", n=1)
+    _post_event(client, "booked", "2024-02-06T21:00:00.000Z", n=2)
+    _post_event(client, "cancelled", "2024-02-06T21:00:00.000Z", n=3)
+    _post_event(client, "booked", "2024-03-01T08:00:00.000Z", n=4)
+
+    every = client.get("/events", params={"event_name": "booked"}).json()
+    assert every["count"] == 3
+    assert [e["event_properties"]["n"] for e in every["events"]] == [4, 2, 1]
+    assert every["events"][0]["contact_id"] == 1
+
+    window = {"startDate": "2024-02-06T20:59:00Z", "endDate": "2024-02-06T21:00:00Z"}
+    both = client.get("/events", params={**window, "event_name": ["booked", "cancelled"]})
+    assert sorted(e["event_properties"]["n"] for e in both.json()["events"]) == [1, 2, 3]
+    day = client.get("/events", params={"startDate": "2024-02-06", "endDate": "2024-02-06"})
+    assert day.json()["count"] == 3
+    page = client.get("/events", params={"event_name": "booked", "limit": 1, "offset": 1})
+    assert page.json() == {"count": 3, "events": [every["events"][1]]}
+    assert brevo.state.requests[-1].family == "other"  # Brevo's 100/h bucket
+    assert brevo.state.violations == []
+
+
+def test_get_events_refuses_half_a_date_range_and_a_limit_over_10000(
+    brevo: FakeBrevoServer, client: httpx.Client
+) -> None:
+    half = client.get("/events", params={"startDate": "2024-02-06"})
+    assert half.status_code == 400 and "endDate" in half.json()["message"]
+    assert client.get("/events", params={"limit": 10001}).status_code == 400
+
+
 def test_a_missing_or_wrong_api_key_is_401_and_changes_nothing(
     brevo: FakeBrevoServer,
 ) -> None:
@@ -297,6 +343,14 @@ def test_a_path_outside_the_spec_is_404_and_an_unimplemented_one_is_501(
 
 def test_the_spec_is_parsed_once_per_process() -> None:
     assert load_spec() is load_spec()
+
+
+def test_the_vendored_spec_is_brevos_file_byte_for_byte() -> None:
+    digest = hashlib.sha256(DEFAULT_SPEC_PATH.read_bytes()).hexdigest()
+    assert digest == "dca52e349cede95b91a9ef002be789c1a398914eeff6a252b93c51a641ae16d4"
+    reference = Path(__file__).resolve().parents[2] / "shared/reference/brevo-openapi.yaml"
+    if reference.exists():  # the project's reference folder, beside the repository
+        assert reference.read_bytes() == DEFAULT_SPEC_PATH.read_bytes()
 
 
 # -- rate limits ------------------------------------------------------------------------------

@@ -21,7 +21,12 @@ import structlog
 
 from calendly_brevo import metrics
 from calendly_brevo.config import Settings
-from calendly_brevo.errors import PermanentError, TransientError, UnmappableEvent
+from calendly_brevo.errors import (
+    BrevoTransientError,
+    PermanentError,
+    TransientError,
+    UnmappableEvent,
+)
 from calendly_brevo.events import (
     HANDLED_EVENTS,
     INVITEE_EVENTS,
@@ -32,6 +37,8 @@ from calendly_brevo.events import (
 )
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
+    EVENT_ID_PROPERTY,
+    BrevoEvent,
     ContactProjection,
     custom_event,
     effects_enabled,
@@ -69,6 +76,19 @@ class BrevoPort(Protocol):
         contact_properties: dict[str, Any] | None = None,
         event_date: str | None = None,
     ) -> Any: ...
+
+    def event_recorded(
+        self,
+        event_name: str,
+        *,
+        event_date: str | None,
+        property_name: str,
+        property_value: str,
+    ) -> bool: ...
+
+
+#: ``effects`` key: an earlier attempt may have sent the custom event (its outcome is unknown).
+EVENT_IN_DOUBT = "event_in_doubt"
 
 
 @dataclass(frozen=True)
@@ -236,7 +256,7 @@ class Pipeline:
                 return "ignored", False
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
-            finished = self._send_event(ident, env, None, effects, event_on, projection.email)
+            finished = self._send_event(ident, env, None, claim, event_on, projection.email)
             return "applied", finished
 
         email = ident.email
@@ -255,7 +275,7 @@ class Pipeline:
         projection = project_contact(email, records, marks, settings)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)
-        finished = self._send_event(ident, env, record, effects, event_on, email)
+        finished = self._send_event(ident, env, record, claim, event_on, email)
         return "applied", finished
 
     def _upsert(
@@ -276,23 +296,71 @@ class Pipeline:
         ident: EventIdentity,
         env: Envelope,
         record: Any,
-        effects: dict[str, Any],
+        claim: Claim,
         enabled: bool,
         email: str,
     ) -> bool:
-        """Send the custom event once; its record also marks the event applied (one commit)."""
+        """Send the custom event once; its record also marks the event applied (one commit).
+
+        Brevo's ``POST /events`` has no idempotency key. When an earlier attempt may have sent
+        the event (no answer after the request left, a 504, or a worker that died mid-event),
+        the event is first looked up in Brevo by its ``connector_event_id`` property."""
+        effects = claim.effects
         if not enabled or effects.get("event"):
             return False
         event = custom_event(ident, env, record, self.settings)
         if event is None:
             return False
-        self.brevo.create_event(
-            event.name, email=email, properties=event.properties, event_date=event.event_date
-        )
+        if self._in_doubt(claim) and self._already_in_brevo(ident, event):
+            self.store.record_effect_durably(
+                ident.event_id, "event", event.name, finish="applied", effects=effects
+            )
+            return True
+        try:
+            self.brevo.create_event(
+                event.name, email=email, properties=event.properties, event_date=event.event_date
+            )
+        except BrevoTransientError as exc:
+            if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
+                self.store.record_effect_durably(
+                    ident.event_id, EVENT_IN_DOUBT, True, effects=effects
+                )
+            raise
         self.store.record_effect_durably(
             ident.event_id, "event", event.name, finish="applied", effects=effects
         )
         return True
+
+    def _in_doubt(self, claim: Claim) -> bool:
+        """Whether an earlier attempt may have sent the custom event (kept across attempts)."""
+        if claim.effects.get(EVENT_IN_DOUBT):
+            return True
+        if not claim.interrupted:
+            return False
+        # The attempt before this one never finished: remember that, in case this one fails too.
+        self.store.record_effect_durably(
+            claim.event_id, EVENT_IN_DOUBT, True, effects=claim.effects
+        )
+        return True
+
+    def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
+        if not self.settings.brevo.check_before_resend:
+            return False
+        try:
+            found = self.brevo.event_recorded(
+                event.name,
+                event_date=event.event_date,
+                property_name=EVENT_ID_PROPERTY,
+                property_value=ident.event_id,
+            )
+        except PermanentError as exc:
+            # The lookup itself is refused (plan, key scope): fall back to at-least-once.
+            metrics.EVENT_RESEND_CHECKS.labels("unavailable").inc()
+            log.warning("event_resend_check_unavailable", error=str(exc))
+            return False
+        metrics.EVENT_RESEND_CHECKS.labels("found" if found else "absent").inc()
+        log.info("event_resend_check", found=found)
+        return found
 
     # -------------------------------------------------------------------------------------------
     def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:

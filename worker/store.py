@@ -10,10 +10,12 @@ Concurrency model, stated plainly:
   (``processing`` from a worker that died, ``failed``, ``dead`` after a fix and replay) is
   processed again. ``effects`` remembers which Brevo calls already succeeded, so a retry after a
   partial success does not send the custom event again.
-- The weak spot: a worker killed after Brevo accepted the custom event but before ``effects`` was
-  committed sends it again on redelivery. Brevo's ``POST /events`` has no idempotency key, so
-  the window cannot be closed from here; it is one commit wide. (A database outage at that
-  moment does not open it: the effect write waits, see :meth:`Store.record_effect_durably`.)
+- A claim knows whether the attempt before it was ``interrupted`` (left ``processing``: its
+  worker died). Such an attempt, or one that got no answer after sending ``POST /events``, may
+  have fired the custom event; Brevo's ``POST /events`` has no idempotency key, so the pipeline
+  looks the event up in Brevo before sending it again (``effects["event_in_doubt"]``). A
+  database outage after Brevo accepted the event does not open a window either: the effect
+  write waits, see :meth:`Store.record_effect_durably`.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class Claim:
     record: InviteeRecord | None = None
     records: list[InviteeRecord] | None = None
     marks: list[NoShowMark] | None = None
+    #: The attempt before this one never finished (its worker died, or lost the database):
+    #: it may have done any of its Brevo calls.
+    interrupted: bool = False
 
 
 class Store:
@@ -132,6 +137,7 @@ class Store:
             elif row.status in DONE:
                 return Claim(event_id, duplicate=True, attempts=row.attempts, effects=row.effects)
             else:
+                interrupted = row.status == "processing"
                 row.status = "processing"
                 row.attempts += 1
                 row.claimed_at = ts
@@ -139,7 +145,11 @@ class Store:
                 if row.payload is None:
                     row.payload = payload
                 claim = Claim(
-                    event_id, duplicate=False, attempts=row.attempts, effects=dict(row.effects)
+                    event_id,
+                    duplicate=False,
+                    attempts=row.attempts,
+                    effects=dict(row.effects),
+                    interrupted=interrupted,
                 )
             if state is not None and email:
                 record, mark = state

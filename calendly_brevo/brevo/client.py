@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -78,6 +78,8 @@ _TRANSIENT_HTTPX = (
     httpx.RemoteProtocolError,
     httpx.ProxyError,
 )
+#: Failures before the request left this machine: Brevo cannot have applied it.
+_NOT_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _FIX_401 = (
     "Brevo refused the API key (401): the key is wrong or revoked, or this machine's IP "
     "address is not allow-listed. Fix: check BREVO_API_KEY (a key starts with xkeysib-), and "
@@ -136,6 +138,20 @@ def redact(value: Any, key: str | None = None) -> Any:
 def _masked(path_args: Mapping[str, str | int]) -> dict[str, str | int]:
     """Path arguments for a log line: ids stay, emails and other identifiers are masked."""
     return {k: v if isinstance(v, int) else redact(v, "EMAIL") for k, v in path_args.items()}
+
+
+def _parse_instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json(response: httpx.Response) -> Any:
@@ -319,6 +335,46 @@ class BrevoClient:
             )
         self._call("POST", "/events", {}, json=body)
 
+    def event_recorded(
+        self,
+        event_name: str,
+        *,
+        event_date: str | None,
+        property_name: str,
+        property_value: str,
+        max_scan: int = 1000,
+    ) -> bool:
+        """Whether Brevo already holds ``event_name`` with ``property_name == property_value``.
+
+        ``GET /events`` (custom events only), filtered by name and, when ``event_date`` is known,
+        by a two-minute window around it (Brevo orders and filters events by ``event_date``).
+        It scans at most ``max_scan`` events. Used before sending an event again after an attempt
+        whose outcome is unknown (a timeout, or a worker that died after sending)."""
+        params: dict[str, Any] = {"event_name": event_name}
+        when = _parse_instant(event_date)
+        if when is not None:
+            params["startDate"] = _rfc3339(when - timedelta(minutes=1))
+            params["endDate"] = _rfc3339(when + timedelta(minutes=1))
+        seen = 0
+        while seen < max_scan:
+            limit = min(100, max_scan - seen)
+            response = self._call(
+                "GET", "/events", {}, params={**params, "limit": limit, "offset": seen}
+            )
+            data = _json(response) if response is not None else None
+            page = data.get("events") if isinstance(data, dict) else None
+            if not isinstance(page, list) or not page:
+                return False
+            for item in page:
+                properties = item.get("event_properties") if isinstance(item, dict) else None
+                if isinstance(properties, dict) and properties.get(property_name) == property_value:
+                    return True
+            seen += len(page)
+            count = data.get("count") if isinstance(data, dict) else None
+            if len(page) < limit or (isinstance(count, int) and seen >= count):
+                return False
+        return False
+
     # -- account setup -------------------------------------------------------------------------
     def get_attributes(self) -> list[dict[str, Any]]:
         response = self._call("GET", "/contacts/attributes", {})
@@ -443,7 +499,9 @@ class BrevoClient:
         except _TRANSIENT_HTTPX as exc:
             self._observe(family, "error", started)
             raise BrevoTransientError(
-                f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(), status=None
+                f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(),
+                status=None,
+                maybe_applied=not isinstance(exc, _NOT_SENT_HTTPX),
             ) from exc
         self._observe(family, str(response.status_code), started)
         self._tighten(family, response)
@@ -480,7 +538,9 @@ class BrevoClient:
             delay = reset if reset else DEFAULT_429_DELAY
             raise BrevoTransientError(f"{where}: 429 too many requests", status=429, delay=delay)
         if status in (408, 425) or status >= 500:
-            raise BrevoTransientError(f"{where}: HTTP {status}", status=status, delay=reset)
+            raise BrevoTransientError(
+                f"{where}: HTTP {status}", status=status, delay=reset, maybe_applied=status == 504
+            )
         error = BrevoErrorBody.parse(response)
         code = error.code or None
         if status == 401:

@@ -265,6 +265,62 @@ def test_create_event_sends_brevos_event_shape_under_the_events_family(
     assert sample("brevo_requests_total", family="events", status="204") == before + 1
 
 
+def _events_page(count: int, *ids: str) -> httpx.Response:
+    events = [{"event_name": "booked", "event_properties": {"connector_event_id": i}} for i in ids]
+    return httpx.Response(200, json={"count": count, "events": events})
+
+
+def test_event_recorded_looks_in_a_window_around_the_event_date_and_pages(
+    client: BrevoClient, brevo: FakeBrevo
+) -> None:
+    brevo.answers = [_events_page(150, *["other"] * 100), _events_page(150, "x", "mine")]
+    found = client.event_recorded(
+        "booked",
+        event_date="2024-05-01T09:30:00.000Z",
+        property_name="connector_event_id",
+        property_value="mine",
+    )
+    assert found
+    first, second = (dict(r.url.params) for r in brevo.requests)
+    assert first == {
+        "event_name": "booked",
+        "startDate": "2024-05-01T09:29:00.000Z",
+        "endDate": "2024-05-01T09:31:00.000Z",
+        "limit": "100",
+        "offset": "0",
+    }
+    assert second["offset"] == "100"
+
+
+def test_event_recorded_is_false_when_no_page_has_it(client: BrevoClient, brevo: FakeBrevo) -> None:
+    brevo.answers = [_events_page(2, "a", "b")]
+    assert not client.event_recorded(
+        "booked", event_date=None, property_name="connector_event_id", property_value="mine"
+    )
+    assert len(brevo.requests) == 1 and "startDate" not in brevo.requests[0].url.params
+
+
+@pytest.mark.parametrize(
+    ("answer", "maybe_applied"),
+    [
+        (httpx.ReadTimeout("read timed out"), True),
+        (httpx.RemoteProtocolError("peer closed"), True),
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("connect timed out"), False),
+        (httpx.Response(504, text="Gateway Timeout"), True),
+        (httpx.Response(503, text="Unavailable"), False),
+        (error(429, "too_many_requests", "slow down"), False),
+    ],
+)
+def test_a_failed_call_says_whether_brevo_may_have_applied_it(
+    client: BrevoClient, brevo: FakeBrevo, answer: Answer, maybe_applied: bool
+) -> None:
+    brevo.answers = [answer]
+    with pytest.raises(BrevoTransientError) as failed:
+        client.create_event("booked", email=EMAIL)
+    assert failed.value.maybe_applied is maybe_applied
+
+
 def test_list_changes_go_in_chunks_of_150_and_collect_brevos_report(
     client: BrevoClient, brevo: FakeBrevo
 ) -> None:

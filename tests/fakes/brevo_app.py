@@ -277,6 +277,7 @@ _ROUTES: list[tuple[str, str, Op]] = [
     ),
     ("GET", "/v3/account", lambda s, r, b, q: account.get_account(s)),
     ("POST", "/v3/events", lambda s, r, b, q: events.create_event(s, b, q)),
+    ("GET", "/v3/events", lambda s, r, b, q: events.get_events(s, r.query)),
 ]
 
 

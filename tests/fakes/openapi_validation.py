@@ -1,6 +1,7 @@
 """Validate requests (and the fake's own responses) against Brevo's OpenAPI file.
 
-The spec is ``/work/shared/reference/brevo-openapi.yaml`` (860 KB). Parsing it takes about 0.3 s,
+The spec is ``spec/brevo-openapi.yaml`` beside this file (860 KB, Brevo's own definition, byte for
+byte; ``spec/README.md`` says where it comes from). Parsing it takes about 0.3 s,
 so the parsed and patched dict is cached once per process; each app builds its own cheap
 ``openapi_core.OpenAPI`` object over that dict (no shared mutable validator between threads).
 
@@ -15,7 +16,9 @@ Patches applied to the spec (see reference/brevo-api.md §7):
 - ``content: {}`` (the spec's way of saying "no body", e.g. 204) is dropped, or openapi-core
   reports the empty body as missing data;
 - numeric keywords that YAML left as strings (``maximum: '1E+2'``) become numbers, and the
-  spec itself is not re-validated at load (it does not pass, and it costs time).
+  spec itself is not re-validated at load (it does not pass, and it costs time);
+- ``GET /events``, which the saved file predates, is added from ``spec/get-events.yaml``
+  (transcribed from Brevo's current definition; the file names its source).
 
 On top of the spec, :func:`strict_body_errors` rejects what Brevo would silently ignore: top-level
 body fields the operation's schema does not name. Checks that need account state (date
@@ -36,7 +39,9 @@ import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 
-DEFAULT_SPEC_PATH = Path("/work/shared/reference/brevo-openapi.yaml")
+SPEC_DIR = Path(__file__).parent / "spec"
+DEFAULT_SPEC_PATH = SPEC_DIR / "brevo-openapi.yaml"
+ADDED_OPERATIONS = {("/events", "get"): SPEC_DIR / "get-events.yaml"}
 SPEC_HOST = "http://fake-brevo.invalid"
 SPEC_SERVER = f"{SPEC_HOST}/v3"
 _ONE_OF_TO_ANY_OF = (
@@ -83,6 +88,10 @@ def _load_spec(path: Path) -> dict[str, Any]:
     contacts = spec["components"]["schemas"]["postContactInfo"]["properties"]["contacts"]
     for name in ("success", "failure"):
         contacts["properties"][name]["anyOf"] = contacts["properties"][name].pop("oneOf")
+    for (template, method), source in ADDED_OPERATIONS.items():
+        with source.open("rb") as handle:
+            added = _normalise(yaml.load(handle, Loader=loader))  # noqa: S506 - a SafeLoader
+        spec["paths"][template][method] = added[method]
     return spec
 
 

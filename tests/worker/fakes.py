@@ -19,6 +19,9 @@ class RecordingBrevo:
     lists: dict[str, set[int]] = field(default_factory=dict)
     fail_upserts: int = 0
     fail_events: int = 0
+    #: Events that are recorded but whose answer is lost (a read timeout after sending).
+    lost_answers: int = 0
+    lookups: list[tuple[str, str]] = field(default_factory=list)
     permanent: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,3 +62,21 @@ class RecordingBrevo:
         with self.lock:
             self._maybe_fail("events")
             self.events.append((event_name, email, dict(properties or {})))
+            if self.lost_answers:
+                self.lost_answers -= 1
+                raise BrevoTransientError("ReadTimeout", status=None, maybe_applied=True)
+
+    def event_recorded(
+        self,
+        event_name: str,
+        *,
+        event_date: str | None,
+        property_name: str,
+        property_value: str,
+    ) -> bool:
+        with self.lock:
+            self.lookups.append((event_name, property_value))
+            return any(
+                name == event_name and props.get(property_name) == property_value
+                for name, _, props in self.events
+            )

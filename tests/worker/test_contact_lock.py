@@ -50,6 +50,9 @@ class TimingBrevo:
     def create_event(self, event_name: str, *, email: str, **_: Any) -> None:
         self._call(email, "event")
 
+    def event_recorded(self, event_name: str, **_: Any) -> bool:
+        return False
+
 
 def _settings(database_url: str, data_dir: str) -> Any:
     return payloads.settings(storage={"database_url": database_url, "data_dir": data_dir})

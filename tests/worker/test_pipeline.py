@@ -99,6 +99,81 @@ def test_transient_failure_raises_then_retry_does_not_resend_the_event(
     assert len(brevo.events) == 1
 
 
+def test_a_definite_refusal_is_resent_without_a_lookup(sqlite_pipeline: Any) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    brevo.fail_events = 1  # a 503: Brevo did not take it
+    with pytest.raises(BrevoTransientError):
+        send(pipeline, env)
+    assert send(pipeline, env, attempt=2) == "applied"
+    assert brevo.lookups == []  # GET /events costs from Brevo's 100/h bucket: not wasted
+    assert len(brevo.events) == 1
+
+
+def test_an_event_whose_answer_was_lost_is_looked_up_not_sent_twice(
+    sqlite_pipeline: Any,
+) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    brevo.lost_answers = 1  # Brevo recorded it, the read timed out
+    with pytest.raises(BrevoTransientError):
+        send(pipeline, env)
+    assert send(pipeline, env, attempt=2) == "applied"
+    assert len(brevo.events) == 1
+    [(name, event_id)] = brevo.lookups
+    assert name == "calendly_invitee_created"
+    assert brevo.events[0][2]["connector_event_id"] == event_id
+
+
+def test_a_lost_answer_for_an_event_brevo_did_not_keep_is_sent_again(
+    sqlite_pipeline: Any,
+) -> None:
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    brevo.lost_answers = 1
+    with pytest.raises(BrevoTransientError):
+        send(pipeline, env)
+    brevo.events.clear()  # as if the request had died on the way
+    assert send(pipeline, env, attempt=2) == "applied"
+    assert len(brevo.events) == 1 and len(brevo.lookups) == 1
+
+
+def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
+    sqlite_pipeline: Any,
+) -> None:
+    """A worker SIGKILLed after Brevo took the event: the claim stays ``processing``."""
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    real_record = pipeline.store.record_effect_durably
+
+    def die_after_brevo_took_it(*args: Any, **kwargs: Any) -> None:
+        if args[1] == "event":
+            raise SystemExit("killed")  # nothing after this line runs, like SIGKILL
+        real_record(*args, **kwargs)
+
+    pipeline.store.record_effect_durably = die_after_brevo_took_it  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        send(pipeline, env)
+    pipeline.store.record_effect_durably = real_record  # type: ignore[method-assign]
+    assert len(brevo.events) == 1
+    assert send(pipeline, env, attempt=1) == "applied"  # a redelivery starts at attempt 1
+    assert len(brevo.events) == 1 and len(brevo.lookups) == 1
+    assert send(pipeline, env) == "duplicate"
+
+
+def test_the_lookup_can_be_turned_off(tmp_path: Path) -> None:
+    pipeline, brevo, services = make_pipeline(tmp_path, brevo={"check_before_resend": False})
+    try:
+        env = payloads.invitee_created()
+        brevo.lost_answers = 1
+        with pytest.raises(BrevoTransientError):
+            send(pipeline, env)
+        assert send(pipeline, env, attempt=2) == "applied"
+        assert len(brevo.events) == 2 and brevo.lookups == []  # at-least-once, as configured
+    finally:
+        services.close()
+
+
 def test_last_attempt_dead_letters_a_transient_failure(sqlite_pipeline: Any) -> None:
     pipeline, brevo = sqlite_pipeline
     brevo.fail_upserts = 5
