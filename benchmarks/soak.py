@@ -12,7 +12,10 @@ test services are not disturbed), against the zero-latency Brevo stand-in
 Every 10 s it samples RSS (``/proc``) of the receiver, the supervisor and each worker child, the
 Redis backlog and the number of applied events. At the end it waits for the backlog to drain and
 prints: accepted, applied, lost (accepted distinct events not applied), throughput, backlog and
-end-to-end lag (``applied_at - received_at``) percentiles, and RSS growth per process.
+end-to-end lag (``applied_at - received_at``) percentiles, RSS growth per process, and a
+verdict: zero lost; memory flat (no process grew more than ``FLAT_MB`` after the first minute);
+lag bounded (p99 at most ``LAG_BOUND_SECONDS``, and the backlog in the last quarter of the load
+no larger than in the second quarter plus one second of load).
 """
 
 from __future__ import annotations
@@ -57,6 +60,32 @@ worker:
   max_backoff_seconds: 5
 """
 )
+
+
+#: A process whose RSS grew more than this after the first minute is not flat.
+FLAT_MB = 15.0
+#: p99 end-to-end lag (receipt to applied) that still counts as keeping up.
+LAG_BOUND_SECONDS = 5.0
+
+
+def verdict(result: dict[str, Any]) -> dict[str, bool]:
+    """Zero lost, memory flat, lag bounded (see the module docstring)."""
+    rate, seconds = float(result["rate"]), float(result["seconds"])
+    load = [s for s in result["samples"] if 0 < s["t"] <= seconds]
+    quarter = max(1, len(load) // 4)
+    second_q = load[quarter : 2 * quarter] or load
+    last_q = load[-quarter:] or load
+    backlog_stable = max(s["backlog"] for s in last_q) <= (
+        max(s["backlog"] for s in second_q) + rate
+    )
+    flat = all(
+        v["last_mb"] - v["first_mb"] <= FLAT_MB for v in result["rss"].values() if v["first_mb"]
+    )
+    return {
+        "zero_lost": result["lost"] == 0,
+        "memory_flat": flat,
+        "lag_bounded": result["lag_seconds"]["p99"] <= LAG_BOUND_SECONDS and backlog_stable,
+    }
 
 
 def _applied(pg_url: str) -> int:
@@ -259,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     log(f"soak {args.seconds:.0f}s at {args.rate:.0f}/s; logs in {workdir}")
     result = soak(args.seconds, args.rate, workdir, args.threads)
     summary = {k: v for k, v in result.items() if k != "samples"}
+    summary["verdict"] = verdict(result)
     print(json.dumps(summary, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
