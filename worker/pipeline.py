@@ -254,9 +254,12 @@ class Pipeline:
             projection = routing_form_contact(env, settings)
             if projection is None:
                 return "ignored", False
+            in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
-            finished = self._send_event(ident, env, None, claim, event_on, projection.email)
+            finished = self._send_event(
+                ident, env, None, effects, event_on, projection.email, in_doubt=in_doubt
+            )
             return "applied", finished
 
         email = ident.email
@@ -273,9 +276,10 @@ class Pipeline:
                 self.store.save_mark(mark)
             records, marks = self.store.contact_state(email)
         projection = project_contact(email, records, marks, settings)
+        in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)
-        finished = self._send_event(ident, env, record, claim, event_on, email)
+        finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
         return "applied", finished
 
     def _upsert(
@@ -296,22 +300,23 @@ class Pipeline:
         ident: EventIdentity,
         env: Envelope,
         record: Any,
-        claim: Claim,
+        effects: dict[str, Any],
         enabled: bool,
         email: str,
+        *,
+        in_doubt: bool,
     ) -> bool:
         """Send the custom event once; its record also marks the event applied (one commit).
 
         Brevo's ``POST /events`` has no idempotency key. When an earlier attempt may have sent
         the event (no answer after the request left, a 504, or a worker that died mid-event),
         the event is first looked up in Brevo by its ``connector_event_id`` property."""
-        effects = claim.effects
         if not enabled or effects.get("event"):
             return False
         event = custom_event(ident, env, record, self.settings)
         if event is None:
             return False
-        if self._in_doubt(claim) and self._already_in_brevo(ident, event):
+        if in_doubt and self._already_in_brevo(ident, event):
             self.store.record_effect_durably(
                 ident.event_id, "event", event.name, finish="applied", effects=effects
             )
@@ -331,16 +336,19 @@ class Pipeline:
         )
         return True
 
-    def _in_doubt(self, claim: Claim) -> bool:
-        """Whether an earlier attempt may have sent the custom event (kept across attempts)."""
-        if claim.effects.get(EVENT_IN_DOUBT):
+    def _in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
+        """Whether an earlier attempt may have sent the custom event (kept across attempts).
+        Asked at the claim, before this attempt records anything.
+
+        An attempt that died (``interrupted``) can only have reached ``POST /events`` once its
+        contact upsert, the step before, was recorded (``after_contact``: that step exists)."""
+        effects = claim.effects
+        if effects.get(EVENT_IN_DOUBT):
             return True
-        if not claim.interrupted:
+        if not claim.interrupted or (after_contact and not effects.get("contact")):
             return False
-        # The attempt before this one never finished: remember that, in case this one fails too.
-        self.store.record_effect_durably(
-            claim.event_id, EVENT_IN_DOUBT, True, effects=claim.effects
-        )
+        # Remember it, in case this attempt fails too.
+        self.store.record_effect_durably(claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:

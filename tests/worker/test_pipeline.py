@@ -161,6 +161,27 @@ def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
     assert send(pipeline, env) == "duplicate"
 
 
+def test_an_attempt_that_died_before_its_contact_was_recorded_needs_no_lookup(
+    sqlite_pipeline: Any,
+) -> None:
+    """The custom event comes after the contact upsert: a worker that died before recording
+    the upsert never reached ``POST /events``, so the next attempt sends without asking."""
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    real_record = pipeline.store.record_effect
+
+    def die_after_the_upsert(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("killed")
+
+    pipeline.store.record_effect = die_after_the_upsert  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        send(pipeline, env)
+    pipeline.store.record_effect = real_record  # type: ignore[method-assign]
+    assert brevo.events == []
+    assert send(pipeline, env) == "applied"
+    assert len(brevo.events) == 1 and brevo.lookups == []
+
+
 def test_the_lookup_can_be_turned_off(tmp_path: Path) -> None:
     pipeline, brevo, services = make_pipeline(tmp_path, brevo={"check_before_resend": False})
     try:
