@@ -480,6 +480,24 @@ def test_a_timeout_fault_can_apply_the_effect_before_the_client_gives_up(
     assert upsert(client, "ada@example.com").status_code == 204  # the client's retry
 
 
+def test_a_sticky_fault_answers_the_same_key_again_until_cleared(
+    brevo: FakeBrevoServer, client: httpx.Client
+) -> None:
+    brevo.inject("400", path="^/v3/events$", count=1, sticky="event_properties.id")
+
+    def post(event_id: str) -> int:
+        body = {"event_name": "e", "identifiers": {"email_id": "a@example.com"}}
+        return client.post(
+            "/events", json={**body, "event_properties": {"id": event_id}}
+        ).status_code
+
+    assert [post("one"), post("one"), post("two"), post("one")] == [400, 400, 204, 400]
+    faults = brevo.snapshot()["faults"]
+    assert [f["repeat"] for f in faults] == [False, True, True]
+    brevo.clear_faults()
+    assert post("one") == 204
+
+
 def test_a_fault_is_not_applied_to_requests_it_does_not_match(
     brevo: FakeBrevoServer, client: httpx.Client
 ) -> None:

@@ -6,7 +6,8 @@ What happens (``ChaosRun(...).run()``):
    ports; ``calendly-brevo migrate``; the fake Brevo starts in this process, seeded, with raised
    rate limits and faults on every contact write, ``POST /events`` and ``GET /events``: 5%
    5xx, 3% 429, 1% timeouts (held past the client's timeout; half of them after Brevo applied
-   the request, a lost answer) and, on writes only, 1% permanent 400s.
+   the request, a lost answer) and permanent 400s on 2% of ``POST /events`` (sticky per
+   logical event, see ``FAULTS``).
 2. Two ``calendly-brevo receiver`` processes and one ``calendly-brevo worker --processes 2``
    supervisor start. Senders POST every delivery (the logical events of
    :mod:`tests.chaos.scenario`, 10% of them twice) signed at send time, paced over
@@ -55,15 +56,17 @@ from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 SIGNING_KEY = "chaos-signing-key-Zq3v9XfT0pL8mN2bR6cW1yH4"
 BREVO_KEY = "xkeysib-chaos-5f0c2d9e8b7a6f5e4d3c2b1a"
 #: Marginal fault rates and rule options; rules fire in this order, so later ones are
-#: conditioned on the rest. A permanent 400 is for writes: a lookup that Brevo refused for
-#: good would fall back to sending, and the dead letters would no longer count the 400s.
+#: conditioned on the rest. The permanent 400s hit ``POST /events`` (2 % of them: about 1 % of
+#: all requests) and are *sticky*, as a real validation error is: the same logical event
+#: (``connector_event_id``) gets the same 400 on every later attempt until the faults are
+#: cleared. A random one-off 400 that reached a worker killed before it could read it would be
+#: retried, succeed, and leave no dead letter for an injected fault.
 FAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("5xx", 0.05, {}),
     ("429", 0.03, {}),
     ("timeout", 0.005, {"apply_effect": False}),  # the request is lost
     ("timeout", 0.005, {"apply_effect": True}),  # Brevo applied it; the answer is lost
-    ("400", 0.01, {"family": "contacts"}),
-    ("400", 0.01, {"family": "events"}),
+    ("400", 0.02, {"family": "events", "sticky": "event_properties.connector_event_id"}),
 )
 #: Contact writes and custom events (and their lookups); not the set-up reads.
 FAULT_PATH = r"^/v3/(events|contacts(/(?!attributes$|lists$)[^/]+)?)$"
@@ -92,6 +95,7 @@ class Report:
     expected_custom_events: int = 0
     fired_custom_events: int = 0
     duplicated_effects: int = 0
+    repeated_400s: int = 0
     lost_answers: int = 0
     lookups: int = 0
     missing_effects: int = 0
@@ -109,7 +113,8 @@ class Report:
             f"create-first {self.pairs_create_first}), resends {self.resends}, "
             f"503s {self.http_503}, other errors {self.http_other_errors}",
             f"  chaos: {self.kills} worker SIGKILLs, {self.redis_restarts} Redis restart, "
-            f"{self.postgres_restarts} Postgres restart; Brevo faults {self.faults}",
+            f"{self.postgres_restarts} Postgres restart; Brevo faults {self.faults} "
+            f"(and the same 400 again on {self.repeated_400s} later attempts)",
             f"  applied before replay {self.applied_before_replay}, dead-lettered "
             f"{self.dead_lettered} {self.dead_letter_reasons}, replayed {self.replayed}, "
             f"applied {self.applied}, lost {self.lost}",
@@ -274,13 +279,10 @@ class ChaosRun:
         self.say(f"{len(scenario.events)} logical events, {len(scenario.order)} deliveries")
 
         # Faults only once everything is up: the worker's set-up check must pass.
-        remaining = {"contacts": 1.0, "events": 1.0}
+        remaining = 1.0
         for kind, p, options in FAULTS:
-            family = options.get("family")
-            left = remaining[family] if family else min(remaining.values())
-            fake.inject(kind, path=FAULT_PATH, probability=min(1.0, p / left), **options)
-            for name in [family] if family else list(remaining):
-                remaining[name] -= p
+            fake.inject(kind, path=FAULT_PATH, probability=min(1.0, p / remaining), **options)
+            remaining -= p
 
         r.logical = len(scenario.events)
         r.sent = len(scenario.order)
@@ -307,8 +309,9 @@ class ChaosRun:
         statuses = self._statuses(pg.url, ids)
         r.applied_before_replay = sum(1 for s in statuses.values() if s == "applied")
         snapshot = fake.snapshot()
-        faults = Counter(f["kind"] for f in snapshot["faults"])
+        faults = Counter(f["kind"] for f in snapshot["faults"] if not f["repeat"])
         r.faults = dict(faults)
+        r.repeated_400s = sum(1 for f in snapshot["faults"] if f["repeat"])
         r.lost_answers = sum(
             1 for f in snapshot["faults"] if f["kind"] == "timeout" and f["effect_applied"]
         )

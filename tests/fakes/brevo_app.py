@@ -134,9 +134,9 @@ async def brevo_middleware(request: web.Request, handler: Handler) -> web.Stream
     if errors:
         return _finish(record, _error(400, "invalid_parameter", "; ".join(errors)), window)
 
-    rule = pick_fault(state.fault_rules, state.rng, request.method, request.path, family)
-    if rule is not None:
-        return await _faulty(request, handler, record, window, rule)
+    picked = pick_fault(state.fault_rules, state.rng, request.method, request.path, family, body)
+    if picked is not None:
+        return await _faulty(request, handler, record, window, *picked)
     response = await handler(request)
     record.effect_applied = response.status < 300
     _check_response(request, raw, response)
@@ -149,6 +149,7 @@ async def _faulty(
     record: RequestRecord,
     window: Window,
     rule: FaultRule,
+    repeat: bool = False,
 ) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     record.fault = rule.kind
@@ -191,6 +192,7 @@ async def _faulty(
             status if rule.kind != "timeout" else response.status,
             delay,
             record.effect_applied,
+            repeat,
         )
     )
     _finish(record, response, window)

@@ -19,7 +19,7 @@ import math
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from tests.fakes.brevo_records import FAMILIES, Family
@@ -102,19 +102,31 @@ class FaultRule:
     status: int | None = None
     delay: float | None = None
     apply_effect: bool | None = None
+    #: A dotted path into the JSON body (``event_properties.connector_event_id``): once the rule
+    #: fired on a request, every later request with the same value there gets the same fault,
+    #: as a permanent error would (a ``repeat``), until the faults are cleared.
+    sticky: str | None = None
     fired: int = 0
+    stuck: set[str] = field(default_factory=set)
 
     def matches(self, method: str, path: str, family: Family) -> bool:
-        if self.count is not None and self.count <= 0:
-            return False
+        """Whether the rule applies to this request (its ``count`` aside)."""
         if self.family is not None and self.family != family:
             return False
         if self.method is not None and self.method.upper() != method.upper():
             return False
         return self.path is None or re.search(self.path, path) is not None
 
+    def sticky_value(self, body: Any) -> str | None:
+        if self.sticky is None:
+            return None
+        node = body
+        for part in self.sticky.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return None if node is None else str(node)
+
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "stuck"} | {"stuck": len(self.stuck)}
 
 
 @dataclass(frozen=True)
@@ -130,6 +142,8 @@ class FaultRecord:
     status: int | None  # None for "slow": the normal handler answered
     delay: float
     effect_applied: bool
+    #: A sticky rule's fault answered again for the same key (not a newly injected one).
+    repeat: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -147,6 +161,7 @@ def make_rule(
     status: int | None = None,
     delay: float | None = None,
     apply_effect: bool | None = None,
+    sticky: str | None = None,
 ) -> FaultRule:
     """Check the arguments of ``inject()`` and build the rule."""
     if kind not in FAULT_KINDS:
@@ -172,22 +187,36 @@ def make_rule(
         status=status,
         delay=delay,
         apply_effect=apply_effect,
+        sticky=sticky,
     )
 
 
 def pick_fault(
-    rules: list[FaultRule], rng: random.Random, method: str, path: str, family: Family
-) -> FaultRule | None:
-    """The first matching rule that fires; its count is consumed."""
+    rules: list[FaultRule],
+    rng: random.Random,
+    method: str,
+    path: str,
+    family: Family,
+    body: Any = None,
+) -> tuple[FaultRule, bool] | None:
+    """The first matching rule that fires, and whether it is a sticky rule's repeat; a new
+    firing consumes the rule's count."""
     for rule in rules:
         if not rule.matches(method, path, family):
+            continue
+        key = rule.sticky_value(body)
+        if key is not None and key in rule.stuck:
+            return rule, True
+        if rule.count is not None and rule.count <= 0:
             continue
         if rule.probability is not None and rng.random() >= rule.probability:
             continue
         if rule.count is not None:
             rule.count -= 1
         rule.fired += 1
-        return rule
+        if key is not None:
+            rule.stuck.add(key)
+        return rule, False
     return None
 
 

@@ -142,6 +142,7 @@ class FakeBrevo:
         status: int | None = None,
         delay: float | None = None,
         apply_effect: bool | None = None,
+        sticky: str | None = None,
     ) -> FaultRule:
         """Add a fault rule: kind in 5xx, 429, timeout, slow, 400; ``path`` is a regex searched
         in the request path (e.g. ``r"/contacts$"``); ``count`` None means every match."""
@@ -156,6 +157,7 @@ class FakeBrevo:
             status=status,
             delay=delay,
             apply_effect=apply_effect,
+            sticky=sticky,
         )
         self.fault_rules.append(rule)
         return rule
