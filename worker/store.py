@@ -677,7 +677,23 @@ class Store:
         source: str,
         received_at: datetime | None,
     ) -> int:
+        """Store a dead letter; returns its id. An event has at most one open dead letter: a
+        later failure of the same event (a duplicate delivery, a replay that fails again)
+        updates it with the new cause instead of adding a second row."""
         with self.sessions.begin() as s:
+            if event_id is not None:
+                dl = s.scalars(
+                    select(DeadLetter)
+                    .where(DeadLetter.event_id == event_id, DeadLetter.replayed_at.is_(None))
+                    .order_by(DeadLetter.id.desc())
+                    .limit(1)
+                    .with_for_update()
+                ).first()
+                if dl is not None:
+                    dl.reason, dl.error, dl.attempts = reason, error[:4000], attempts
+                    dl.payload, dl.source, dl.created_at = payload, source, now()
+                    self._mark_dead(s, event_id, error)
+                    return int(dl.id)
             dl = DeadLetter(
                 event_id=event_id,
                 event_name=event_name,
@@ -691,13 +707,17 @@ class Store:
             )
             s.add(dl)
             if event_id is not None:
-                s.execute(
-                    update(ProcessedEvent)
-                    .where(ProcessedEvent.event_id == event_id)
-                    .values(status="dead", last_error=error[:4000], updated_at=now())
-                )
+                self._mark_dead(s, event_id, error)
             s.flush()
             return int(dl.id)
+
+    @staticmethod
+    def _mark_dead(s: Session, event_id: str, error: str) -> None:
+        s.execute(
+            update(ProcessedEvent)
+            .where(ProcessedEvent.event_id == event_id)
+            .values(status="dead", last_error=error[:4000], updated_at=now())
+        )
 
     def open_dead_letters(self) -> int:
         with self.sessions() as s:

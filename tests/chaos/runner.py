@@ -248,7 +248,7 @@ class ChaosRun:
             fake.set_limit(family, 300, 1.0)  # type: ignore[arg-type]
         # Brevo's "other" window is an hour; a 429 there pauses the family until its reset, so
         # an injected one on a GET /events lookup would stall the run for up to an hour.
-        fake.set_limit("other", 10_000, 60.0)
+        fake.set_limit("other", 10_000, 10.0)
         ports = [free_port(), free_port()]
         metrics_port = free_port()
         env = {

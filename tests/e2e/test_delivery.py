@@ -72,6 +72,7 @@ brevo:
   rate_limits:
     contacts: {{rate: {LIMIT}, burst: {LIMIT}}}
     events: {{rate: {LIMIT}, burst: {LIMIT}}}
+    other: {{rate: 1, burst: 20}}  # GET /events lookups (Brevo: 100 an hour)
 worker:
   min_backoff_seconds: 0.2
   max_backoff_seconds: 2
@@ -370,13 +371,10 @@ def test_transient_faults_all_end_applied_with_every_effect_once(deployment: Dep
     # First matching rule that fires decides; together about a third of the calls fail.
     fake.inject("5xx", path=work, probability=0.15)
     fake.inject("429", path=work, probability=0.05)
-    # A timed-out POST /events that Brevo took would be sent again: Brevo's events have no
-    # idempotency key (the weak spot worker/store.py states). So timeouts on /events never
-    # apply; on /contacts (an idempotent upsert) some apply before the client gives up.
-    fake.inject("timeout", path=r"^/v3/events$", probability=0.05, delay=TIMEOUT + 1.0)
-    fake.inject(
-        "timeout", path=r"^/v3/contacts$", probability=0.05, delay=TIMEOUT + 1.0, apply_effect=True
-    )
+    # Timeouts after Brevo applied the request: an idempotent upsert on /contacts, and on
+    # POST /events (no idempotency key) the worker looks the event up before sending it again.
+    for path in (r"^/v3/events$", r"^/v3/contacts$"):
+        fake.inject("timeout", path=path, probability=0.05, delay=TIMEOUT + 1.0, apply_effect=True)
     fake.inject("slow", path=work, probability=0.1, delay=0.3)
     dep.enqueue(docs)
     dep.start_worker(processes=2, threads=2)

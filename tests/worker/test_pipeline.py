@@ -206,6 +206,19 @@ def test_last_attempt_dead_letters_a_transient_failure(sqlite_pipeline: Any) -> 
     assert "503" in row.error
 
 
+def test_an_event_that_fails_again_keeps_one_open_dead_letter(sqlite_pipeline: Any) -> None:
+    from calendly_brevo.deadletters import Filter, list_dead_letters
+
+    pipeline, brevo = sqlite_pipeline
+    env = payloads.invitee_created()
+    brevo.fail_upserts, brevo.permanent = 2, True
+    assert send(pipeline, env) == "dead_lettered"
+    assert send(pipeline, env) == "dead_lettered"  # a duplicate delivery meets the same 400
+    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    assert row.attempts == 2 and row.reason == "brevo_permanent"
+    assert send(pipeline, env) == "applied"  # the cause is gone
+
+
 def test_permanent_brevo_error_dead_letters_at_once(sqlite_pipeline: Any) -> None:
     pipeline, brevo = sqlite_pipeline
     brevo.fail_upserts, brevo.permanent = 1, True
