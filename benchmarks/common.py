@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from calendly_brevo.signature import HEADER, sign
 from calendly_brevo.simulate import build_event
+from tests.e2e import procs
+from tests.e2e.procs import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -148,14 +149,6 @@ def pg_scalar(sql: str) -> Any:
         return row[0] if row else None
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def base_env(workdir: Path, *, brevo_url: str | None = None, **extra: str) -> dict[str, str]:
     """Environment for the connector's processes: Redis + Postgres, the benchmark config."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -181,79 +174,16 @@ def base_env(workdir: Path, *, brevo_url: str | None = None, **extra: str) -> di
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 120) -> Any:
-    return subprocess.run(
-        CLI + args,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
+    return procs.run_cli(args, env, timeout)
 
 
-class Proc:
-    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.argv = argv
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            argv,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def tail(self, n: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:]
-
-    def stop(self, timeout: float = 30.0) -> None:
-        import signal
-
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        self._log.close()
-
-
-@contextmanager
-def running(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[Proc]:
-    proc = Proc(argv, env, log_path)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def running(argv: list[str], env: dict[str, str], log_path: Path) -> AbstractContextManager[Proc]:
+    """``argv`` (a whole command line) as a process, stopped when the block ends."""
+    return procs.started(argv, env, log_path, command=[])
 
 
 def wait_http(url: str, proc: Proc | None = None, timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.argv} exited early:\n{proc.tail()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout}s" + (f":\n{proc.tail()}" if proc else ""))
+    procs.wait_http(url, proc, timeout)
 
 
 def children(pid: int) -> list[int]:

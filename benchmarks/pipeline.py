@@ -61,7 +61,7 @@ def drain(
     pids: list[int] = []
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise RuntimeError(f"{proc.argv} exited:\n{proc.tail()}")
+            raise RuntimeError(f"{proc.args} exited:\n{proc.tail()}")
         if not pids:
             pids = worker_pids if worker_pids is not None else children(proc.pid) or [proc.pid]
         done = n - queue_outstanding()

@@ -1,4 +1,5 @@
-"""Run calendly-brevo commands as real processes for end-to-end tests."""
+"""Run calendly-brevo commands (or any command) as real processes, for end-to-end tests and
+the benchmarks."""
 
 from __future__ import annotations
 
@@ -25,12 +26,23 @@ def free_port() -> int:
 
 
 class Proc:
-    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL.
+    ``args`` follow ``command`` (by default the calendly-brevo CLI; ``command=[]`` runs
+    ``args`` as a whole command line)."""
+
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        command: list[str] = CLI,
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            CLI + args,
+            command + args,
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -38,8 +50,15 @@ class Proc:
             start_new_session=True,
         )
 
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log()[-n:]
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -79,10 +98,10 @@ def run_cli(
     )
 
 
-def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: Proc | None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not proc.alive():
+        if proc is not None and not proc.alive():
             raise AssertionError(f"{proc.args} exited early:\n{proc.log()}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
@@ -90,7 +109,7 @@ def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"{url} not ready after {timeout}s:\n{proc.log()}")
+    raise AssertionError(f"{url} not ready after {timeout}s" + (f":\n{proc.log()}" if proc else ""))
 
 
 def wait_for(
@@ -105,8 +124,10 @@ def wait_for(
 
 
 @contextmanager
-def started(args: list[str], env: Mapping[str, str], log_path: Path) -> Iterator[Proc]:
-    proc = Proc(args, env, log_path)
+def started(
+    args: list[str], env: Mapping[str, str], log_path: Path, *, command: list[str] = CLI
+) -> Iterator[Proc]:
+    proc = Proc(args, env, log_path, command=command)
     try:
         yield proc
     finally:
