@@ -60,6 +60,7 @@ from calendly_brevo.metrics import (
     BREVO_REQUESTS,
 )
 from calendly_brevo.ratelimit import TokenBucket, make_token_bucket
+from calendly_brevo.state import parse_time
 
 USER_AGENT = "calendly-brevo/0.1"
 #: Brevo's cap on emails per list add/remove call.
@@ -138,16 +139,6 @@ def redact(value: Any, key: str | None = None) -> Any:
 def _masked(path_args: Mapping[str, str | int]) -> dict[str, str | int]:
     """Path arguments for a log line: ids stay, emails and other identifiers are masked."""
     return {k: v if isinstance(v, int) else redact(v, "EMAIL") for k, v in path_args.items()}
-
-
-def _parse_instant(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _rfc3339(value: datetime) -> str:
@@ -351,7 +342,7 @@ class BrevoClient:
         It scans at most ``max_scan`` events. Used before sending an event again after an attempt
         whose outcome is unknown (a timeout, or a worker that died after sending)."""
         params: dict[str, Any] = {"event_name": event_name}
-        when = _parse_instant(event_date)
+        when = parse_time(event_date)
         if when is not None:
             params["startDate"] = _rfc3339(when - timedelta(minutes=1))
             params["endDate"] = _rfc3339(when + timedelta(minutes=1))
