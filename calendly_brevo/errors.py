@@ -132,11 +132,17 @@ class CalendlyConflict(CalendlyPermanentError):
 
 
 class TransientError(ConnectorError):
-    """Worth retrying. ``delay`` (seconds) is a hint for the earliest useful retry."""
+    """Worth retrying. ``delay`` (seconds) is a hint for the earliest useful retry.
 
-    def __init__(self, message: str, *, delay: float | None = None) -> None:
+    ``rate_limited``: a quota said "not now" (our token bucket, or a 429): nothing was tried, so
+    the worker waits ``delay`` and does not count the attempt against ``worker.max_retries``."""
+
+    def __init__(
+        self, message: str, *, delay: float | None = None, rate_limited: bool = False
+    ) -> None:
         super().__init__(message)
         self.delay = delay
+        self.rate_limited = rate_limited
 
 
 class BrevoTransientError(TransientError):
@@ -151,7 +157,7 @@ class BrevoTransientError(TransientError):
         delay: float | None = None,
         maybe_applied: bool = False,
     ) -> None:
-        super().__init__(message, delay=delay)
+        super().__init__(message, delay=delay, rate_limited=status == 429)
         self.status = status
         self.maybe_applied = maybe_applied
 
@@ -160,7 +166,8 @@ class RateLimited(TransientError):
     """The shared token bucket has no token for ``family`` within the allowed wait."""
 
     def __init__(self, family: str, delay: float) -> None:
-        super().__init__(f"rate limit for {family}: wait {delay:.2f}s", delay=delay)
+        message = f"rate limit for {family}: wait {delay:.2f}s"
+        super().__init__(message, delay=delay, rate_limited=True)
         self.family = family
 
 

@@ -12,22 +12,31 @@ from dramatiq.middleware import CurrentMessage
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import TransientError
 from calendly_brevo.queueing import ACTOR_NAME, QUEUE_NAME
+from worker.middleware.durable_retries import WAITS_OPTION, RateLimitWait
 from worker.pipeline import Pipeline
 
+#: The longest wait taken from a hint (a 429's reset is already capped at 60 s by the client).
+MAX_HINT_SECONDS = 3600.0
 
-def backoff_ms(retries: int, hint: float | None, settings: Settings) -> int:
-    """Exponential backoff with full jitter, never sooner than the server's hint."""
+
+def backoff_ms(failures: int, exc: TransientError, settings: Settings) -> int:
+    """When to try again. A rate-limit wait: when the hint says, plus up to 10 % jitter so that
+    the messages a pause held back do not all come back in the same millisecond. A failure:
+    exponential backoff with full jitter, never sooner than the hint (capped by
+    ``worker.max_backoff_seconds``)."""
     w = settings.worker
-    ceiling = min(w.max_backoff_seconds, w.min_backoff_seconds * (2**retries))
+    hint = None if exc.delay is None else min(max(exc.delay, 0.0), MAX_HINT_SECONDS)
+    if exc.rate_limited and hint:
+        return int(hint * random.uniform(1.0, 1.1) * 1000)
+    ceiling = min(w.max_backoff_seconds, w.min_backoff_seconds * (2**failures))
     delay = random.uniform(w.min_backoff_seconds, max(w.min_backoff_seconds, ceiling))
     if hint is not None:
         delay = max(delay, min(hint, w.max_backoff_seconds))
     return int(delay * 1000)
 
 
-def is_final(retries: int, received_at: float, settings: Settings) -> bool:
-    w = settings.worker
-    return retries >= w.max_retries or (time.time() - received_at) > w.max_age_seconds
+def is_expired(received_at: float, settings: Settings) -> bool:
+    return (time.time() - received_at) > settings.worker.max_age_seconds
 
 
 def declare_actors(
@@ -35,17 +44,22 @@ def declare_actors(
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     def process_event(body: str, received_at: float, source: str = "webhook") -> None:
         message = CurrentMessage.get_current_message()
-        retries = int(message.options.get("retries", 0)) if message is not None else 0
+        options = message.options if message is not None else {}
+        # Dramatiq's ``retries`` counts failures only: rate-limit waits are counted apart.
+        failures = int(options.get("retries", 0))
+        waits = int(options.get(WAITS_OPTION, 0))
         try:
             pipeline().process(
                 body,
                 received_at,
                 source,
-                attempt=retries + 1,
-                final=is_final(retries, received_at, settings),
+                attempt=failures + waits + 1,
+                final=failures >= settings.worker.max_retries,
+                expired=is_expired(received_at, settings),
             )
         except TransientError as exc:
-            raise dramatiq.Retry(delay=backoff_ms(retries, exc.delay, settings)) from exc
+            retry = RateLimitWait if exc.rate_limited else dramatiq.Retry
+            raise retry(delay=backoff_ms(failures, exc, settings)) from exc
 
     return dramatiq.Actor(
         process_event,

@@ -92,6 +92,15 @@ EVENT_IN_DOUBT = "event_in_doubt"
 
 
 @dataclass(frozen=True)
+class _Last:
+    """Whether this attempt is the last: for a failure (``worker.max_retries`` spent, or
+    expired), and for a rate-limit wait (only once ``worker.max_age_seconds`` has passed)."""
+
+    failure: bool
+    expired: bool
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: str
     event_name: str | None = None
@@ -113,7 +122,11 @@ class Pipeline:
         *,
         attempt: int = 1,
         final: bool = False,
+        expired: bool = False,
     ) -> Outcome:
+        """``final``: a failure now dead-letters the event (``worker.max_retries`` spent). Once
+        ``expired`` (``worker.max_age_seconds``) a rate-limit wait does too: otherwise a wait is
+        not a failure and is never the last attempt."""
         started = time.perf_counter()
         started_token = _STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
@@ -132,7 +145,8 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
-            outcome = self._process(env, ident, body, source, received, attempt, final)
+            last = _Last(failure=final or expired, expired=expired)
+            outcome = self._process(env, ident, body, source, received, attempt, last)
             if outcome.status == "applied" and received_at:
                 metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
                     max(0.0, time.time() - received_at)
@@ -157,7 +171,7 @@ class Pipeline:
         source: str,
         received: datetime | None,
         attempt: int,
-        final: bool,
+        last: _Last,
     ) -> Outcome:
         lock_on = ident.email or ident.event_id
         with self.store.contact_lock(lock_on):
@@ -187,11 +201,11 @@ class Pipeline:
                     received,
                 )
             except TransientError as exc:
-                if final:
+                if last.expired if exc.rate_limited else last.failure:
                     return self._dead_letter(
                         ident.event_id,
                         ident.event_name,
-                        "retries_exhausted",
+                        "expired" if last.expired else "retries_exhausted",
                         f"{type(exc).__name__}: {exc}",
                         claim.attempts,
                         body,
@@ -199,8 +213,8 @@ class Pipeline:
                         received,
                     )
                 self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                log.warning(
-                    "event_retry",
+                (log.info if exc.rate_limited else log.warning)(
+                    "event_rate_limited" if exc.rate_limited else "event_retry",
                     outcome="retried",
                     duration_ms=_elapsed_ms(),
                     error=str(exc),
@@ -209,7 +223,7 @@ class Pipeline:
                 raise
             except Exception as exc:
                 # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
-                if final:
+                if last.failure:
                     return self._dead_letter(
                         ident.event_id,
                         ident.event_name,

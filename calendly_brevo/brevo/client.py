@@ -14,7 +14,10 @@ Outcomes:
 
 =========================================  ==========================================
 2xx                                         success (201 vs 204 on upsert: created or not)
-429, 425, 408, 5xx, timeout, network error  :class:`BrevoTransientError` (``delay`` from reset)
+429                                         :class:`BrevoTransientError`, ``rate_limited``
+                                            (``delay``: reset)
+425, 408, 5xx, timeout, network error       :class:`BrevoTransientError` (``delay``: reset,
+                                            only when ``remaining`` is 0)
 400, 401, 403, 404, other 4xx               :class:`BrevoPermanentError` (``brevo_code``)
 =========================================  ==========================================
 
@@ -524,13 +527,19 @@ class BrevoClient:
         if 200 <= status < 300:
             return
         where = f"Brevo {method} {route}"
-        reset = RateLimitHeaders.parse(response.headers).reset
+        limits = RateLimitHeaders.parse(response.headers)
         if status == 429:
-            delay = reset if reset else DEFAULT_429_DELAY
+            delay = limits.reset if limits.reset else DEFAULT_429_DELAY
             raise BrevoTransientError(f"{where}: 429 too many requests", status=429, delay=delay)
         if status in (408, 425) or status >= 500:
+            # ``reset`` says when the quota refills, not when the server recovers: a hint only
+            # when the quota is spent (an hour-long window would otherwise delay a 502 by 60 s).
+            retry_in = limits.reset if limits.remaining == 0 else None
             raise BrevoTransientError(
-                f"{where}: HTTP {status}", status=status, delay=reset, maybe_applied=status == 504
+                f"{where}: HTTP {status}",
+                status=status,
+                delay=retry_in,
+                maybe_applied=status == 504,
             )
         error = BrevoErrorBody.parse(response)
         code = error.code or None

@@ -223,6 +223,7 @@ class CalendlyClient:
                 raise CalendlyTransientError(
                     f"{describe_error(429, body)}: rate limited, retry in {reset:.0f}s",
                     delay=reset,
+                    rate_limited=True,
                 )
             if status >= 500:
                 if retryable:

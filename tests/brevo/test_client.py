@@ -432,8 +432,24 @@ def test_a_429_pauses_the_family_and_is_transient_with_brevos_reset_as_delay(
     with pytest.raises(BrevoTransientError) as caught:
         client.upsert_contact(EMAIL, {})
     assert (caught.value.status, caught.value.delay) == (429, 3)
+    assert caught.value.rate_limited  # a wait, not a failure: the worker does not count it
     assert limiter.state()["contacts"]["paused_for"] == pytest.approx(3)
     assert sample("brevo_429_total", family="contacts") == before + 1
+
+
+def test_a_5xx_takes_the_reset_as_a_hint_only_when_the_quota_is_spent(
+    client: BrevoClient, brevo: FakeBrevo
+) -> None:
+    """The reset of Brevo's hourly window is not when a 502 on a lookup is worth retrying."""
+    brevo.answers.append(limited(502, remaining=57, reset="2400", limit=100))
+    with pytest.raises(BrevoTransientError) as caught:
+        client.get_account()
+    assert (caught.value.status, caught.value.delay) == (502, None)
+    assert not caught.value.rate_limited
+    brevo.answers.append(limited(503, remaining=0, reset="4"))
+    with pytest.raises(BrevoTransientError) as caught:
+        client.upsert_contact(EMAIL, {})
+    assert caught.value.delay == 4
 
 
 def test_a_429_without_headers_still_pauses_a_second(
@@ -465,7 +481,8 @@ def test_too_early_and_server_errors_are_transient_and_sent_once(
     brevo.answers.append(limited(status, remaining=5, reset="2"))
     with pytest.raises(BrevoTransientError) as caught:
         client.create_event("e", email=EMAIL)
-    assert (caught.value.status, caught.value.delay) == (status, 2)
+    # Quota left: the window's reset is no hint for a server error (the worker backs off).
+    assert (caught.value.status, caught.value.delay) == (status, None)
     assert len(brevo.requests) == 1  # never a blind retry of a POST
 
 

@@ -11,17 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import pytest
-from dramatiq.brokers.stub import StubBroker
 
 from calendly_brevo.deadletters import Filter, list_dead_letters
-from calendly_brevo.queueing import QUEUE_NAME
 from tests import payloads
 from tests.worker.fakes import RecordingBrevo
+from tests.worker.stub_worker import drain
 from tests.worker.test_pipeline import make_pipeline
-from worker.actors import declare_actors
-from worker.broker import default_middleware
 from worker.pipeline import Pipeline
 
 BASE = payloads.invitee_created(email="base@example.com")
@@ -224,21 +220,8 @@ def test_a_batch_of_strange_payloads_all_finish_through_a_real_dramatiq_worker(
     pipeline: tuple[Pipeline, RecordingBrevo],
 ) -> None:
     pipe, _ = pipeline
-    settings = pipe.settings
-    broker = StubBroker(middleware=default_middleware(settings))
-    broker.emit_after("process_boot")
-    actor = declare_actors(broker, settings, lambda: pipe)
     bodies = [raw(c[1]) for c in CASES] * 2  # every case twice: the second is a duplicate
-    for body in bodies:
-        actor.send(body, time.time(), "webhook")
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    try:
-        broker.join(QUEUE_NAME, timeout=60_000, fail_fast=True)
-        worker.join()
-    finally:
-        worker.stop()
-        broker.close()
+    broker = drain(pipe, [(body, time.time()) for body in bodies], threads=4)
     assert broker.dead_letters == []
     with pipe.store.sessions() as s:
         from sqlalchemy import func, select
