@@ -54,7 +54,7 @@ WEBHOOK_RECEIVE_SECONDS = Histogram(
 EVENTS_PROCESSED = Counter(
     f"{PREFIX}_events_processed_total",
     "Events processed by the worker, by event and outcome "
-    "(applied, duplicate, ignored, retried, dead_lettered).",
+    "(applied, duplicate, ignored, retried, rate_limited: a wait, dead_lettered).",
     ["event", "outcome"],
 )
 EVENT_PROCESSING_SECONDS = Histogram(

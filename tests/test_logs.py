@@ -218,6 +218,9 @@ def test_every_processed_event_logs_one_line_with_id_name_outcome_and_duration(
         brevo.fail_upserts = 1
         with pytest.raises(TransientError):
             pipeline.process(payloads.body(other).decode(), 1.0)
+        brevo.throttle_upserts = 1
+        with pytest.raises(TransientError):
+            pipeline.process(payloads.body(other).decode(), 1.0)
         brevo.fail_upserts, brevo.permanent = 1, True
         assert pipeline.process(payloads.body(other).decode(), 1.0).status == "dead_lettered"
         assert pipeline.process("not json", 1.0).status == "dead_lettered"
@@ -230,10 +233,11 @@ def test_every_processed_event_logs_one_line_with_id_name_outcome_and_duration(
         ("event_duplicate", "duplicate"),
         ("event_ignored", "ignored"),
         ("event_retry", "retried"),
+        ("event_rate_limited", "rate_limited"),
         ("event_dead_lettered", "dead_lettered"),
         ("event_dead_lettered", "dead_lettered"),
     ]
-    names = ["invitee.created"] * 2 + ["event_type.created"] + ["invitee.created"] * 2 + [None]
+    names = ["invitee.created"] * 2 + ["event_type.created"] + ["invitee.created"] * 3 + [None]
     assert [line["event_name"] for line in lines] == names
     for line in lines[:-1]:
         assert len(line["event_id"]) == 64, line

@@ -153,8 +153,9 @@ class Pipeline:
                 )
                 metrics.LAST_APPLIED_TIMESTAMP.set(time.time())
             return outcome
-        except TransientError:
-            metrics.EVENTS_PROCESSED.labels(metrics.event_label(name), "retried").inc()
+        except TransientError as exc:
+            outcome_label = "rate_limited" if exc.rate_limited else "retried"
+            metrics.EVENTS_PROCESSED.labels(metrics.event_label(name), outcome_label).inc()
             raise
         finally:
             elapsed = time.perf_counter() - started
@@ -215,7 +216,7 @@ class Pipeline:
                 self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 (log.info if exc.rate_limited else log.warning)(
                     "event_rate_limited" if exc.rate_limited else "event_retry",
-                    outcome="retried",
+                    outcome="rate_limited" if exc.rate_limited else "retried",
                     duration_ms=_elapsed_ms(),
                     error=str(exc),
                     delay=exc.delay,
