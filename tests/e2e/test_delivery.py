@@ -331,10 +331,13 @@ def test_four_worker_processes_share_one_bucket_and_never_draw_a_429(
         Counter({"applied": SUSTAINED_BOOKINGS}), timeout=30, what="every booking applied"
     )
     snap = fake.snapshot()
-    # Kept for a post-mortem of the windows: method, path, family, status, answer time.
+    # Kept for a post-mortem of the windows: method, path, family, status, answer, arrival.
     (dep.tmp / "requests.json").write_text(
         json.dumps(
-            [[r["method"], r["path"], r["family"], r["status"], r["at"]] for r in snap["requests"]]
+            [
+                [r["method"], r["path"], r["family"], r["status"], r["at"], r["arrived"]]
+                for r in snap["requests"]
+            ]
         )
     )
     assert snap["violations"] == []
@@ -352,9 +355,12 @@ def test_four_worker_processes_share_one_bucket_and_never_draw_a_429(
     for family in ("contacts", "events"):
         reqs = [r for r in snap["requests"] if r["family"] == family]
         assert all(r["status"] < 300 for r in reqs), Counter(r["status"] for r in reqs)
-        times = sorted(r["at"] for r in reqs)
+        # Arrival times, as Brevo counts. Answer times are later by the fake's own validation,
+        # which is slow for the first request on each path (its schema is compiled then): the
+        # opening burst's first answer came 40-60 ms late and put an eleventh in its window.
+        times = sorted(r["arrived"] for r in reqs)
         # The work itself: the bookings' POSTs (the start check's GETs come before them).
-        posts = sorted(r["at"] for r in reqs if r["method"] == "POST")
+        posts = sorted(r["arrived"] for r in reqs if r["method"] == "POST")
         start, end = posts[0], drained[0]
         figures[family] = {
             "requests": len(reqs),
@@ -367,9 +373,9 @@ def test_four_worker_processes_share_one_bucket_and_never_draw_a_429(
         }
     print(f"\npacing (limit {LIMIT}/s per family): {json.dumps(figures)}")
     if stalled is not None and stalled > STARVED:
-        # The sliding windows are measured on the fake's answer times and the rate depends on
-        # the workers getting a CPU: on an oversubscribed box neither says anything about the
-        # bucket. The 429 count above is Brevo's contract and is checked regardless.
+        # The sliding windows are measured when the fake reads each request and the rate
+        # depends on the workers getting a CPU: on an oversubscribed box neither says anything
+        # about the bucket. The 429 count above is Brevo's contract and is checked regardless.
         print(f"box oversubscribed ({stalled:.0%} CPU stall): windows and rate not asserted")
         return
     for family in ("contacts", "events"):

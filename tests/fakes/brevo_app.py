@@ -95,8 +95,9 @@ async def brevo_middleware(request: web.Request, handler: Handler) -> web.Stream
     raw = await request.read()
     body = _parse(raw)
     family = family_of(request.method, request.path)
+    now = time.monotonic()
     record = RequestRecord(
-        state.next_seq(), request.method, request.path, family, 0, time.monotonic(), body=body
+        state.next_seq(), request.method, request.path, family, 0, now, body=body, arrived=now
     )
     request[SEQ_KEY], request[BODY_KEY] = record.seq, body
     state.requests.append(record)

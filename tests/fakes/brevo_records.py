@@ -106,6 +106,8 @@ class RequestRecord:
     effect_applied: bool = False
     violation: bool = False
     body: Any = None
+    #: time.monotonic() when the fake had read the request (before validation and the handler).
+    arrived: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
