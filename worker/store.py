@@ -172,6 +172,19 @@ def _mark_of(row: Any) -> NoShowMark:
     )
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """What a claim stores about the event when it first sees it."""
+
+    event_id: str
+    event_name: str
+    invitee_uri: str | None
+    email: str | None
+    payload: str
+    source: str
+    received_at: datetime | None
+
+
 @dataclass
 class Claim:
     event_id: str
@@ -290,42 +303,22 @@ class Store:
         the record and mark into the stored state and reads the contact's whole state back,
         all in the same transaction.
         """
-        args = (event_id, event_name, invitee_uri, email, payload, source, received_at)
+        new = _Arrival(event_id, event_name, invitee_uri, email, payload, source, received_at)
         if not self._fast:
-            return self._orm_claim(*args, state)
+            return self._orm_claim(new, state)
         with self._connection() as conn:
             if state is None or not email:
-                return self._pg_claim(conn, *args)  # one statement: atomic on its own
+                return self._pg_claim(conn, new)  # one statement: atomic on its own
             with self._transaction(conn):
-                claim = self._pg_claim(conn, *args)
+                claim = self._pg_claim(conn, new)
                 if not claim.duplicate:
                     self._pg_merge_state(conn, claim, email, *state)
                 return claim
 
-    def _pg_claim(
-        self,
-        conn: Connection,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-    ) -> Claim:
+    def _pg_claim(self, conn: Connection, new: _Arrival) -> Claim:
+        event_id = new.event_id
         prev_status, prev_attempts, prev_effects, attempts, effects = self._run(
-            conn,
-            _PG_CLAIM,
-            {
-                "event_id": event_id,
-                "event_name": event_name,
-                "invitee_uri": invitee_uri,
-                "email": email,
-                "source": source,
-                "payload": payload,
-                "received_at": received_at,
-                "ts": now(),
-            },
+            conn, _PG_CLAIM, {**vars(new), "ts": now()}
         ).fetchone()
         if attempts is None:  # done: a duplicate
             if prev_attempts is None:  # done by someone else since the snapshot (no lock held)
@@ -412,32 +405,19 @@ class Store:
         claim.marks = [m for m in marks if m.invitee_uri in uris]
 
     def _orm_claim(
-        self,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-        state: tuple[InviteeRecord | None, NoShowMark | None] | None,
+        self, new: _Arrival, state: tuple[InviteeRecord | None, NoShowMark | None] | None
     ) -> Claim:
+        event_id = new.event_id
         with self.sessions.begin() as s:
             row = s.get(ProcessedEvent, event_id, with_for_update=self.is_postgres)
             ts = now()
             if row is None:
                 s.add(
                     ProcessedEvent(
-                        event_id=event_id,
-                        event_name=event_name,
-                        invitee_uri=invitee_uri,
-                        email=email,
+                        **vars(new),
                         status="processing",
-                        source=source,
                         attempts=1,
                         effects={},
-                        payload=payload,
-                        received_at=received_at,
                         claimed_at=ts,
                         created_at=ts,
                         updated_at=ts,
@@ -453,7 +433,7 @@ class Store:
                 row.claimed_at = ts
                 row.updated_at = ts
                 if row.payload is None:
-                    row.payload = payload
+                    row.payload = new.payload
                 claim = Claim(
                     event_id,
                     duplicate=False,
@@ -461,14 +441,14 @@ class Store:
                     effects=dict(row.effects),
                     interrupted=interrupted,
                 )
-            if state is not None and email:
+            if state is not None and new.email:
                 record, mark = state
                 if record is not None:
                     claim.record = self._save_invitee(s, record)
                 if mark is not None:
                     self._save_mark(s, mark)
                 s.flush()
-                claim.records, claim.marks = self._contact_state(s, email)
+                claim.records, claim.marks = self._contact_state(s, new.email)
             return claim
 
     def record_effect_durably(
