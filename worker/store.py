@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -172,6 +172,10 @@ def _mark_of(row: Any) -> NoShowMark:
     )
 
 
+#: The columns :meth:`Store._pg_event_row` reads (a Literal: the SQL is built from it).
+_EventColumns = Literal["status", "effects", "attempts, effects"]
+
+
 @dataclass(frozen=True)
 class _Arrival:
     """What a claim stores about the event when it first sees it."""
@@ -271,6 +275,12 @@ class Store:
                 sql, params, exc, self._dbapi_error, dialect=self.engine.dialect
             ) from exc
 
+    def _pg_event_row(self, conn: Connection, columns: _EventColumns, event_id: str) -> Any:
+        """``columns`` of the event's ``processed_events`` row, or None."""
+        where = "FROM processed_events WHERE event_id = %(event_id)s"
+        sql = f"SELECT {columns} {where}"  # columns is a Literal, never input
+        return self._run(conn, sql, {"event_id": event_id}).fetchone()
+
     @contextmanager
     def _transaction(self, conn: Connection) -> Iterator[Connection]:
         """An explicit transaction on an autocommit connection."""
@@ -322,11 +332,9 @@ class Store:
         ).fetchone()
         if attempts is None:  # done: a duplicate
             if prev_attempts is None:  # done by someone else since the snapshot (no lock held)
-                prev_attempts, prev_effects = self._run(
-                    conn,
-                    "SELECT attempts, effects FROM processed_events WHERE event_id = %(event_id)s",
-                    {"event_id": event_id},
-                ).fetchone()
+                prev_attempts, prev_effects = self._pg_event_row(
+                    conn, "attempts, effects", event_id
+                )
             return Claim(event_id, duplicate=True, attempts=prev_attempts, effects=prev_effects)
         return Claim(
             event_id,
@@ -521,11 +529,7 @@ class Store:
     def _effects_of(self, event_id: str) -> dict[str, Any]:
         if self._fast:
             with self._connection() as conn:
-                found = self._run(
-                    conn,
-                    "SELECT effects FROM processed_events WHERE event_id = %(event_id)s",
-                    {"event_id": event_id},
-                ).fetchone()
+                found = self._pg_event_row(conn, "effects", event_id)
             current = found[0] if found else None
         else:
             with self.sessions() as s:
@@ -552,11 +556,7 @@ class Store:
     def status_of(self, event_id: str) -> str | None:
         if self._fast:
             with self._connection() as conn:
-                found = self._run(
-                    conn,
-                    "SELECT status FROM processed_events WHERE event_id = %(event_id)s",
-                    {"event_id": event_id},
-                ).fetchone()
+                found = self._pg_event_row(conn, "status", event_id)
             return str(found[0]) if found else None
         with self.sessions() as s:
             return s.scalar(
