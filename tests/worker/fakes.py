@@ -23,14 +23,16 @@ class RecordingBrevo:
     lost_answers: int = 0
     lookups: list[tuple[str, str]] = field(default_factory=list)
     permanent: bool = False
-    #: Upserts answered 429 (nothing applied) before the next one goes through.
+    #: Calls answered 429 (nothing applied) before the next one goes through.
     throttle_upserts: int = 0
+    throttle_events: int = 0
     throttle_delay: float = 0.01
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _maybe_fail(self, which: str) -> None:
-        if which == "upserts" and self.throttle_upserts:
-            self.throttle_upserts -= 1
+        throttled = getattr(self, f"throttle_{which}")
+        if throttled:
+            setattr(self, f"throttle_{which}", throttled - 1)
             raise BrevoTransientError("brevo 429", status=429, delay=self.throttle_delay)
         count = getattr(self, f"fail_{which}")
         if count:
