@@ -138,3 +138,14 @@ class IgnoredAttribute:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most requests in any half-open interval ``[t, t + window)`` (sliding, not aligned)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
