@@ -53,6 +53,12 @@ def test_two_receivers_three_workers_apply_every_event_once_through_a_sigterm(
         api_key=BREVO_KEY,
         lists=STREAM_LISTS,
         limits={"contacts": (RPS, 1.0), "events": (RPS, 1.0)},
+        # As in test_delivery: checking the fake's own answers against the spec is about the
+        # fake, and halves its CPU per request. At 40/s beside 2 receivers and 3 workers on 2
+        # cores, a fake that falls behind its socket can count a request in a later 1 s window
+        # than the one it arrived in. CI once saw one 429 here; this is the cause the test can
+        # remove (the other, workers sending > 40 ms after their slot, is the bucket's).
+        validate_responses=False,
     ) as fake:
         setup_fake(fake)
         env = production_env(
