@@ -3,7 +3,8 @@
 Sources, later wins:
 
 1. the YAML file named by ``CONNECTOR_CONFIG`` (or ``--config``), with ``${VAR}`` and
-   ``${VAR:-default}`` replaced from the environment before parsing;
+   ``${VAR:-default}`` replaced from the environment after parsing, in string values only (so a
+   secret holding ``"``, ``\\`` or ``: `` cannot break the YAML, and a YAML error never quotes it);
 2. the 12-factor environment variables in :data:`ENV_OVERRIDES`.
 
 The seed's blocks load verbatim (``connectors.calendly.*``, ``field_mapping``, the debug keys);
@@ -363,6 +364,25 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(sub, text)
 
 
+def _expand(data: Any, env: Mapping[str, str]) -> Any:
+    """Interpolate every string value of a parsed document (keys are left alone)."""
+    if isinstance(data, dict):
+        return {k: _expand(v, env) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand(v, env) for v in data]
+    if isinstance(data, str):
+        return interpolate(data, env)
+    return data
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> ConfigError:
+    """Where and what, without PyYAML's snippet of the offending line (it may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    return ConfigError(path, f"not valid YAML{where}: {problem}", "check the quoting on that line")
+
+
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node = data
     parts = path.split(".")
@@ -416,9 +436,9 @@ def load_settings(
                 "CONNECTOR_CONFIG", f"cannot read {path}: {exc.strerror}", "a readable YAML file"
             ) from exc
         try:
-            loaded = yaml.safe_load(interpolate(text, env))
+            loaded = _expand(yaml.safe_load(text), env)
         except yaml.YAMLError as exc:
-            raise ConfigError(str(path), f"not valid YAML: {exc}") from exc
+            raise _yaml_error(str(path), exc) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -431,6 +451,10 @@ def load_settings(
         if value:
             _set_path(data, dotted, value)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise _format_errors(exc, source) from None
+    from calendly_brevo.secret_rules import check_secrets
+
+    check_secrets(settings)
+    return settings

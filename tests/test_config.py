@@ -167,7 +167,7 @@ def test_bad_environment_value_fails_with_the_key(tmp_path: Path) -> None:
 def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
     env = {
         "CALENDLY_ACCESS_TOKEN": "pat-secret-123",
-        "CALENDLY_WEBHOOK_SIGNING_KEY": "sign-secret-456",
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "sign-secret-456-Qm8vR2xT5nW9pL3kZ7bY",
         "BREVO_API_KEY": "xkeysib-secret-789",
     }
     s = load_settings(None, env=env)

@@ -28,7 +28,7 @@ from tests.worker.test_pipeline import make_pipeline
 
 BREVO_KEY = "xkeysib-0123456789abcdef-LOGTEST"
 CALENDLY_TOKEN = "eyJraWQiOiJjYWxlbmRseS10b2tlbi1sb2d0ZXN0In0"
-ADMIN_TOKEN = "admin-token-Zq9vK2LmN4pR7sT1"
+ADMIN_TOKEN = "admin-token-Zq9vK2LmN4pR7sT1-Hd6Jw3Xc"
 OLD_ENCRYPTION_KEY = generate_key()
 ENCRYPTION_KEY = generate_key()
 SECRETS = (SIGNING_KEY, BREVO_KEY, CALENDLY_TOKEN, ADMIN_TOKEN, ENCRYPTION_KEY, OLD_ENCRYPTION_KEY)

@@ -18,7 +18,7 @@ from tests.worker.test_pipeline import make_pipeline
 def env(tmp_path: Path) -> dict[str, str]:
     return {
         "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
-        "CALENDLY_WEBHOOK_SIGNING_KEY": "k" * 16,
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "cli-signing-key-Vb7Nq2Lw9Xr4Tz6Hm1Pk",
         "REDIS_URL": "",
         "DATABASE_URL": "",
         "CONNECTOR_CONFIG": "",
