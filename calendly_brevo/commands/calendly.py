@@ -31,6 +31,35 @@ Signing key (shown once; stored encrypted in the database, where the receiver re
     {key}
 
 Receivers without database access: set CALENDLY_WEBHOOK_SIGNING_KEY to this value."""
+KEY_STORED = (
+    "a new signing key was generated and stored encrypted in the database "
+    "(table signing_keys, subscription {uri}); receivers with database access read it from "
+    "there. It is not printed{why}. Receivers without database access need it in "
+    "CALENDLY_WEBHOOK_SIGNING_KEY: run the command in a terminal with --show-key when the key "
+    "is created."
+)
+SHOW_KEY = click.option(
+    "--show-key",
+    is_flag=True,
+    help="In a terminal, show a newly generated signing key once (never in a pipe or CronJob).",
+)
+
+
+def _interactive(obj: Any) -> bool:
+    """A person at a terminal (tests set ``obj.interactive``)."""
+    forced = getattr(obj, "interactive", None)
+    if forced is not None:
+        return bool(forced)
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _announce_key(obj: Any, key: str, uri: str, show: bool) -> None:
+    """Say where a new signing key is; show the key itself only to a terminal that asked."""
+    if show and _interactive(obj):
+        click.echo(KEY_BANNER.format(key=key))
+        return
+    why = " (--show-key needs a terminal)" if show else ""
+    click.echo(KEY_STORED.format(uri=uri, why=why))
 
 
 def _obj() -> Any:
@@ -109,7 +138,8 @@ def _default_url(settings: Settings, url: str | None) -> str | None:
 @webhooks.command("install")
 @click.option("--url", help="Callback URL (default PUBLIC_URL + /webhooks/calendly).")
 @click.option("--scope", type=SCOPE, default="organization", show_default=True)
-def webhooks_install(url: str | None, scope: str) -> None:
+@SHOW_KEY
+def webhooks_install(url: str | None, scope: str, show_key: bool) -> None:
     """Subscribe to invitee and no-show events (idempotent: an existing one is adopted)."""
     with _calendly() as (obj, settings, client):
         target = _default_url(settings, url)
@@ -120,7 +150,7 @@ def webhooks_install(url: str | None, scope: str) -> None:
     verb = "created" if result.created else "already installed"
     click.echo(f"{verb}: {sub['uri']} ({sub.get('scope')}, {sub.get('state')}) -> {target}")
     if result.signing_key:
-        click.echo(KEY_BANNER.format(key=result.signing_key))
+        _announce_key(obj, result.signing_key, str(sub["uri"]), show_key)
     elif not result.created:
         click.echo("its signing key is unchanged (the one stored when it was created)")
 
@@ -166,14 +196,17 @@ def webhooks_remove(url: str | None, uri: str | None) -> None:
 @webhooks.command("check")
 @click.option("--url", help="Callback URL to look for (default: the installed one).")
 @click.option("--repair", is_flag=True, help="Recreate a disabled or missing subscription.")
-def webhooks_check(url: str | None, repair: bool) -> None:
+@SHOW_KEY
+def webhooks_check(url: str | None, repair: bool, show_key: bool) -> None:
     """Exit 1 when the subscription is disabled or missing (for a CronJob or alert)."""
     with _calendly() as (obj, settings, client):
         health = _manager(obj, settings, client).check(_default_url(settings, url), repair=repair)
     label = "OK" if health.healthy else "FAIL"
     click.echo(f"{label}: {health.url} {health.state}: {health.message}")
     if health.signing_key:
-        click.echo(KEY_BANNER.format(key=health.signing_key))
+        _announce_key(
+            obj, health.signing_key, str((health.subscription or {}).get("uri")), show_key
+        )
     if not health.healthy:
         sys.exit(1)
 

@@ -31,7 +31,8 @@ def invoke(services: Services, *args: str) -> Any:
 def test_installing_twice_creates_one_subscription(
     cal: FakeCalendlyServer, services: Services
 ) -> None:
-    first = invoke(services, "install", "--url", URL)
+    services.interactive = True  # type: ignore[attr-defined]
+    first = invoke(services, "install", "--url", URL, "--show-key")
     assert first.exit_code == 0, first.output
     assert "created" in first.output and "CALENDLY_WEBHOOK_SIGNING_KEY" in first.output
     second = invoke(services, "install", "--url", URL)
