@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import ConfigError
 from calendly_brevo.logs import get_logger
+from calendly_brevo.private_files import private_dir
 
 log = get_logger("calendly_brevo.crypto")
 
@@ -97,7 +98,7 @@ def _key_file(data_dir: Path) -> str:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     key = generate_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -18,6 +18,7 @@ from pathlib import Path
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import ConfigError
 from calendly_brevo.logs import get_logger
+from calendly_brevo.private_files import private_dir
 
 log = get_logger("calendly_brevo.keyring")
 
@@ -30,7 +31,7 @@ def ensure_dev_key(settings: Settings) -> str:
     path = dev_key_path(settings)
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -26,6 +26,7 @@ import redis
 import redis.asyncio as aioredis
 
 from calendly_brevo.errors import QueueUnavailable
+from calendly_brevo.private_files import private_file
 
 QUEUE_NAME = "calendly"
 ACTOR_NAME = "process_event"
@@ -189,7 +190,7 @@ class SqliteQueue:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(SCHEMA)
