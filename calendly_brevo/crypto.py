@@ -2,7 +2,7 @@
 
 ``security.encryption_key`` (``CONNECTOR_ENCRYPTION_KEY``) holds one or more Fernet keys,
 comma-separated. The first one encrypts; all of them decrypt, so a rotation is: put the new key
-first, keep the old one after it, run :meth:`SecretBox.rotate` over the stored values (or just let
+first, keep the old one after it, run ``calendly-brevo keys rotate`` (or just let
 them be re-encrypted on their next write), then drop the old key.
 
 In the embedded mode (no Redis) with no key configured, a key is generated once into

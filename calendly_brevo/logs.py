@@ -20,7 +20,34 @@ from pydantic import BaseModel, SecretStr
 
 from calendly_brevo.config import Settings
 
-EMAIL = re.compile(r"([A-Za-z0-9._%+\-]|[^\x00-\x7f])+@([A-Za-z0-9\-]+\.)+[A-Za-z0-9\-]+")
+#: A dot-atom or quoted local part (``"john doe"@…``), and a domain whose labels may be
+#: non-ASCII (IDN: ``bücher.de``, ``пример.рф``) or punycode.
+EMAIL = re.compile(
+    r"(?:\"(?:[^\"\\\r\n]|\\.)+\"|[\w.%+\-!#$&'*/=?^`{|}~]+)@(?:[\w\-]+\.)+[\w\-]{2,}"
+)
+#: An international number (``+31 6 1234 5678``, ``+1 (555) 123-4567``): 8 digits or more.
+PHONE = re.compile(r"\+\d(?:[\s().\-]{0,2}\d){7,14}")
+#: Structured fields whose values are a person's name, phone number or answers.
+PII_FIELDS = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "phone",
+        "phone_number",
+        "text_reminder_number",
+        "sms",
+        "answer",
+        "answers",
+        "questions_and_answers",
+        "FIRSTNAME",
+        "LASTNAME",
+        "SMS",
+    }
+)
+#: pydantic quotes the offending input in its messages: ``input_value='Jan Jansen'``.
+INPUT_VALUE = re.compile(r"input_value=(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,\]]*)")
 LEVELS = {
     "error": logging.ERROR,
     "warning": logging.WARNING,
@@ -36,6 +63,25 @@ def mask_email(text: str) -> str:
         return f"{local[:1]}***@{domain}"
 
     return EMAIL.sub(sub, text)
+
+
+def mask_phone(text: str) -> str:
+    """``+31612345678`` → ``+31*******78``."""
+
+    def sub(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return f"+{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"
+
+    return PHONE.sub(sub, text)
+
+
+def mask_name(value: str) -> str:
+    return f"{value[:1]}***" if value else value
+
+
+def scrub_error(text: str) -> str:
+    """An error text fit to store (dead letters): no quoted input values, emails or phones."""
+    return mask_phone(mask_email(INPUT_VALUE.sub("input_value=[hidden]", text)))
 
 
 def collect_secrets(settings: Settings) -> list[str]:
@@ -82,20 +128,28 @@ class Redactor:
             for secret in self.secrets:
                 if secret in value:
                     value = value.replace(secret, "[REDACTED]")
-            return mask_email(value) if self.mask_pii else value
+            return mask_phone(mask_email(value)) if self.mask_pii else value
         if isinstance(value, dict):
-            return {k: self.clean(v) for k, v in value.items()}
+            return {k: self._field(k, v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.clean(v) for v in value]
         if isinstance(value, BaseException):
             return self.clean(f"{type(value).__name__}: {value}")
         return value
 
+    def _field(self, key: Any, value: Any) -> Any:
+        """A named field: a name, phone or answer is masked whole outside debug."""
+        if self.mask_pii and key in PII_FIELDS and value:
+            if isinstance(value, str):
+                return mask_name(value) if "name" in str(key).lower() else "[PII]"
+            return "[PII]"
+        return self.clean(value)
+
     def __call__(
         self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in list(event_dict.items()):
-            event_dict[key] = self.clean(value)
+            event_dict[key] = self._field(key, value)
         return event_dict
 
 

@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent
-from calendly_brevo.logs import get_logger
+from calendly_brevo.logs import get_logger, scrub_error
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
 
 DONE = frozenset({"applied", "ignored"})
@@ -659,7 +659,10 @@ class Store:
     ) -> int:
         """Store a dead letter; returns its id. An event has at most one open dead letter: a
         later failure of the same event (a duplicate delivery, a replay that fails again)
-        updates it with the new cause instead of adding a second row."""
+        updates it with the new cause instead of adding a second row. The error text is
+        scrubbed: no quoted input values, emails or phone numbers (the payload keeps the data
+        until retention prunes it)."""
+        error = scrub_error(error)
         with self.sessions.begin() as s:
             if event_id is not None:
                 dl = s.scalars(
