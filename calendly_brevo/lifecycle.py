@@ -7,6 +7,7 @@ the PII, go. ``forget`` removes what the connector stores about one email.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent, SyncState
+from calendly_brevo.events import normalize_email
 
 
 @dataclass(frozen=True)
@@ -51,20 +53,62 @@ class ForgetResult:
     dead_letters: int
 
 
+def _payload_emails(raw: str) -> set[str]:
+    """Every ``email`` value in a JSON payload, normalised as the worker keys contacts."""
+    try:
+        doc = json.loads(raw)
+    except (TypeError, ValueError):
+        return set()
+    found: set[str] = set()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "email" and isinstance(value, str):
+                    found.add(normalize_email(value) or value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def _person_dead_letters(s: Session, email: str, event_ids: list[str]) -> list[int]:
+    """Dead letters about ``email``: by exact, normalised email in the payload or by event id
+    (no pattern match over raw JSON, so ``a@x.com`` never hits ``ba@x.com``)."""
+    ids = set(event_ids)
+    rows = s.execute(select(DeadLetter.id, DeadLetter.event_id, DeadLetter.payload)).all()
+    return [r.id for r in rows if r.event_id in ids or email in _payload_emails(r.payload)]
+
+
 def forget(sessions: sessionmaker[Session], email: str) -> ForgetResult:
-    email = email.strip().lower()
+    """Remove what the connector stores about one person. The address is normalised the way
+    the worker keys contacts (:func:`calendly_brevo.events.normalize_email`) and matched
+    exactly. Extend here (Brevo deletion, tombstones, queued messages) rather than beside it."""
+    email = normalize_email(email) or email.strip().lower()
     with sessions.begin() as s:
         uris = list(s.scalars(select(Invitee.invitee_uri).where(Invitee.email == email)).all())
         no_shows = 0
         if uris:
             no_shows = s.execute(delete(NoShow).where(NoShow.invitee_uri.in_(uris))).rowcount  # type: ignore[attr-defined]
         invitees = s.execute(delete(Invitee).where(Invitee.email == email)).rowcount  # type: ignore[attr-defined]
+        event_ids = list(
+            s.scalars(
+                select(ProcessedEvent.event_id).where(
+                    or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris))
+                )
+            ).all()
+        )
         events = s.execute(
             update(ProcessedEvent)
             .where(or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris)))
             .values(payload=None, email=None, invitee_uri=None)
         ).rowcount  # type: ignore[attr-defined]
-        dead = s.execute(delete(DeadLetter).where(DeadLetter.payload.ilike(f"%{email}%"))).rowcount  # type: ignore[attr-defined]
+        doomed = _person_dead_letters(s, email, event_ids)
+        dead = len(doomed)
+        if doomed:
+            s.execute(delete(DeadLetter).where(DeadLetter.id.in_(doomed)))
     return ForgetResult(int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0))
 
 

@@ -1,0 +1,62 @@
+"""``forget`` matches one person exactly: normalised like the worker's key, no pattern match."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from calendly_brevo.db.models import DeadLetter, Invitee
+from calendly_brevo.lifecycle import forget
+from tests import payloads
+from tests.worker.test_pipeline import make_pipeline
+from worker.store import Store
+
+
+def _dead_letter(store: Store, email: str) -> None:
+    store.dead_letter(
+        event_id=None,
+        event_name="invitee.created",
+        reason="unmappable",
+        error="bad shape",
+        attempts=1,
+        payload=json.dumps({"event": "invitee.created", "payload": {"email": email}}),
+        source="webhook",
+        received_at=None,
+    )
+
+
+def _left(services: object) -> list[str]:
+    with services.sessions() as s:  # type: ignore[attr-defined]
+        return sorted(
+            json.loads(p)["payload"]["email"] for p in s.scalars(select(DeadLetter.payload))
+        )
+
+
+def test_forget_never_removes_another_persons_dead_letters(tmp_path: Path) -> None:
+    _pipeline, _brevo, services = make_pipeline(tmp_path)
+    store = Store(services.engine, services.sessions)
+    for email in ("a@example.com", "ba@example.com", "a@example.com.evil.org", "axb@example.com"):
+        _dead_letter(store, email)
+    assert forget(services.sessions, "A@example.com").dead_letters == 1
+    assert forget(services.sessions, "a_b@example.com").dead_letters == 0  # _ is no wildcard
+    assert forget(services.sessions, "%@example.com").dead_letters == 0
+    assert _left(services) == ["a@example.com.evil.org", "axb@example.com", "ba@example.com"]
+    services.close()
+
+
+def test_forget_normalises_unicode_like_the_worker(tmp_path: Path) -> None:
+    pipeline, _brevo, services = make_pipeline(tmp_path)
+    pipeline.process(
+        payloads.body(payloads.invitee_created(email="José@Example.com")).decode(), 1.0
+    )
+    store = Store(services.engine, services.sessions)
+    _dead_letter(store, "JOSÉ@example.com")
+    decomposed = "Jose\u0301@EXAMPLE.com"  # NFD: e + combining acute accent
+    result = forget(services.sessions, decomposed)
+    assert (result.invitees, result.dead_letters) == (1, 1)
+    with services.sessions() as s:
+        assert s.scalars(select(Invitee)).all() == []
+    assert _left(services) == []
+    services.close()
