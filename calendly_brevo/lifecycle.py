@@ -2,7 +2,9 @@
 
 Pruning keeps the ``processed_events`` rows (event id, name, status, timestamps): they are what
 makes a late Calendly retry or a backfill replay a no-op. Only the raw payload and the email,
-the PII, go. ``forget`` removes what the connector stores about one email.
+the PII, go; invitee records lose the names, phones and answers a newer record of the same
+person also holds (:mod:`calendly_brevo.retention`). ``forget`` removes what the connector
+stores about one email.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent, SyncState
 from calendly_brevo.events import normalize_email
+from calendly_brevo.retention import prune_invitee_pii
 
 
 @dataclass(frozen=True)
 class PruneResult:
     payloads: int
     dead_letters: int
+    invitees: int = 0
 
 
 def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult:
@@ -42,7 +46,8 @@ def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult
                 DeadLetter.replayed_at.is_not(None), DeadLetter.replayed_at < cutoff
             )
         ).rowcount  # type: ignore[attr-defined]
-    return PruneResult(int(payloads or 0), int(dead or 0))
+        invitees = prune_invitee_pii(s, cutoff)
+    return PruneResult(int(payloads or 0), int(dead or 0), invitees)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ def prune(obj: LazyServices, older_than: timedelta | None) -> None:
     )
     result = do_prune(obj.sessions, age)
     click.echo(
-        f"pruned {result.payloads} payload(s) and {result.dead_letters} replayed dead letter(s) "
-        f"older than {age}"
+        f"pruned {result.payloads} payload(s), {result.dead_letters} replayed dead letter(s) "
+        f"and the superseded PII of {result.invitees} invitee record(s) older than {age}"
     )
 
 
