@@ -11,10 +11,17 @@
 # venv's interpreter symlinks point at the same /usr/local/bin/python3.11.
 # tests/deploy/test_container.py checks the properties promised here.
 
-ARG PYTHON_IMAGE=python:3.11-slim
-ARG UV_VERSION=0.13
+# Base images are pinned by digest (a moved tag cannot change the build). These digests were not
+# checked against the registries from the machine that wrote them (no registry access there): each
+# is the digest other public repositories pin for that tag (uv 0.13.0: four, python:3.11-slim:
+# two, one via the public.ecr.aws mirror of docker/library). Verify and refresh with
+#   docker buildx imagetools inspect python:3.11-slim
+#   docker buildx imagetools inspect ghcr.io/astral-sh/uv:0.13.0
+# tests/deploy/test_pins.py fails on an unpinned FROM.
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.0@sha256:cdc6093146eb3ff6a40107b38f008b789e050e77ad87865e381d9917da55a168
 
-FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv
+FROM ${UV_IMAGE} AS uv
 
 # --- builder --------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
