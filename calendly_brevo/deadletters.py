@@ -58,11 +58,14 @@ def get_dead_letter(sessions: sessionmaker[Session], dl_id: int) -> DeadLetter |
 
 
 def replay(sessions: sessionmaker[Session], enqueuer: Enqueuer, f: Filter) -> list[int]:
-    """Re-enqueue matching dead letters; mark each replayed only after its enqueue succeeded."""
+    """Re-enqueue matching dead letters; mark each replayed only after its enqueue succeeded.
+    One whose payload retention removed (``prune``) has nothing to replay and is skipped."""
     replayed: list[int] = []
     with sessions() as s:
         rows = list(s.scalars(f.apply(select(DeadLetter)).order_by(DeadLetter.id)).all())
     for row in rows:
+        if not row.payload:
+            continue
         enqueuer.enqueue(row.payload, received_at=time.time(), source="replay")
         with sessions.begin() as s:
             s.execute(

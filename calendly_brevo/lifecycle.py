@@ -27,16 +27,27 @@ class PruneResult:
     payloads: int
     dead_letters: int
     invitees: int = 0
+    open_dead_letter_payloads: int = 0
+
+
+#: What an open dead letter's payload becomes once retention removed it (the row, its reason
+#: and error stay, so ``dlq list`` still shows what failed; ``dlq replay`` skips it).
+PRUNED_PAYLOAD = ""
 
 
 def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult:
+    """Drop PII past retention. Kept: every ``processed_events`` row (event id, name, status,
+    times: the dedup that makes a late retry or a backfill replay a no-op), the invitee state the
+    projection needs (:mod:`calendly_brevo.retention`), and open dead letters' rows without
+    their payload. Removed: raw payloads and emails of events in any state (an unfinished one
+    is retried from its queued message, which carries its own body, never from this copy),
+    replayed dead letters, and the payloads of open ones."""
     cutoff = datetime.now(UTC) - older_than
     with sessions.begin() as s:
         payloads = s.execute(
             update(ProcessedEvent)
             .where(
                 ProcessedEvent.updated_at < cutoff,
-                ProcessedEvent.status.in_(("applied", "ignored")),
                 or_(ProcessedEvent.payload.is_not(None), ProcessedEvent.email.is_not(None)),
             )
             .values(payload=None, email=None)
@@ -46,8 +57,17 @@ def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult
                 DeadLetter.replayed_at.is_not(None), DeadLetter.replayed_at < cutoff
             )
         ).rowcount  # type: ignore[attr-defined]
+        open_payloads = s.execute(
+            update(DeadLetter)
+            .where(
+                DeadLetter.replayed_at.is_(None),
+                DeadLetter.created_at < cutoff,
+                DeadLetter.payload != PRUNED_PAYLOAD,
+            )
+            .values(payload=PRUNED_PAYLOAD)
+        ).rowcount  # type: ignore[attr-defined]
         invitees = prune_invitee_pii(s, cutoff)
-    return PruneResult(int(payloads or 0), int(dead or 0), invitees)
+    return PruneResult(int(payloads or 0), int(dead or 0), invitees, int(open_payloads or 0))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def prune(obj: LazyServices, older_than: timedelta | None) -> None:
     result = do_prune(obj.sessions, age)
     click.echo(
         f"pruned {result.payloads} payload(s), {result.dead_letters} replayed dead letter(s) "
+        f"the payloads of {result.open_dead_letter_payloads} open dead letter(s) "
         f"and the superseded PII of {result.invitees} invitee record(s) older than {age}"
     )
 

@@ -20,6 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from calendly_brevo import queueing
 from calendly_brevo.config import load_settings
@@ -240,7 +241,14 @@ def _rendered_settings(objs: list[dict[str, Any]], tmp_path: Path) -> Any:
     path = tmp_path / "config.yaml"
     path.write_text(cm["data"]["config.yaml"])
     example = yaml.safe_load((BASE / "secret.example.yaml").read_text())["stringData"]
-    return load_settings(path, env={k: v for k, v in example.items() if v})
+    # The example's placeholders are refused at start (tests/security/test_weak_secrets.py):
+    # an operator fills them in, as here.
+    filled = {
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "k8s-test-signing-key-Qm8vR2xT5nW9pL3kZ7",
+        "CONNECTOR_ADMIN_TOKEN": "k8s-test-admin-token-Vb7Nq2Lw9Xr4Tz6Hm1",
+        "CONNECTOR_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+    }
+    return load_settings(path, env={k: v for k, v in example.items() if v} | filled)
 
 
 def test_the_worker_grace_period_outlasts_its_shutdown_timeout(

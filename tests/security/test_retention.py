@@ -74,3 +74,65 @@ def test_prune_within_retention_keeps_every_invitee_field(tmp_path: Path) -> Non
     assert prune(services.sessions, timedelta(days=30)).invitees == 0
     assert _records(services) == before
     services.close()
+
+
+def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_retention(
+    tmp_path: Path,
+) -> None:
+    from datetime import UTC, datetime
+
+    from calendly_brevo.db.models import DeadLetter, ProcessedEvent
+    from calendly_brevo.deadletters import Filter, replay
+    from worker.store import Store
+
+    _pipeline, _brevo, services = make_pipeline(tmp_path)
+    long_ago = datetime.now(UTC) - timedelta(days=90)
+    body = payloads.body(payloads.invitee_created(email=EMAIL, name="Anna Jansen")).decode()
+    with services.sessions.begin() as s:
+        for event_id, status in (("ev-failed", "failed"), ("ev-dead", "dead")):
+            s.add(
+                ProcessedEvent(
+                    event_id=event_id,
+                    event_name="invitee.created",
+                    status=status,
+                    email=EMAIL,
+                    payload=body,
+                    created_at=long_ago,
+                    updated_at=long_ago,
+                )
+            )
+    store = Store(services.engine, services.sessions)
+    store.dead_letter(
+        event_id="ev-dead",
+        event_name="invitee.created",
+        reason="brevo_rejected",
+        error="400",
+        attempts=1,
+        payload=body,
+        source="webhook",
+        received_at=None,
+    )
+    with services.sessions.begin() as s:
+        s.query(DeadLetter).update({"created_at": long_ago})
+        s.query(ProcessedEvent).update({"updated_at": long_ago})
+
+    result = prune(services.sessions, timedelta(days=30))
+    assert result.payloads == 2 and result.open_dead_letter_payloads == 1
+    with services.sessions() as s:
+        events = s.scalars(select(ProcessedEvent)).all()
+        (dl,) = s.scalars(select(DeadLetter)).all()
+    assert {(e.event_id, e.payload, e.email) for e in events} == {
+        ("ev-failed", None, None),
+        ("ev-dead", None, None),
+    }
+    assert dl.payload == "" and dl.reason == "brevo_rejected"  # still listed, PII gone
+
+    class Recorder:
+        sent: list[str] = []
+
+        def enqueue(self, body: str, **_: object) -> None:
+            self.sent.append(body)
+
+    assert replay(services.sessions, Recorder(), Filter()) == []  # nothing left to replay
+    assert Recorder.sent == []
+    services.close()
