@@ -10,9 +10,10 @@ stores about one email.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent, SyncState
 from calendly_brevo.events import normalize_email
 from calendly_brevo.retention import prune_invitee_pii
+
+if TYPE_CHECKING:
+    from calendly_brevo.queueing import SqliteQueue
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class ForgetResult:
     no_shows: int
     events: int
     dead_letters: int
+    queued: int = 0
 
 
 def _payload_emails(raw: str) -> set[str]:
@@ -107,7 +112,22 @@ def _person_dead_letters(s: Session, email: str, event_ids: list[str]) -> list[i
     return [r.id for r in rows if r.event_id in ids or email in _payload_emails(r.payload)]
 
 
-def forget(sessions: sessionmaker[Session], email: str) -> ForgetResult:
+def _message_is_about(email: str) -> Callable[[bytes], bool]:
+    """A predicate over an encoded ``process_event(body, …)`` message: is it about ``email``?"""
+
+    def match(data: bytes) -> bool:
+        try:
+            args = json.loads(data).get("args") or []
+        except (TypeError, ValueError, AttributeError):
+            return False
+        return bool(args) and isinstance(args[0], str) and email in _payload_emails(args[0])
+
+    return match
+
+
+def forget(
+    sessions: sessionmaker[Session], email: str, queue: SqliteQueue | None = None
+) -> ForgetResult:
     """Remove what the connector stores about one person. The address is normalised the way
     the worker keys contacts (:func:`calendly_brevo.events.normalize_email`) and matched
     exactly. Extend here (Brevo deletion, tombstones, queued messages) rather than beside it."""
@@ -134,7 +154,10 @@ def forget(sessions: sessionmaker[Session], email: str) -> ForgetResult:
         dead = len(doomed)
         if doomed:
             s.execute(delete(DeadLetter).where(DeadLetter.id.in_(doomed)))
-    return ForgetResult(int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0))
+    queued = queue.remove_ready(_message_is_about(email)) if queue is not None else 0
+    return ForgetResult(
+        int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0), queued
+    )
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:

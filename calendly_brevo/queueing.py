@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -251,6 +252,15 @@ class SqliteQueue:
             .fetchone()
         )
         return int(row[0])
+
+    def remove_ready(self, match: Callable[[bytes], bool]) -> int:
+        """Delete the waiting (ready or delayed) messages ``match`` accepts; returns how many.
+        A message a worker has taken is left to finish."""
+        conn = self._conn()
+        rows = conn.execute("SELECT id, data FROM queue_messages WHERE state = 'ready'").fetchall()
+        doomed = [(row[0],) for row in rows if match(bytes(row[1]))]
+        conn.executemany("DELETE FROM queue_messages WHERE id = ? AND state = 'ready'", doomed)
+        return len(doomed)
 
     def purge(self, queue: str) -> None:
         self._conn().execute("DELETE FROM queue_messages WHERE queue = ?", (queue,))

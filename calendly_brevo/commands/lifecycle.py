@@ -45,10 +45,19 @@ def forget(obj: LazyServices, email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Forget everything stored about {email}?", abort=True)
-    r = do_forget(obj.sessions, email)
+    from calendly_brevo.queueing import SqliteQueue, sqlite_queue_path
+
+    settings = obj.settings
+    queue = SqliteQueue(sqlite_queue_path(settings.storage.data_dir)) if settings.embedded else None
+    try:
+        r = do_forget(obj.sessions, email, queue)
+    finally:
+        if queue is not None:
+            queue.close()
     click.echo(
         f"forgot {email}: {r.invitees} invitee record(s), {r.no_shows} no-show mark(s), "
-        f"{r.events} event payload(s), {r.dead_letters} dead letter(s). "
+        f"{r.events} event payload(s), {r.dead_letters} dead letter(s), "
+        f"{r.queued} queued message(s). "
         "To delete the Brevo contact too, delete it in Brevo (DELETE /v3/contacts/{email})."
     )
 

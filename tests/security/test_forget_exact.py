@@ -60,3 +60,22 @@ def test_forget_normalises_unicode_like_the_worker(tmp_path: Path) -> None:
         assert s.scalars(select(Invitee)).all() == []
     assert _left(services) == []
     services.close()
+
+
+def test_forget_removes_the_persons_waiting_messages_from_the_embedded_queue(
+    tmp_path: Path,
+) -> None:
+    from calendly_brevo.queueing import QUEUE_NAME, SqliteEnqueuer, SqliteQueue
+
+    _pipeline, _brevo, services = make_pipeline(tmp_path)
+    queue = SqliteQueue(tmp_path / "queue.db")
+    enqueuer = SqliteEnqueuer(queue)
+    for email in ("José@example.com", "jose@example.com", "other@example.com"):
+        body = payloads.body(payloads.invitee_created(email=email)).decode()
+        enqueuer.enqueue(body, received_at=1.0, source="webhook")
+    queue.put(QUEUE_NAME, "not-json", b"\xff garbage")
+    result = forget(services.sessions, "Jose\u0301@EXAMPLE.com", queue)
+    assert result.queued == 1
+    assert queue.count(QUEUE_NAME) == 3  # jose@ (no accent), other@ and the garbage stay
+    queue.close()
+    services.close()
