@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "reconcile": "calendly_brevo.commands.calendly:reconcile",
     "links": "calendly_brevo.commands.calendly:links",
     "doctor": "calendly_brevo.commands.calendly:doctor",
+    "oauth": "calendly_brevo.commands.oauth:oauth",
 }
 
 

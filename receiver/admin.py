@@ -39,6 +39,11 @@ def _authorized(settings: Settings, request: web.Request) -> bool | None:
     return hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
+def admin_authorized(settings: Settings, request: web.Request) -> bool:
+    """Whether the request carries the (configured) admin bearer token."""
+    return _authorized(settings, request) is True
+
+
 def _guard(settings: Settings, request: web.Request) -> web.Response | None:
     ok = _authorized(settings, request)
     if ok is None:
