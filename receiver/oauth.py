@@ -31,7 +31,8 @@ from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import ConnectorError
 from calendly_brevo.logs import get_logger
-from receiver.admin import admin_authorized
+from receiver.admin import admin_guard
+from receiver.auth_limit import limiter_for
 
 log = get_logger("calendly_brevo.receiver.oauth")
 
@@ -84,6 +85,7 @@ def setup_oauth(
     http: httpx.Client | None = None,
 ) -> None:
     """Add the two OAuth routes to ``app``. ``http`` is for tests (a client per call otherwise)."""
+    limiter_for(app)  # the start's admin-token check is rate-limited like the admin API
     box = token_store.box
     secure = oauth.oauth_configured(settings) and (
         settings.calendly.oauth.redirect_uri or settings.server.public_url or ""
@@ -104,8 +106,11 @@ def setup_oauth(
                     403,
                     via="link",
                 )
-        elif admin_authorized(settings, request):
+        elif (denied := admin_guard(settings, request)) is None:
             replace = request.query.get("replace") in ("1", "true", "yes")
+        elif denied.status == 429:
+            metrics.OAUTH_CONNECTS.labels("refused_auth").inc()
+            return denied
         else:
             return _refused("refused_auth", "Not allowed", NEEDS_KEY, 401, via="none")
         url, sealed = oauth.begin(settings, box, replace=replace)
