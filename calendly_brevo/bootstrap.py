@@ -28,7 +28,13 @@ class Services:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database_url, pool_size=self.settings.worker.threads + 2)
+        storage = self.settings.storage
+        return make_engine(
+            self.settings.database_url,
+            pool_size=self.settings.worker.threads + 2,
+            connect_timeout=storage.db_connect_timeout_seconds,
+            statement_timeout=storage.db_statement_timeout_seconds,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

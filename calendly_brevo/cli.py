@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "links": "calendly_brevo.commands.calendly:links",
     "doctor": "calendly_brevo.commands.calendly:doctor",
     "keys": "calendly_brevo.commands.keys:keys",
+    "oauth": "calendly_brevo.commands.oauth:oauth",
 }
 
 

@@ -259,6 +259,10 @@ class StorageSettings(Strict):
     data_dir: Path = Path("data")
     #: Processed-event payloads older than this are pruned (PII does not pile up).
     payload_retention_days: int = Field(default=30, ge=0)
+    #: Postgres: give up connecting after this long, and cancel any statement running longer,
+    #: so a stalled database fails a call instead of freezing it.
+    db_connect_timeout_seconds: int = Field(default=5, ge=1)
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
 
 
 class SecuritySettings(Strict):

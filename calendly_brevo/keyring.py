@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +41,12 @@ def ensure_dev_key(settings: Settings) -> str:
 
 
 class KeyRing:
-    """A callable the receiver asks for the current keys; database keys refresh every 30 s."""
+    """A callable the receiver asks for the current keys; database keys refresh every 30 s.
+
+    A call never touches the database: when a refresh is due it starts one in a background
+    thread (at most one at a time) and answers from the last good set, so a stalled database
+    cannot freeze a webhook request. Only :meth:`prime` (at start-up) waits, for ``timeout``.
+    """
 
     def __init__(
         self,
@@ -54,22 +60,44 @@ class KeyRing:
         self._loaded: tuple[str, ...] = ()
         self._at = -1e9
         self._keys = self.static
+        self._refreshing = threading.Lock()
+
+    def _refresh(self) -> None:
+        try:
+            assert self.loader is not None
+            self._loaded = tuple(self.loader())
+            self._keys = tuple(dict.fromkeys(self.static + self._loaded))
+        except Exception as exc:  # keep the last good set; the database may be briefly away
+            log.warning("signing_keys_refresh_failed", error=f"{type(exc).__name__}")
+        finally:
+            self._refreshing.release()
+
+    def _start_refresh(self) -> threading.Thread | None:
+        if not self._refreshing.acquire(blocking=False):
+            return None  # one is already running (perhaps stuck on a stalled database)
+        self._at = time.monotonic()
+        thread = threading.Thread(target=self._refresh, name="signing-keys", daemon=True)
+        thread.start()
+        return thread
+
+    def prime(self, timeout: float = 10.0) -> Sequence[str]:
+        """Load once, waiting at most ``timeout`` seconds (start-up)."""
+        if self.loader is not None:
+            thread = self._start_refresh()
+            if thread is not None:
+                thread.join(timeout)
+        return self._keys
 
     def __call__(self) -> Sequence[str]:
         if self.loader is not None and time.monotonic() - self._at > self.refresh_seconds:
-            self._at = time.monotonic()
-            try:
-                self._loaded = tuple(self.loader())
-            except Exception as exc:  # keep the last good set; the database may be briefly away
-                log.warning("signing_keys_refresh_failed", error=f"{type(exc).__name__}")
-            self._keys = tuple(dict.fromkeys(self.static + self._loaded))
+            self._start_refresh()
         return self._keys
 
 
 def build_keyring(settings: Settings, loader: Callable[[], Sequence[str]] | None = None) -> KeyRing:
     keys = list(settings.calendly.webhook.keys)
     ring = KeyRing(keys, loader)
-    if not ring():
+    if not ring.prime():
         if settings.embedded and settings.dry_run:
             ring = KeyRing([ensure_dev_key(settings)], loader)
         else:

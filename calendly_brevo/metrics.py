@@ -140,6 +140,12 @@ CALENDLY_REQUESTS = Counter(
     "HTTP requests made to the Calendly API, by status code (or 'error').",
     ["status"],
 )
+OAUTH_CONNECTS = Counter(
+    f"{PREFIX}_oauth_connects_total",
+    "Calendly OAuth connection attempts, by result (connected, replaced, refused_account, "
+    "refused_auth, bad_state, failed).",
+    ["result"],
+)
 BACKFILL_ENVELOPES = Counter(
     f"{PREFIX}_backfill_envelopes_total",
     "Webhook envelopes synthesized by backfill or reconcile (one invitee gives one to three: "

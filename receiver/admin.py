@@ -22,6 +22,7 @@ from aiohttp import web
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import ConfigError, ConnectorError, PermanentError
 from calendly_brevo.logs import get_logger
+from receiver.auth_limit import AUTH_LIMITER, limiter_for, too_many
 
 log = get_logger("calendly_brevo.receiver.admin")
 
@@ -41,6 +42,13 @@ def _authorized(settings: Settings, request: web.Request) -> bool | None:
 
 def _guard(settings: Settings, request: web.Request) -> web.Response | None:
     ok = _authorized(settings, request)
+    address = request.remote or "unknown"
+    limiter = request.app[AUTH_LIMITER]  # set by setup_admin / setup_oauth
+    if ok is not None and (wait := limiter.retry_after(address)) is not None:
+        log.warning("admin_auth_rate_limited", client=address)
+        return too_many(wait)
+    if ok is False:
+        limiter.failed(address)
     if ok is None:
         return web.json_response(
             {"error": "admin API disabled: set CONNECTOR_ADMIN_TOKEN to enable it"}, status=404
@@ -54,9 +62,15 @@ def _guard(settings: Settings, request: web.Request) -> web.Response | None:
     return None
 
 
+def admin_guard(settings: Settings, request: web.Request) -> web.Response | None:
+    """None when the request carries the admin token; else the 404/401/429 to answer."""
+    return _guard(settings, request)
+
+
 def setup_admin(app: web.Application, settings: Settings, services: Any) -> None:
     """Add the admin routes. ``services`` is a :class:`calendly_brevo.bootstrap.Services`
     (``brevo_client`` / ``http_client`` attributes, when set, are used instead of real ones)."""
+    limiter_for(app)
 
     def create_link(event_type: str, email: str | None, attribute: str) -> dict[str, Any]:
         from calendly_brevo.calendly import make_client

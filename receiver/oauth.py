@@ -8,6 +8,12 @@ code, stores the tokens encrypted in ``oauth_tokens`` and shows a page without t
 
 Without ``connectors.calendly.oauth.client_id`` both routes answer 404 saying how to enable
 OAuth. A Personal Access Token needs none of this.
+
+``start`` needs the admin bearer token (``?replace=1`` to switch accounts) or a one-time connect
+link from ``calendly-brevo oauth connect-url [--replace]`` (401/403 otherwise); the callback
+answers 409 for a token of another Calendly account than the connected one unless the start
+asked to replace it (see :mod:`calendly_brevo.calendly.connect`). Every connect and refusal is
+logged and counted in ``calendly_brevo_oauth_connects_total{result}``.
 """
 
 from __future__ import annotations
@@ -18,11 +24,15 @@ import html
 import httpx
 from aiohttp import web
 
+from calendly_brevo import metrics
 from calendly_brevo.calendly import oauth
+from calendly_brevo.calendly.connect import consume_link, same_account
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import ConnectorError
 from calendly_brevo.logs import get_logger
+from receiver.admin import admin_guard
+from receiver.auth_limit import limiter_for
 
 log = get_logger("calendly_brevo.receiver.oauth")
 
@@ -32,6 +42,26 @@ NOT_CONFIGURED = (
     "CALENDLY_REDIRECT_URI (or PUBLIC_URL). A Personal Access Token (CALENDLY_ACCESS_TOKEN) "
     "works without OAuth."
 )
+NEEDS_KEY = (
+    "Starting a Calendly connection needs the admin token (Authorization: Bearer) or a one-time "
+    "link: run `calendly-brevo oauth connect-url` and open the link it prints."
+)
+
+
+class AccountMismatch(Exception):
+    """The token is for another Calendly account than the connected one."""
+
+    def __init__(self, owner: str | None, organization: str | None) -> None:
+        super().__init__(owner, organization)
+        self.owner, self.organization = owner, organization
+
+
+def _refused(result: str, title: str, body: str, status: int, **fields: object) -> web.Response:
+    metrics.OAUTH_CONNECTS.labels(result).inc()
+    log.warning("oauth_connect_refused", result=result, status=status, **fields)
+    return _page(title, body, status)
+
+
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
@@ -55,15 +85,35 @@ def setup_oauth(
     http: httpx.Client | None = None,
 ) -> None:
     """Add the two OAuth routes to ``app``. ``http`` is for tests (a client per call otherwise)."""
+    limiter_for(app)  # the start's admin-token check is rate-limited like the admin API
     box = token_store.box
     secure = oauth.oauth_configured(settings) and (
         settings.calendly.oauth.redirect_uri or settings.server.public_url or ""
     ).startswith("https://")
 
-    async def start(_request: web.Request) -> web.StreamResponse:
+    async def start(request: web.Request) -> web.StreamResponse:
         if not oauth.oauth_configured(settings):
             return _page("OAuth not configured", NOT_CONFIGURED, 404)
-        url, sealed = oauth.begin(settings, box)
+        link = request.query.get("link")
+        if link:
+            replace = await asyncio.to_thread(consume_link, token_store.sessions, link)
+            if replace is None:
+                return _refused(
+                    "refused_auth",
+                    "Connect link not valid",
+                    "This connect link is unknown, expired or already used. "
+                    "Run `calendly-brevo oauth connect-url` for a new one.",
+                    403,
+                    via="link",
+                )
+        elif (denied := admin_guard(settings, request)) is None:
+            replace = request.query.get("replace") in ("1", "true", "yes")
+        elif denied.status == 429:
+            metrics.OAUTH_CONNECTS.labels("refused_auth").inc()
+            return denied
+        else:
+            return _refused("refused_auth", "Not allowed", NEEDS_KEY, 401, via="none")
+        url, sealed = oauth.begin(settings, box, replace=replace)
         response = web.Response(status=302, headers={"Location": url})
         response.set_cookie(
             COOKIE,
@@ -80,7 +130,10 @@ def setup_oauth(
     def complete(code: str, pending: oauth.Pending) -> str | None:
         client = http or httpx.Client(timeout=15.0)
         try:
-            stored = token_store.save(oauth.exchange_code(client, settings, code, pending))
+            response = oauth.exchange_code(client, settings, code, pending)
+            if not pending.replace and not same_account(token_store.load(), response):
+                raise AccountMismatch(response.get("owner"), response.get("organization"))
+            stored = token_store.save(response)
         finally:
             if http is None:
                 client.close()
@@ -92,12 +145,14 @@ def setup_oauth(
         query = request.query
         pending = oauth.check_state(box, request.cookies.get(COOKIE), query.get("state"))
         if pending is None:
-            return _page(
+            return _refused(
+                "bad_state",
                 "Invalid OAuth state",
                 "The state is missing, expired or does not match this browser's request. "
                 f"Start again at {oauth.START_PATH}.",
                 400,
             )
+        replaced = pending.replace
         if query.get("error"):
             return _page("Calendly did not authorize", str(query.get("error")), 400)
         code = query.get("code")
@@ -105,10 +160,23 @@ def setup_oauth(
             return _page("Missing code", "Calendly sent no authorization code.", 400)
         try:
             owner = await asyncio.to_thread(complete, code, pending)
+        except AccountMismatch as exc:
+            return _refused(
+                "refused_account",
+                "Another Calendly account",
+                "This Calendly account is not the one the connector is connected to; nothing "
+                "was changed. To switch accounts run `calendly-brevo oauth connect-url --replace`.",
+                409,
+                owner=exc.owner,
+                organization=exc.organization,
+            )
         except ConnectorError as exc:
+            metrics.OAUTH_CONNECTS.labels("failed").inc()
             log.warning("oauth_exchange_failed", error=str(exc))
             return _page("Could not connect Calendly", str(exc), 502)
-        log.info("oauth_connected", owner=owner)
+        result = "replaced" if replaced else "connected"
+        metrics.OAUTH_CONNECTS.labels(result).inc()
+        log.info("oauth_connected", result=result, owner=owner)
         response = _page(
             "Calendly connected",
             f"The connector can now call Calendly{f' as {owner}' if owner else ''}. "

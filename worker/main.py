@@ -21,8 +21,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from calendly_brevo.config import Settings
 
@@ -187,9 +188,27 @@ class ProcessTreeCollector:
         return list(families.values())
 
 
+#: A metrics/health client gets this long (seconds) per read or write, then is dropped.
+HTTP_TIMEOUT_SECONDS = 10.0
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = HTTP_TIMEOUT_SECONDS  # StreamRequestHandler sets it on the client socket
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """One thread per connection: an idle or slow client never blocks ``/healthz``."""
+
+    daemon_threads = True
+
+
+def serve_metrics(host: str, port: int, app: Any) -> WSGIServer:
+    """Bind the worker's metrics/health server (threaded, with per-client timeouts); the caller
+    runs ``serve_forever`` in a thread."""
+    return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 
 def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
@@ -243,11 +262,10 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     server = None
     if settings.worker.metrics_port:
         try:
-            server = make_server(
+            server = serve_metrics(
                 "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
                 settings.worker.metrics_port,
                 _metrics_app(settings, healthy),
-                handler_class=_QuietHandler,
             )
         except OSError as exc:
             from calendly_brevo.errors import ConfigError

@@ -65,12 +65,14 @@ def oauth_configured(settings: Settings) -> bool:
 class Pending:
     state: str
     verifier: str
+    #: The operator asked to replace the connected Calendly account (``--replace``).
+    replace: bool = False
 
     def __repr__(self) -> str:
         return "Pending(**********)"
 
 
-def begin(settings: Settings, box: SecretBox) -> tuple[str, bytes]:
+def begin(settings: Settings, box: SecretBox, *, replace: bool = False) -> tuple[str, bytes]:
     """Start an authorization: the URL to send the browser to and the sealed cookie value."""
     oauth = settings.calendly.oauth
     if not oauth.client_id:
@@ -88,7 +90,7 @@ def begin(settings: Settings, box: SecretBox) -> tuple[str, bytes]:
     if oauth.scopes:
         query["scope"] = " ".join(oauth.scopes)
     url = f"{oauth.auth_url.rstrip('/')}/oauth/authorize?{urlencode(query)}"
-    sealed = box.encrypt(json.dumps({"state": state, "verifier": verifier}))
+    sealed = box.encrypt(json.dumps({"state": state, "verifier": verifier, "replace": replace}))
     return url, sealed
 
 
@@ -103,7 +105,9 @@ def check_state(box: SecretBox, sealed: str | None, state: str | None) -> Pendin
     expected = str(data.get("state", ""))
     if not expected or not hmac.compare_digest(expected.encode(), state.encode()):
         return None
-    return Pending(state=expected, verifier=str(data["verifier"]))
+    return Pending(
+        state=expected, verifier=str(data["verifier"]), replace=data.get("replace") is True
+    )
 
 
 def _client_auth(oauth: OAuthSettings) -> tuple[dict[str, str], httpx.BasicAuth | None]:

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.private_files import private_file
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create the engine. SQLite gets WAL and a busy timeout so threads can share it."""
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    connect_timeout: int = 5,
+    statement_timeout: float = 30.0,
+) -> Engine:
+    """Create the engine. SQLite gets WAL and a busy timeout so threads can share it; Postgres
+    a connect timeout and a statement timeout (seconds), so a stalled server fails a call."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:" and not path.startswith("file:"):
@@ -39,7 +46,20 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=1800,
+        pool_timeout=connect_timeout + statement_timeout,
+        connect_args={
+            "connect_timeout": connect_timeout,
+            "options": _with_statement_timeout(url, statement_timeout),
+        },
     )
+
+
+def _with_statement_timeout(url: str, seconds: float) -> str:
+    """libpq ``options`` from the URL (e.g. a search_path) plus the statement timeout."""
+    given = make_url(url).query.get("options", "")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return f"{given} -c statement_timeout={int(seconds * 1000)}".strip()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

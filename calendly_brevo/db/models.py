@@ -134,3 +134,16 @@ class SigningKey(Base):
     subscription_uri: Mapped[str | None] = mapped_column(String(512))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+
+
+class OAuthConnectLink(Base):
+    """A one-time OAuth connect link (``calendly-brevo oauth connect-url``): only the SHA-256 of
+    its nonce is stored; ``used_at`` is set by the one request that consumes it."""
+
+    __tablename__ = "oauth_connect_links"
+
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

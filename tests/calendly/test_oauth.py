@@ -28,6 +28,8 @@ from tests.fakes.calendly import FakeCalendlyServer
 
 CLIENT_ID, CLIENT_SECRET = "client-123", "secret-456"
 REDIRECT = "http://127.0.0.1/oauth/calendly/callback"
+ADMIN_TOKEN = "admin-token-for-the-oauth-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def oauth_settings(tmp_path: Path, cal: FakeCalendlyServer, **env: Any) -> Settings:
@@ -40,6 +42,7 @@ def oauth_settings(tmp_path: Path, cal: FakeCalendlyServer, **env: Any) -> Setti
         CALENDLY_CLIENT_SECRET=CLIENT_SECRET,
         CALENDLY_REDIRECT_URI=REDIRECT,
         CALENDLY_AUTH_URL=cal.base_url,
+        CONNECTOR_ADMIN_TOKEN=ADMIN_TOKEN,
         **env,
     )
 
@@ -75,9 +78,14 @@ async def oauth_app(
     return client
 
 
-async def authorize(web_client: TestClient[Any, Any]) -> str:
-    """Run start → Calendly's authorize page; return the callback query Calendly sends back."""
-    start = await web_client.get("/oauth/calendly/start", allow_redirects=False)
+async def authorize(web_client: TestClient[Any, Any], start_path: str = "") -> str:
+    """Run start → Calendly's authorize page; return the callback query Calendly sends back.
+    Without ``start_path`` the start is authorized with the admin token."""
+    start = await web_client.get(
+        start_path or "/oauth/calendly/start",
+        allow_redirects=False,
+        headers={} if start_path else ADMIN,
+    )
     assert start.status == 302
     location = start.headers["Location"]
     query = parse_qs(urlsplit(location).query)

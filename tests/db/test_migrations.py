@@ -21,6 +21,7 @@ TABLES = {
     "sync_state",
     "oauth_tokens",
     "signing_keys",
+    "oauth_connect_links",
 }
 
 

@@ -236,3 +236,28 @@ def test_a_batch_of_strange_payloads_all_finish_through_a_real_dramatiq_worker(
     assert set(statuses) <= {"applied", "ignored", "dead"}
     dead = list_dead_letters(pipe.store.sessions, Filter(), limit=1000)
     assert all(row.reason for row in dead)
+
+
+def test_one_idle_open_connection_does_not_block_the_worker_healthz(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import threading
+
+    import httpx
+
+    from tests.conftest import make_settings
+    from worker.main import _metrics_app, serve_metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    server = serve_metrics("127.0.0.1", 0, _metrics_app(make_settings(tmp_path), lambda: True))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\n")  # ... and never finishes the request
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3.0)
+        assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+    finally:
+        server.shutdown()
+        server.server_close()
