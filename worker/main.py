@@ -130,8 +130,12 @@ def _metrics_app(settings: Settings, healthy: Callable[[], bool] = lambda: True)
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from calendly_brevo.metrics import PROCESS_FACTS, set_dry_run
+
+    set_dry_run(settings.dry_run)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(PROCESS_FACTS)
     registry.register(ProcessTreeCollector())
     metrics_app = make_wsgi_app(registry)
 

@@ -29,3 +29,16 @@ def test_healthz_is_503_until_every_worker_process_consumes(
     status, body = call(app, "/healthz")
     assert status.startswith("200")
     assert body == b'{"status":"ok"}'
+
+
+def test_metrics_carry_the_build_version_and_the_dry_run_state(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from calendly_brevo import __version__
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    status, body = call(_metrics_app(make_settings(tmp_path)), "/metrics")
+    assert status.startswith("200")
+    text = body.decode()
+    assert f'calendly_brevo_build_info{{version="{__version__}"}} 1.0' in text
+    assert "calendly_brevo_dry_run 1.0" in text
