@@ -187,8 +187,15 @@ def _brevo_error(resp: httpx.Response) -> tuple[str, str | None]:
 
 def check_brevo_key(ctx: DoctorContext) -> Check:
     name = "Brevo API key"
+    try:
+        ctx.settings.require_brevo()
+    except ConfigError as exc:
+        return Check(name, "FAIL", f"BREVO_API_KEY {exc.problem}", exc.allowed)
     if ctx.settings.dry_run:
-        return Check(name, "WARN", "no BREVO_API_KEY: the worker runs dry", "set BREVO_API_KEY")
+        why = "brevo.dry_run is true" if ctx.settings.brevo.dry_run else "no BREVO_API_KEY"
+        return Check(
+            name, "WARN", f"DRY RUN ({why}): the worker sends nothing", "set BREVO_API_KEY"
+        )
     try:
         resp = ctx.brevo_get("account")
     except httpx.HTTPError as exc:

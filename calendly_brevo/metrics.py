@@ -175,6 +175,11 @@ class ProcessFacts:
     def __init__(self) -> None:
         self.dry_run: bool | None = None
 
+    def describe(self) -> Iterator[Metric]:
+        """Both families, whether or not ``dry_run`` is known yet (dashboards may use both)."""
+        yield GaugeMetricFamily(f"{PREFIX}_build_info", "", labels=["version"])
+        yield GaugeMetricFamily(f"{PREFIX}_dry_run", "")
+
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
             f"{PREFIX}_build_info",

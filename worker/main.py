@@ -226,6 +226,8 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         check_brevo_ready(check_services)
     finally:
         check_services.close()
+    if settings.dry_run:
+        log.warning("brevo_dry_run", detail="DRY RUN: Brevo calls are logged, not sent")
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 

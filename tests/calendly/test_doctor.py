@@ -223,3 +223,20 @@ def test_doctor_reaches_real_redis_and_postgres(
     from calendly_brevo.doctor import check_redis
 
     assert check_redis(ctx).status == "OK"
+
+
+def test_doctor_fails_a_production_config_without_a_brevo_key_and_names_the_fix(
+    doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    services = doctor_services(BREVO_API_KEY="", REDIS_URL="redis://127.0.0.1:6387/0")
+    key = checks(services, http)["Brevo API key"]
+    assert key.status == "FAIL" and "REDIS_URL is set" in key.detail
+    assert key.fix and "BREVO_DRY_RUN=true" in key.fix
+
+
+def test_doctor_warns_about_an_explicit_dry_run_even_with_a_key(
+    doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    services = doctor_services(BREVO_DRY_RUN="true")
+    key = checks(services, http)["Brevo API key"]
+    assert key.status == "WARN" and "DRY RUN (brevo.dry_run is true)" in key.detail
