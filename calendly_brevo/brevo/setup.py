@@ -29,6 +29,11 @@ class SetupClient(Protocol):
     ) -> None: ...
 
 
+#: Attributes commands other than the worker may write (``links create --email``). ``brevo setup``
+#: creates them; the worker does not refuse to start without them.
+COMMAND_ATTRIBUTES = {"CALENDLY_BOOKING_LINK": "text"}
+
+
 def required_attributes(settings: Settings) -> dict[str, str]:
     """Attribute name → Brevo type for everything the mapping writes."""
     m = settings.mapping
@@ -103,10 +108,14 @@ def check_setup(client: SetupClient, settings: Settings) -> SetupReport:
 
 
 def apply_setup(client: SetupClient, settings: Settings) -> tuple[list[str], SetupReport]:
-    """Create the missing attributes; return what was created and the report after."""
+    """Create the missing attributes (those the commands write too); return what was created
+    and the report after."""
     before = check_setup(client, settings)
+    have = {str(a.get("name", "")).upper() for a in client.get_attributes()}
+    missing = dict(before.missing_attributes)
+    missing.update({n: k for n, k in COMMAND_ATTRIBUTES.items() if n not in have})
     created = []
-    for name, kind in sorted(before.missing_attributes.items()):
+    for name, kind in sorted(missing.items()):
         client.create_attribute("normal", name, kind)
         created.append(name)
     return created, check_setup(client, settings)
