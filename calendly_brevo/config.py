@@ -134,6 +134,18 @@ class FieldMapping(Strict):
     #: Region for phone numbers given without a country code (ISO 3166 alpha-2, e.g. "NL").
     phone_default_region: str | None = None
 
+    @field_validator("email")
+    @classmethod
+    def _email_is_the_identifier(cls, value: str) -> str:
+        # The seed's `email: email`: Brevo identifies the contact by the invitee's email, the
+        # one thing that is not remappable. Anything else would be accepted and ignored.
+        if value.strip().lower() != "email":
+            raise ValueError(
+                f"{value!r} is not supported: the contact is always identified by the invitee's "
+                "email (write `email: email` or remove the key)"
+            )
+        return "email"
+
     @model_validator(mode="after")
     def _attribute_names(self) -> FieldMapping:
         names: dict[str, str | None] = {

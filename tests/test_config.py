@@ -240,3 +240,14 @@ def test_the_start_up_banner_says_dry_run_and_why(tmp_path: Path) -> None:
     assert "DRY RUN: brevo.dry_run is true" in banner(explicit, "h", 1)
     live = load_settings(None, env={"BREVO_API_KEY": "xkeysib-a"})
     assert "DRY RUN" not in banner(live, "h", 1)
+
+
+def test_field_mapping_email_other_than_email_is_refused_with_the_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("field_mapping:\n  email: EMAIL_ADDRESS\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.path == "field_mapping.email"
+    assert "always identified by the invitee's email" in str(err.value)
+    cfg.write_text("field_mapping:\n  email: email\n")
+    assert load_settings(cfg, env={}).mapping.email == "email"
