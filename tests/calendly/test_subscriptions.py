@@ -167,7 +167,7 @@ def test_an_unknown_event_or_a_user_scoped_routing_form_is_refused_before_callin
 
     from calendly_brevo.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown event invitee.bogus") as err:
+    with pytest.raises(ConfigError, match=r"unknown event invitee\.bogus") as err:
         invoke(services, "install", "--url", URL, "--events", "invitee.bogus")
     assert err.value.allowed and "routing_form_submission.created" in err.value.allowed
     with pytest.raises(ConfigError, match="only at organization scope"):
