@@ -133,6 +133,9 @@ class FieldMapping(Strict):
     tracking: dict[str, str] = {}
     #: Region for phone numbers given without a country code (ISO 3166 alpha-2, e.g. "NL").
     phone_default_region: str | None = None
+    #: The number the invitee gave for SMS reminders (Calendly's ``text_reminder_number``), in
+    #: E.164; a phone answer mapped to the same attribute wins. ``null`` to leave it out.
+    text_reminder_number: str | None = "SMS"
 
     @field_validator("email")
     @classmethod
@@ -160,6 +163,7 @@ class FieldMapping(Strict):
                 "timezone",
                 "cancel_url",
                 "reschedule_url",
+                "text_reminder_number",
             )
         }
         names |= {f"questions_and_answers.{k}": v for k, v in self.questions_and_answers.items()}

@@ -113,7 +113,11 @@ def apply_setup(client: SetupClient, settings: Settings) -> tuple[list[str], Set
     before = check_setup(client, settings)
     have = {str(a.get("name", "")).upper() for a in client.get_attributes()}
     missing = dict(before.missing_attributes)
-    missing.update({n: k for n, k in COMMAND_ATTRIBUTES.items() if n not in have})
+    optional = dict(COMMAND_ATTRIBUTES)
+    fallback = settings.brevo.sms_fallback_attribute
+    if settings.mapping.text_reminder_number in PHONE_ATTRIBUTES and fallback:
+        optional[fallback] = "text"  # an SMS-reminder number that conflicts or does not parse
+    missing.update({n: k for n, k in optional.items() if n not in have and n not in STANDARD})
     created = []
     for name, kind in sorted(missing.items()):
         client.create_attribute("normal", name, kind)

@@ -43,3 +43,12 @@ def test_the_worker_starts_without_the_booking_link_attribute(tmp_path: Path) ->
     apply_setup(account, settings)
     del account.attributes[DEFAULT_ATTRIBUTE]
     require_setup(account, settings)  # only what the worker writes is required
+
+
+def test_brevo_setup_creates_the_fallback_for_an_sms_reminder_number_that_conflicts(
+    tmp_path: Path,
+) -> None:
+    account = InMemoryAccount()
+    apply_setup(account, make_settings(tmp_path))
+    assert account.attributes["PHONE_TEXT"] == "text"
+    assert "SMS" not in account.attributes, "SMS is a standard attribute, never created"
