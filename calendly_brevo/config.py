@@ -134,6 +134,21 @@ class FieldMapping(Strict):
     tracking: dict[str, str] = {}
     #: Region for phone numbers given without a country code (ISO 3166 alpha-2, e.g. "NL").
     phone_default_region: str | None = None
+    #: The number the invitee gave for SMS reminders (Calendly's ``text_reminder_number``), in
+    #: E.164; a phone answer mapped to the same attribute wins. ``null`` to leave it out.
+    text_reminder_number: str | None = "SMS"
+
+    @field_validator("email")
+    @classmethod
+    def _email_is_the_identifier(cls, value: str) -> str:
+        # The seed's `email: email`: Brevo identifies the contact by the invitee's email, the
+        # one thing that is not remappable. Anything else would be accepted and ignored.
+        if value.strip().lower() != "email":
+            raise ValueError(
+                f"{value!r} is not supported: the contact is always identified by the invitee's "
+                "email (write `email: email` or remove the key)"
+            )
+        return "email"
 
     @model_validator(mode="after")
     def _attribute_names(self) -> FieldMapping:
@@ -149,6 +164,7 @@ class FieldMapping(Strict):
                 "timezone",
                 "cancel_url",
                 "reschedule_url",
+                "text_reminder_number",
             )
         }
         names |= {f"questions_and_answers.{k}": v for k, v in self.questions_and_answers.items()}
@@ -212,6 +228,9 @@ class ListMoves(Strict):
 
 class BrevoSettings(Strict):
     api_key: SecretStr | None = None
+    #: ``true``: log the Brevo calls instead of sending them, even with a key. Unset: dry only
+    #: when there is no key, which outside embedded mode is refused (``Settings.require_brevo``).
+    dry_run: bool | None = None
     api_url: str = DEFAULT_BREVO_API_URL
     plan: Literal["general", "advanced"] = "general"
     rate_limits: dict[Literal["contacts", "events", "other"], Bucket] = {}
@@ -226,6 +245,12 @@ class BrevoSettings(Strict):
     #: after the request was sent, a 504, a worker that died mid-event), look it up with
     #: ``GET /events``; found means it is not sent twice. Off: such an event may fire twice.
     check_before_resend: bool = True
+
+    @property
+    def runs_dry(self) -> bool:
+        if self.dry_run is not None:
+            return self.dry_run
+        return self.api_key is None or not self.api_key.get_secret_value()
 
     def bucket(self, family: str) -> Bucket:
         return self.rate_limits.get(family) or PLAN_PRESETS[self.plan][family]  # type: ignore[call-overload]
@@ -296,9 +321,28 @@ class Settings(Strict):
 
     @property
     def dry_run(self) -> bool:
-        """No Brevo key: the worker logs the calls it would make."""
+        """``brevo.dry_run``, or no Brevo key: the worker logs the calls it would make."""
+        return self.brevo.runs_dry
+
+    def require_brevo(self) -> None:
+        """Before calling Brevo for real: a key, unless a dry run was asked for.
+
+        Embedded mode stays dry without a key (``make run`` on a laptop); anywhere else a missing
+        key is a mistake (a Secret without it) that would run dry while dashboards stay green.
+        """
+        if self.brevo.dry_run is True:
+            return
+        if self.embedded and self.brevo.dry_run is None:
+            return
+        where = "brevo.dry_run is false" if self.brevo.dry_run is False else "REDIS_URL is set"
         key = self.brevo.api_key
-        return key is None or not key.get_secret_value()
+        if key is None or not key.get_secret_value():
+            raise ConfigError(
+                "brevo.api_key",
+                f"is required here but not set ({where})",
+                "set BREVO_API_KEY, or BREVO_DRY_RUN=true to log the Brevo calls without sending",
+            )
+        self.require("brevo.api_key")
 
     @property
     def database_url(self) -> str:
@@ -339,6 +383,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "BREVO_API_KEY": "brevo.api_key",
     "BREVO_API_URL": "brevo.api_url",
     "BREVO_PLAN": "brevo.plan",
+    "BREVO_DRY_RUN": "brevo.dry_run",
     "DATABASE_URL": "storage.database_url",
     "REDIS_URL": "storage.redis_url",
     "CONNECTOR_DATA_DIR": "storage.data_dir",

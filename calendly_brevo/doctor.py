@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.calendly import CalendlyClient, make_client
-from calendly_brevo.calendly.client import FORBIDDEN_FIX, UNAUTHORIZED_FIX
+from calendly_brevo.calendly.client import FORBIDDEN_FIX, PAT_URL, UNAUTHORIZED_FIX
 from calendly_brevo.calendly.subscriptions import (
     active_signing_keys,
     default_callback_url,
@@ -92,6 +92,29 @@ def check_calendly_token(ctx: DoctorContext) -> Check:
         return Check(name, "FAIL", str(exc), "check CALENDLY_API_URL and the network")
     ctx._cache["me"] = me
     return Check(name, "OK", f"authenticated as {me.get('name') or me.get('uri')}")
+
+
+def check_calendly_scopes(ctx: DoctorContext) -> Check:
+    from calendly_brevo.calendly.scopes import NOT_PROBED, missing_scopes
+
+    name = "Calendly scopes"
+    me = ctx._cache.get("me")
+    if me is None:
+        return Check(name, "WARN", "not checked: the token check failed", None)
+    org = ctx.settings.calendly.organization_uri or str(me["current_organization"])
+    try:
+        missing = missing_scopes(ctx.calendly, org, str(me["uri"]))
+    except ConnectorError as exc:
+        return Check(name, "WARN", f"not checked: {exc}", None)
+    if missing:
+        return Check(
+            name,
+            "FAIL",
+            f"Calendly answered 403 without {', '.join(missing)} (inferred from the calls doctor "
+            "makes; Calendly does not list a token's scopes)",
+            f"create a token with {', '.join(missing)} at {PAT_URL} (README: Calendly scopes)",
+        )
+    return Check(name, "OK", f"read scopes present; not probed: {', '.join(NOT_PROBED)}")
 
 
 def _subscriptions(ctx: DoctorContext) -> tuple[list[dict[str, Any]], str | None]:
@@ -187,8 +210,15 @@ def _brevo_error(resp: httpx.Response) -> tuple[str, str | None]:
 
 def check_brevo_key(ctx: DoctorContext) -> Check:
     name = "Brevo API key"
+    try:
+        ctx.settings.require_brevo()
+    except ConfigError as exc:
+        return Check(name, "FAIL", f"BREVO_API_KEY {exc.problem}", exc.allowed)
     if ctx.settings.dry_run:
-        return Check(name, "WARN", "no BREVO_API_KEY: the worker runs dry", "set BREVO_API_KEY")
+        why = "brevo.dry_run is true" if ctx.settings.brevo.dry_run else "no BREVO_API_KEY"
+        return Check(
+            name, "WARN", f"DRY RUN ({why}): the worker sends nothing", "set BREVO_API_KEY"
+        )
     try:
         resp = ctx.brevo_get("account")
     except httpx.HTTPError as exc:
@@ -318,6 +348,7 @@ def check_database(ctx: DoctorContext) -> Check:
 
 CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
     check_calendly_token,
+    check_calendly_scopes,
     check_subscription,
     check_signing_key,
     check_brevo_key,

@@ -27,7 +27,11 @@ def banner(settings: Settings, host: str, port: int) -> str:
     if settings.storage.redis_url:
         mode = "Redis queue, " + ("Postgres" if "postgres" in settings.database_url else "SQLite")
     brevo = (
-        "DRY RUN: no BREVO_API_KEY, Brevo calls are logged, not sent"
+        (
+            "DRY RUN: "
+            + ("brevo.dry_run is true" if settings.brevo.dry_run else "no BREVO_API_KEY")
+            + ", Brevo calls are logged, not sent"
+        )
         if settings.dry_run
         else f"Brevo at {settings.brevo.api_url}"
     )
@@ -53,6 +57,9 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     if services.engine.dialect.name == "sqlite":
         upgrade(services.engine)
     check_brevo_ready(services)
+    from calendly_brevo.metrics import set_dry_run
+
+    set_dry_run(settings.dry_run)
     runtime = build_runtime(services)
     worker = dramatiq.Worker(
         runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250

@@ -261,6 +261,13 @@ def person_attributes(record: InviteeRecord, settings: Settings) -> dict[str, An
         record.questions_and_answers, settings, region
     ).items():
         attrs.setdefault(attribute, value)
+    reminder = m.text_reminder_number
+    if reminder and record.text_reminder_number and reminder not in attrs:
+        phone = normalize_phone(record.text_reminder_number, region)
+        if phone is not None or reminder not in PHONE_ATTRIBUTES:
+            _put(attrs, reminder, phone or record.text_reminder_number)
+        else:  # not a valid number: kept where a conflicting SMS would go, as for answers
+            _put(attrs, settings.brevo.sms_fallback_attribute, record.text_reminder_number)
     _put(attrs, m.timezone, record.timezone)
     tracking = {k.casefold(): v for k, v in record.tracking}
     for key, attribute in m.tracking.items():

@@ -10,7 +10,12 @@ is set (the ``worker`` command sets it), so N processes report as one.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from calendly_brevo import __version__
 
 PREFIX = "calendly_brevo"
 
@@ -161,3 +166,46 @@ WEBHOOK_SUBSCRIPTION_ACTIVE = Gauge(
     ["scope"],
     multiprocess_mode="min",
 )
+
+
+# --- this process -----------------------------------------------------------------------------
+class ProcessFacts:
+    """``calendly_brevo_build_info{version}`` and ``calendly_brevo_dry_run``.
+
+    A collector rather than two gauges: both are facts of the process that serves ``/metrics``
+    (its package version, its settings), so they need no multiprocess files and are exported by
+    the receiver, the worker supervisor and ``run`` alike. ``dry_run`` is absent until
+    :func:`set_dry_run` is called with the settings (an unknown state is not exported as 0).
+    """
+
+    def __init__(self) -> None:
+        self.dry_run: bool | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        """Both families, whether or not ``dry_run`` is known yet (dashboards may use both)."""
+        yield GaugeMetricFamily(f"{PREFIX}_build_info", "", labels=["version"])
+        yield GaugeMetricFamily(f"{PREFIX}_dry_run", "")
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            f"{PREFIX}_build_info",
+            "Always 1; the version label is the running package version.",
+            labels=["version"],
+        )
+        info.add_metric([__version__], 1)
+        yield info
+        if self.dry_run is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_dry_run",
+                "1 when the connector runs dry (logs the Brevo calls it would make, sends none).",
+                value=int(self.dry_run),
+            )
+
+
+PROCESS_FACTS = ProcessFacts()
+REGISTRY.register(PROCESS_FACTS)
+
+
+def set_dry_run(dry_run: bool) -> None:
+    """Export the ``calendly_brevo_dry_run`` gauge for this process's settings."""
+    PROCESS_FACTS.dry_run = dry_run

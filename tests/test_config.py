@@ -196,3 +196,58 @@ def test_plan_presets_and_overrides_give_buckets(tmp_path: Path) -> None:
     assert s.brevo.bucket("contacts").rate == 20
     assert s.brevo.bucket("events").rate == 5
     assert s.brevo.bucket("other").rate == pytest.approx(100 / 3600)
+
+
+def test_a_production_worker_without_a_brevo_key_is_a_config_error_naming_the_key() -> None:
+    s = load_settings(None, env={"REDIS_URL": "redis://r:6379/0"})
+    with pytest.raises(ConfigError) as err:
+        s.require_brevo()
+    assert err.value.path == "brevo.api_key"
+    assert err.value.allowed and "BREVO_API_KEY" in err.value.allowed
+    assert "BREVO_DRY_RUN=true" in err.value.allowed
+
+
+def test_an_explicit_dry_run_is_dry_even_with_a_key_and_needs_no_key() -> None:
+    prod = {"REDIS_URL": "redis://r:6379/0", "BREVO_DRY_RUN": "true"}
+    load_settings(None, env=prod).require_brevo()
+    s = load_settings(None, env=prod | {"BREVO_API_KEY": "xkeysib-abc"})
+    assert s.dry_run
+    from calendly_brevo.brevo.client import BrevoClient
+
+    assert BrevoClient.from_settings(s).dry_run
+
+
+def test_embedded_mode_stays_dry_without_a_key_unless_dry_run_is_false() -> None:
+    s = load_settings(None, env={})
+    s.require_brevo()
+    assert s.dry_run
+    with pytest.raises(ConfigError, match=r"brevo\.dry_run is false"):
+        load_settings(None, env={"BREVO_DRY_RUN": "false"}).require_brevo()
+
+
+def test_brevo_dry_run_refuses_anything_but_a_boolean() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"BREVO_DRY_RUN": "maybe"})
+    assert err.value.path == "brevo.dry_run"
+
+
+def test_the_start_up_banner_says_dry_run_and_why(tmp_path: Path) -> None:
+    from calendly_brevo.embedded import banner
+
+    implicit = banner(load_settings(None, env={"CONNECTOR_DATA_DIR": str(tmp_path)}), "h", 1)
+    assert "DRY RUN: no BREVO_API_KEY" in implicit
+    explicit = load_settings(None, env={"BREVO_API_KEY": "xkeysib-a", "BREVO_DRY_RUN": "true"})
+    assert "DRY RUN: brevo.dry_run is true" in banner(explicit, "h", 1)
+    live = load_settings(None, env={"BREVO_API_KEY": "xkeysib-a"})
+    assert "DRY RUN" not in banner(live, "h", 1)
+
+
+def test_field_mapping_email_other_than_email_is_refused_with_the_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("field_mapping:\n  email: EMAIL_ADDRESS\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.path == "field_mapping.email"
+    assert "always identified by the invitee's email" in str(err.value)
+    cfg.write_text("field_mapping:\n  email: email\n")
+    assert load_settings(cfg, env={}).mapping.email == "email"

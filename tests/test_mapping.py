@@ -336,3 +336,26 @@ def test_a_non_ascii_event_name_does_not_match_a_non_ascii_key_by_empty_slug() -
 def test_name_and_first_name_on_one_attribute_give_the_given_name() -> None:
     cfg = p.settings(field_mapping={"name": "FIRSTNAME", "first_name": "FIRSTNAME"})
     assert attributes_for(record(p.invitee_created()), None, cfg)["FIRSTNAME"] == "John"
+
+
+def test_the_sms_reminder_number_becomes_the_sms_attribute_in_e164() -> None:
+    rec = record(p.invitee_created(text_reminder_number="+1 212-555-0199"))
+    assert attributes_for(rec, None, p.settings())["SMS"] == "+12125550199"
+
+
+def test_a_phone_answer_mapped_to_sms_wins_over_the_reminder_number() -> None:
+    rec = record(p.invitee_created(questions=list(QAS), text_reminder_number="+12125550199"))
+    assert attributes_for(rec, None, p.settings())["SMS"] == "+31612345678"
+
+
+def test_an_unparseable_reminder_number_goes_to_the_fallback_attribute_not_sms() -> None:
+    rec = record(p.invitee_created(text_reminder_number="not a number"))
+    attrs = attributes_for(rec, None, p.settings())
+    assert "SMS" not in attrs
+    assert attrs["PHONE_TEXT"] == "not a number"
+
+
+def test_the_reminder_number_mapping_can_be_switched_off() -> None:
+    rec = record(p.invitee_created(text_reminder_number="+12125550199"))
+    cfg = p.settings(field_mapping={"text_reminder_number": None})
+    assert "SMS" not in attributes_for(rec, None, cfg)

@@ -131,8 +131,12 @@ def _metrics_app(settings: Settings, healthy: Callable[[], bool] = lambda: True)
     from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    from calendly_brevo.metrics import PROCESS_FACTS, set_dry_run
+
+    set_dry_run(settings.dry_run)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    registry.register(PROCESS_FACTS)
     registry.register(ProcessTreeCollector())
     metrics_app = make_wsgi_app(registry)
 
@@ -241,6 +245,8 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         check_brevo_ready(check_services)
     finally:
         check_services.close()
+    if settings.dry_run:
+        log.warning("brevo_dry_run", detail="DRY RUN: Brevo calls are logged, not sent")
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 

@@ -77,6 +77,7 @@ def check_brevo_ready(services: Services) -> None:
     from calendly_brevo.logs import get_logger
 
     settings = services.settings
+    settings.require_brevo()
     if settings.dry_run:
         return
     client = BrevoClient.from_settings(settings, make_limiter(services))

@@ -191,7 +191,11 @@ class BrevoClient:
         if isinstance(settings, Settings):
             debug = settings.calendly.debug if debug is None else debug
             settings = settings.brevo
-        key = settings.api_key.get_secret_value() if settings.api_key else None
+        key = (
+            None
+            if settings.runs_dry or not settings.api_key
+            else settings.api_key.get_secret_value()
+        )
         return cls(
             http or make_http_client(settings),
             key,

@@ -29,6 +29,11 @@ class SetupClient(Protocol):
     ) -> None: ...
 
 
+#: Attributes commands other than the worker may write (``links create --email``). ``brevo setup``
+#: creates them; the worker does not refuse to start without them.
+COMMAND_ATTRIBUTES = {"CALENDLY_BOOKING_LINK": "text"}
+
+
 def required_attributes(settings: Settings) -> dict[str, str]:
     """Attribute name → Brevo type for everything the mapping writes."""
     m = settings.mapping
@@ -103,10 +108,18 @@ def check_setup(client: SetupClient, settings: Settings) -> SetupReport:
 
 
 def apply_setup(client: SetupClient, settings: Settings) -> tuple[list[str], SetupReport]:
-    """Create the missing attributes; return what was created and the report after."""
+    """Create the missing attributes (those the commands write too); return what was created
+    and the report after."""
     before = check_setup(client, settings)
+    have = {str(a.get("name", "")).upper() for a in client.get_attributes()}
+    missing = dict(before.missing_attributes)
+    optional = dict(COMMAND_ATTRIBUTES)
+    fallback = settings.brevo.sms_fallback_attribute
+    if settings.mapping.text_reminder_number in PHONE_ATTRIBUTES and fallback:
+        optional[fallback] = "text"  # an SMS-reminder number that conflicts or does not parse
+    missing.update({n: k for n, k in optional.items() if n not in have and n not in STANDARD})
     created = []
-    for name, kind in sorted(before.missing_attributes.items()):
+    for name, kind in sorted(missing.items()):
         client.create_attribute("normal", name, kind)
         created.append(name)
     return created, check_setup(client, settings)

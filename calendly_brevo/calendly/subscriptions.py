@@ -44,6 +44,9 @@ WEBHOOK_EVENTS = (
     "invitee_no_show.created",
     "invitee_no_show.deleted",
 )
+#: Calendly's own rule: routing-form submissions can only be subscribed at organization scope.
+ROUTING_FORM_EVENT = "routing_form_submission.created"
+SUBSCRIBABLE = (*WEBHOOK_EVENTS, ROUTING_FORM_EVENT)
 WEBHOOK_PATH = "/webhooks/calendly"
 STATE_NAME = "calendly.webhook_subscription"
 SCOPES = ("organization", "user")
@@ -155,6 +158,28 @@ def note_state(sessions: sessionmaker[Session], url: str, state: str, scope: str
     _remember(sessions, {**mine, "state": state, "checked_at": datetime.now(UTC).isoformat()})
 
 
+def subscribed_events(
+    routing_forms: bool, requested: str | None = None, scope: str = "organization"
+) -> tuple[str, ...]:
+    """The events to subscribe: ``requested`` (comma-separated) or the invitee and no-show
+    events, plus routing-form submissions when the config upserts their submitters."""
+    if requested is None:
+        return (*WEBHOOK_EVENTS, ROUTING_FORM_EVENT) if routing_forms else WEBHOOK_EVENTS
+    events = tuple(dict.fromkeys(e.strip() for e in requested.split(",") if e.strip()))
+    unknown = [e for e in events if e not in SUBSCRIBABLE]
+    if unknown or not events:
+        raise ConfigError(
+            "--events", f"unknown event {', '.join(unknown) or '(none)'}", ", ".join(SUBSCRIBABLE)
+        )
+    if ROUTING_FORM_EVENT in events and scope != "organization":
+        raise ConfigError(
+            "--events",
+            f"Calendly accepts {ROUTING_FORM_EVENT} only at organization scope",
+            "--scope organization, or leave it out of --events",
+        )
+    return events
+
+
 def set_gauge(state: str, scope: str) -> None:
     WEBHOOK_SUBSCRIPTION_ACTIVE.labels(scope).set(1 if state == "active" else 0)
 
@@ -168,7 +193,9 @@ class SubscriptionManager:
         box: SecretBox,
         *,
         organization: str | None = None,
+        events: tuple[str, ...] = WEBHOOK_EVENTS,
     ) -> None:
+        self.events = events
         self.client = client
         self.sessions = sessions
         self.box = box
@@ -204,7 +231,7 @@ class SubscriptionManager:
         org, user = self._whoami()
         sub = self.client.create_webhook_subscription(
             url,
-            list(WEBHOOK_EVENTS),
+            list(self.events),
             organization=org,
             scope=scope,
             user=user if scope == "user" else None,

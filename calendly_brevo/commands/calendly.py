@@ -121,11 +121,17 @@ def webhooks() -> None:
     """Install, list, remove and check the Calendly webhook subscription."""
 
 
-def _manager(obj: Any, settings: Settings, client: CalendlyClient) -> Any:
-    from calendly_brevo.calendly.subscriptions import SubscriptionManager
+def _manager(
+    obj: Any, settings: Settings, client: CalendlyClient, events: tuple[str, ...] | None = None
+) -> Any:
+    from calendly_brevo.calendly.subscriptions import SubscriptionManager, subscribed_events
 
     return SubscriptionManager(
-        client, obj.sessions, _box(settings), organization=settings.calendly.organization_uri
+        client,
+        obj.sessions,
+        _box(settings),
+        organization=settings.calendly.organization_uri,
+        events=events or subscribed_events(settings.brevo.upsert_routing_form_submitters),
     )
 
 
@@ -138,17 +144,28 @@ def _default_url(settings: Settings, url: str | None) -> str | None:
 @webhooks.command("install")
 @click.option("--url", help="Callback URL (default PUBLIC_URL + /webhooks/calendly).")
 @click.option("--scope", type=SCOPE, default="organization", show_default=True)
+@click.option(
+    "--events",
+    help="Comma-separated events (default: invitee and no-show events, plus "
+    "routing_form_submission.created when brevo.upsert_routing_form_submitters is on).",
+)
 @SHOW_KEY
-def webhooks_install(url: str | None, scope: str, show_key: bool) -> None:
+def webhooks_install(url: str | None, scope: str, events: str | None, show_key: bool) -> None:
     """Subscribe to invitee and no-show events (idempotent: an existing one is adopted)."""
+    from calendly_brevo.calendly.subscriptions import subscribed_events
+
     with _calendly() as (obj, settings, client):
         target = _default_url(settings, url)
         if not target:
             raise click.UsageError("pass --url https://<host>/webhooks/calendly or set PUBLIC_URL")
-        result = _manager(obj, settings, client).install(target, scope)
+        chosen = subscribed_events(settings.brevo.upsert_routing_form_submitters, events, scope)
+        if events is None and scope != "organization":
+            chosen = tuple(e for e in chosen if e != "routing_form_submission.created")
+        result = _manager(obj, settings, client, chosen).install(target, scope)
     sub = result.subscription
     verb = "created" if result.created else "already installed"
     click.echo(f"{verb}: {sub['uri']} ({sub.get('scope')}, {sub.get('state')}) -> {target}")
+    click.echo(f"events: {', '.join(sub.get('events') or chosen)}")
     if result.signing_key:
         _announce_key(obj, result.signing_key, str(sub["uri"]), show_key)
     elif not result.created:

@@ -223,3 +223,41 @@ def test_doctor_reaches_real_redis_and_postgres(
     from calendly_brevo.doctor import check_redis
 
     assert check_redis(ctx).status == "OK"
+
+
+def test_doctor_fails_a_production_config_without_a_brevo_key_and_names_the_fix(
+    doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    services = doctor_services(BREVO_API_KEY="", REDIS_URL="redis://127.0.0.1:6387/0")
+    key = checks(services, http)["Brevo API key"]
+    assert key.status == "FAIL" and "REDIS_URL is set" in key.detail
+    assert key.fix and "BREVO_DRY_RUN=true" in key.fix
+
+
+def test_doctor_warns_about_an_explicit_dry_run_even_with_a_key(
+    doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    services = doctor_services(BREVO_DRY_RUN="true")
+    key = checks(services, http)["Brevo API key"]
+    assert key.status == "WARN" and "DRY RUN (brevo.dry_run is true)" in key.detail
+
+
+def test_doctor_fails_a_token_missing_a_scope_and_names_it_with_the_fix(
+    cal: FakeCalendlyServer, doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    token = cal.state.add_pat(scopes={"users:read", "webhooks:write", "event_types:read"})
+    found = checks(doctor_services(CALENDLY_ACCESS_TOKEN=token), http)
+    scopes = found["Calendly scopes"]
+    assert scopes.status == "FAIL"
+    assert "scheduled_events:read" in scopes.detail and "event_types:read" not in scopes.detail
+    assert "webhooks:read" not in scopes.detail, "a :write scope implies :read"
+    assert scopes.fix and "scheduled_events:read" in scopes.fix
+    assert "https://calendly.com/integrations/api_webhooks" in scopes.fix
+
+
+def test_doctor_passes_the_scopes_of_a_full_token_and_says_what_it_cannot_probe(
+    doctor_services: Callable[..., Services], http: httpx.Client
+) -> None:
+    scopes = checks(doctor_services(), http)["Calendly scopes"]
+    assert scopes.status == "OK"
+    assert "not probed: webhooks:write, scheduling_links:write" in scopes.detail

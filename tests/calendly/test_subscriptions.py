@@ -141,3 +141,78 @@ def test_list_shows_a_table_and_remove_deletes_and_retires_the_key(
     assert cal.state.subscriptions == {}
     assert active_signing_keys(services.sessions, load_box(services.settings)) == []
     assert invoke(services, "remove", "--url", URL).exit_code == 1
+
+
+def test_install_subscribes_the_events_asked_for_routing_forms_included(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    events = "invitee.created,routing_form_submission.created"
+    result = invoke(services, "install", "--url", URL, "--events", events)
+    assert result.exit_code == 0, result.output
+    (sub,) = cal.state.subscriptions.values()
+    assert sub["events"] == ["invitee.created", "routing_form_submission.created"]
+    assert "events: invitee.created, routing_form_submission.created" in result.output
+
+
+def test_routing_forms_are_subscribed_by_default_when_the_config_upserts_submitters() -> None:
+    from calendly_brevo.calendly.subscriptions import subscribed_events
+
+    assert subscribed_events(False) == WEBHOOK_EVENTS
+    assert subscribed_events(True) == (*WEBHOOK_EVENTS, "routing_form_submission.created")
+
+
+def test_an_unknown_event_or_a_user_scoped_routing_form_is_refused_before_calling_calendly(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    import pytest
+
+    from calendly_brevo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown event invitee\.bogus") as err:
+        invoke(services, "install", "--url", URL, "--events", "invitee.bogus")
+    assert err.value.allowed and "routing_form_submission.created" in err.value.allowed
+    with pytest.raises(ConfigError, match="only at organization scope"):
+        invoke(
+            services,
+            "install",
+            "--url",
+            URL,
+            "--scope",
+            "user",
+            "--events",
+            "routing_form_submission.created",
+        )
+    assert not cal.state.subscriptions
+
+
+def test_the_fake_calendly_refuses_what_calendly_refuses(
+    cal: FakeCalendlyServer, services: Services
+) -> None:
+    import httpx
+    import pytest
+
+    from calendly_brevo.calendly.client import StaticToken
+    from calendly_brevo.errors import ConnectorError
+
+    with httpx.Client() as h:
+        client = CalendlyClient(h, StaticToken(cal.pat), base_url=cal.base_url)
+        user = cal.state.user["uri"]
+        for events, scope in (
+            (["invitee.bogus"], "organization"),
+            (["routing_form_submission.created"], "user"),
+        ):
+            with pytest.raises(ConnectorError):
+                client.create_webhook_subscription(
+                    URL,
+                    events,
+                    organization=cal.state.org,
+                    scope=scope,
+                    user=user if scope == "user" else None,
+                )
+        client.create_webhook_subscription(
+            URL,
+            ["routing_form_submission.created"],
+            organization=cal.state.org,
+            scope="organization",
+        )
+    assert len(cal.state.subscriptions) == 1

@@ -56,8 +56,10 @@ _TOKEN = re.compile(r"(?P<num>\d[\w.]*)|(?P<ident>[A-Za-z_:][\w:]*)(?P<call>\s*\
 def exported_metric_names() -> set[str]:
     """Sample names the connector exports, from prometheus-client's registry after importing
     ``calendly_brevo.metrics``, plus Dramatiq's Prometheus middleware and Prometheus' own."""
-    importlib.import_module("calendly_brevo.metrics")
+    metrics = importlib.import_module("calendly_brevo.metrics")
     names = set(PROMETHEUS_SERIES) | dramatiq_metric_names()
+    # calendly_brevo_dry_run is absent until the settings are known: take it from describe().
+    names |= {family.name for family in metrics.PROCESS_FACTS.describe()}
     for family in REGISTRY.collect():
         names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
         names |= {sample.name for sample in family.samples}

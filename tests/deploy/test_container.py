@@ -137,7 +137,7 @@ def test_hadolint_finds_nothing_to_fix() -> None:
 
 # --- docker-compose.yml ---------------------------------------------------------------------------
 def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
-    assert {"redis", "postgres", "migrate", "receiver", "worker", "prometheus", "grafana"} <= set(
+    assert {"redis", "postgres", "setup", "receiver", "worker", "prometheus", "grafana"} <= set(
         compose["services"]
     )
 
@@ -157,24 +157,27 @@ def test_compose_postgres_is_16_with_a_volume_and_a_healthcheck(compose: dict[st
     assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
 
 
-def test_compose_migrates_once_before_the_receiver_and_worker_start(
+def test_compose_sets_up_once_before_the_receiver_and_worker_start(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    migrate = services["migrate"]
-    assert migrate["command"] == ["migrate"]
-    assert migrate["restart"] == "no"
-    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    setup = services["setup"]
+    script = setup["command"][0]
+    assert script.index("calendly-brevo migrate") < script.index("calendly-brevo brevo setup")
+    assert 'if [ -n "$$PUBLIC_URL" ]; then calendly-brevo webhooks install' in script
+    assert setup["restart"] == "no"
+    assert setup["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("receiver", "worker"):
         depends = services[name]["depends_on"]
-        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["setup"]["condition"] == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
-    assert services["receiver"]["ports"] == ["8080:8080"]
+        assert "healthcheck" in services[name], name
+    assert services["receiver"]["ports"] == ["127.0.0.1:8080:8080", "127.0.0.1:8001:8001"]
     assert services["worker"]["command"][0] == "worker"
 
 
 def test_compose_app_containers_are_hardened_like_the_pods(compose: dict[str, Any]) -> None:
-    for name in ("migrate", "receiver", "worker"):
+    for name in ("setup", "receiver", "worker"):
         service = compose["services"][name]
         assert service["user"] == f"{UID}:{UID}", name
         assert service["read_only"] is True, name

@@ -118,3 +118,14 @@ def test_compose_provisioning_loads_the_dashboard_from_prometheus() -> None:
     mounts = compose["services"]["grafana"]["volumes"]
     target = f"{provider['options']['path']}/calendly-brevo.json"
     assert f"./deploy/grafana/calendly-brevo.json:{target}:ro" in mounts
+
+
+def test_the_overview_says_when_the_connector_runs_dry_and_which_version_runs(
+    dashboard: dict[str, Any],
+) -> None:
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    dry = panels["Dry run"]
+    assert "calendly_brevo_dry_run" in dry["targets"][0]["expr"]
+    (mapping,) = dry["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"]["1"]["color"] == "red"
+    assert "calendly_brevo_build_info" in panels["Version"]["targets"][0]["expr"]

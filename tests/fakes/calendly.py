@@ -280,12 +280,40 @@ async def create_scheduling_link(request: web.Request) -> web.Response:
     return web.json_response({"resource": link}, status=201)
 
 
+SUBSCRIBABLE_EVENTS = frozenset(
+    {
+        "invitee.created",
+        "invitee.canceled",
+        "invitee_no_show.created",
+        "invitee_no_show.deleted",
+        "routing_form_submission.created",
+        "event_type.created",
+        "event_type.updated",
+        "event_type.deleted",
+        "meeting_recap.created",
+        "meeting_recap.updated",
+        "meeting_recap.deleted",
+        "contact.created",
+        "contact.updated",
+        "contact.deleted",
+    }
+)
+
+
 async def create_subscription(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await request.json()
     for key in ("url", "events", "organization", "scope"):
         if not body.get(key):
             return _bad("is required", key)
+    # The events Calendly accepts, and its scope rule for routing forms ("organization only"):
+    # https://developer.calendly.com/api-docs/calendly-api/webhooks/create-webhook-subscription
+    # (see shared/reference/calendly-api.md, "Event names" and "Scopes per event").
+    unknown = [e for e in body["events"] if e not in SUBSCRIBABLE_EVENTS]
+    if unknown:
+        return _bad(f"{unknown[0]} is not a valid event", "events")
+    if "routing_form_submission.created" in body["events"] and body["scope"] != "organization":
+        return _bad("routing_form_submission.created requires organization scope", "events")
     if state.webhooks_plan_gate:
         return _err(403, "Permission Denied", "Please upgrade to a paid Calendly account.")
     if body["organization"] != state.org:

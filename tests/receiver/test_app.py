@@ -150,6 +150,13 @@ async def test_metrics_count_outcomes_by_event(client: TestClient) -> None:  # t
     assert "calendly_brevo_webhook_receive_seconds_bucket" in text
 
 
+async def test_metrics_name_the_running_version(client: TestClient) -> None:  # type: ignore[type-arg]
+    from calendly_brevo import __version__
+
+    text = await (await client.get("/metrics")).text()
+    assert f'calendly_brevo_build_info{{version="{__version__}"}} 1.0' in text
+
+
 async def test_rotated_previous_key_still_accepted(aiohttp_client: Any, tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

@@ -29,3 +29,42 @@ def test_healthz_is_503_until_every_worker_process_consumes(
     status, body = call(app, "/healthz")
     assert status.startswith("200")
     assert body == b'{"status":"ok"}'
+
+
+def test_metrics_carry_the_build_version_and_the_dry_run_state(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from calendly_brevo import __version__
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    status, body = call(_metrics_app(make_settings(tmp_path)), "/metrics")
+    assert status.startswith("200")
+    text = body.decode()
+    assert f'calendly_brevo_build_info{{version="{__version__}"}} 1.0' in text
+    assert "calendly_brevo_dry_run 1.0" in text
+
+
+def test_a_production_worker_without_a_brevo_key_refuses_to_start_naming_the_key(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "calendly_brevo", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "config error at brevo.api_key" in result.stderr
+    assert "BREVO_DRY_RUN=true" in result.stderr
+    assert "Traceback" not in result.stderr
