@@ -3,6 +3,10 @@
 A directory the connector creates is 0700 and a file 0600, whatever the umask; SQLite gives its
 ``-wal`` and ``-shm`` files the mode of the database file, so creating that file first is enough.
 An existing directory is left as the operator made it; an existing file of ours is tightened.
+
+An existing file is never opened here, only chmod-ed: SQLite holds POSIX advisory locks, and
+closing *any* descriptor of a file drops every lock this process holds on it, so an open and
+close beside a live connection corrupts the database (sqlite.org/howtocorrupt.html, 2.2).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ def private_dir(path: Path) -> None:
 def private_file(path: Path) -> None:
     """Make sure ``path`` exists with mode 0600 (created empty when absent), its directory 0700."""
     private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-    os.close(fd)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
     os.chmod(path, FILE_MODE)

@@ -15,6 +15,7 @@ import click
 import jsonschema
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from calendly_brevo.cli import cli
 from calendly_brevo.config import load_settings
@@ -147,19 +148,39 @@ def test_services_wait_for_healthy_dependencies_instead_of_restarting(
     assert services["caddy"]["depends_on"]["receiver"]["condition"] == "service_healthy"
 
 
-def test_the_compose_config_needs_no_brevo_lists_and_refuses_the_env_example_placeholders(
-    compose: dict[str, Any],
-) -> None:
+
+
+def _worker_env(values: dict[str, str], compose: dict[str, Any]) -> dict[str, str]:
+    """The worker's environment as compose resolves it from ``values`` (a .env)."""
     env = {k: v.replace("$$", "$") for k, v in compose["services"]["worker"]["environment"].items()}
-    example = _env_example()
-    resolved = {
-        k: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: example.get(m.group(1), ""), str(v))
+    return {
+        k: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: values.get(m.group(1), ""), str(v))
         for k, v in env.items()
     }
-    settings = load_settings(REPO / "deploy" / "compose" / "config.yaml", env=resolved)
+
+
+def test_the_env_example_placeholders_are_refused_at_start_naming_the_key(
+    compose: dict[str, Any],
+) -> None:
+    with pytest.raises(ConfigError, match="placeholder") as refused:
+        load_settings(
+            REPO / "deploy" / "compose" / "config.yaml",
+            env=_worker_env(_env_example(), compose),
+        )
+    assert "connectors.calendly.webhook.signing_key" in str(refused.value)
+
+
+def test_the_compose_config_needs_no_brevo_lists_once_the_placeholders_are_replaced(
+    compose: dict[str, Any],
+) -> None:
+    filled = {
+        k: (f"{k.lower()}-{'x7Qp' * 10}" if v.startswith("your-") else v)
+        for k, v in _env_example().items()
+    }
+    filled["CONNECTOR_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    settings = load_settings(
+        REPO / "deploy" / "compose" / "config.yaml", env=_worker_env(filled, compose)
+    )
     assert not settings.embedded
     assert not settings.calendly.event_mapping, "a first booking must not need lists 10 and 11"
-    with pytest.raises(ConfigError, match="placeholder"):
-        settings.require_brevo()
-    with pytest.raises(ConfigError, match="placeholder"):
-        settings.require("connectors.calendly.webhook.signing_key")
+    settings.require_brevo()

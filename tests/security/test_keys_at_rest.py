@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +116,37 @@ def test_rotate_with_a_key_that_reads_nothing_fails_in_one_line_and_changes_noth
     token = OAuthTokenStore(services.sessions, load_box(services.settings)).load()
     assert token is not None and token.access_token == "at-secret"
     services.close()
+
+
+def test_tightening_an_open_database_keeps_its_locks_so_it_cannot_be_corrupted(
+    tmp_path: Path,
+) -> None:
+    # A second SqliteQueue on the same file in one process (the receiver's and the worker's, in
+    # `run`) tightens the file's mode. Closing any descriptor of a file drops every POSIX lock
+    # the process holds on it: had it opened the file, the shared lock each WAL connection
+    # holds would be gone, and another process closing its connection would take itself for
+    # the last one, checkpoint and delete the WAL under us ("database disk image is
+    # malformed" in the embedded queue). A live connection must keep a switch out of WAL out.
+    path = tmp_path / "queue.db"
+    first = SqliteQueue(path)
+    first.count("calendly")
+    try:
+        SqliteQueue(path)
+        probe = (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n"
+            "    print(c.execute('PRAGMA journal_mode=DELETE').fetchone()[0])\n"
+            "except sqlite3.OperationalError as e:\n"
+            "    print(e)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    finally:
+        first.close()
+    assert out == "database is locked"
