@@ -148,8 +148,6 @@ def test_services_wait_for_healthy_dependencies_instead_of_restarting(
     assert services["caddy"]["depends_on"]["receiver"]["condition"] == "service_healthy"
 
 
-
-
 def _worker_env(values: dict[str, str], compose: dict[str, Any]) -> dict[str, str]:
     """The worker's environment as compose resolves it from ``values`` (a .env)."""
     env = {k: v.replace("$$", "$") for k, v in compose["services"]["worker"]["environment"].items()}
