@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from calendly_brevo.private_files import private_dir
 from calendly_brevo.signature import HEADER, sign
 
 EVENTS = (
@@ -102,3 +105,139 @@ def send(url: str, key: str, doc: dict[str, Any], *, timeout: float = 10.0) -> h
     body = json.dumps(doc, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", HEADER: sign(key, body, int(time.time()))}
     return httpx.post(url, content=body, headers=headers, timeout=timeout)
+
+
+# --- the same booking again (``simulate … --same-booking``) --------------------------------------
+#: Per email, the last booking ``simulate`` created (its whole webhook body) and the no-show
+#: mark it last set, so a follow-up cancels, moves or marks *that* booking. A private file in
+#: the data directory: it holds test emails, and only ``simulate`` reads it.
+MEMORY_FILE = "simulate-bookings.json"
+
+
+class NoBookingToFollow(LookupError):
+    """``--same-booking`` for an email ``simulate`` never booked (here, with this data dir)."""
+
+
+def _memory(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / MEMORY_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember(data_dir: Path, doc: dict[str, Any]) -> None:
+    """Keep ``doc`` as its invitee's last booking (``invitee.created``) or no-show mark."""
+    payload = doc.get("payload") or {}
+    email = payload.get("email")
+    if not isinstance(email, str) or not email:
+        return
+    key = email.strip().lower()
+    memory = _memory(data_dir)
+    entry = memory.setdefault(key, {})
+    if doc.get("event") == "invitee.created":
+        entry["booking"] = doc
+        entry.pop("no_show", None)
+    elif doc.get("event") == "invitee_no_show.created":
+        entry["no_show"] = payload.get("no_show")
+    elif doc.get("event") == "invitee_no_show.deleted":
+        entry.pop("no_show", None)
+    else:
+        return
+    private_dir(data_dir)
+    path = data_dir / MEMORY_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(memory, f)
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _as(event: str, booking: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(booking)
+    doc["event"] = event
+    doc["created_at"] = _now()
+    doc["payload"]["updated_at"] = doc["created_at"]
+    return doc
+
+
+def _canceled(
+    booking: dict[str, Any], *, reason: str, new_invitee: str | None = None
+) -> dict[str, Any]:
+    doc = _as("invitee.canceled", booking)
+    payload = doc["payload"]
+    payload["status"] = "canceled"
+    payload["rescheduled"] = new_invitee is not None
+    payload["new_invitee"] = new_invitee
+    payload["cancellation"] = {
+        "canceled_by": payload.get("name") or "",
+        "reason": reason,
+        "canceler_type": "invitee",
+        "created_at": doc["created_at"],
+    }
+    return doc
+
+
+def _moved(booking: dict[str, Any]) -> dict[str, Any]:
+    """The new booking of a reschedule: a day later, with ``old_invitee`` set."""
+    old = booking["payload"]
+    scheduled = old.get("scheduled_event") or {}
+    start = parse_iso(scheduled.get("start_time")) or datetime.now(UTC)
+    doc = build_event(
+        "invitee.created",
+        email=old["email"],
+        name=old.get("name"),
+        event_type_uri=scheduled.get("event_type"),
+        start_time=start + timedelta(days=1),
+        old_invitee=old["uri"],
+    )
+    doc["payload"]["questions_and_answers"] = old.get("questions_and_answers") or []
+    return doc
+
+
+def parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def same_booking(
+    data_dir: Path, event: str, email: str, *, rescheduled: bool = False, reason: str = ""
+) -> list[dict[str, Any]]:
+    """The webhook bodies that do ``event`` to the booking ``simulate`` last created for
+    ``email``: a cancel (``rescheduled``: the cancel half of a move), a no-show mark or its
+    removal, or, for ``invitee.created``, a reschedule (the cancel half, then the new booking)."""
+    entry = _memory(data_dir).get(email.strip().lower()) or {}
+    booking = entry.get("booking")
+    if not isinstance(booking, dict):
+        raise NoBookingToFollow(
+            f"simulate has not created a booking for {email} (with this data directory)"
+        )
+    if event == "invitee.created":
+        new = _moved(booking)
+        return [_canceled(booking, reason=reason, new_invitee=new["payload"]["uri"]), new]
+    if event == "invitee.canceled":
+        new_invitee = f"{API}/scheduled_events/{_id()}/invitees/{_id()}" if rescheduled else None
+        return [_canceled(booking, reason=reason, new_invitee=new_invitee)]
+    if event == "invitee_no_show.created":
+        doc = _as(event, booking)
+        doc["payload"]["no_show"] = {"uri": f"{API}/invitee_no_shows/{_id()}", "created_at": _now()}
+        return [doc]
+    if event == "invitee_no_show.deleted":
+        mark = entry.get("no_show")
+        if not isinstance(mark, dict):
+            raise NoBookingToFollow(f"simulate has not marked {email}'s booking as a no-show")
+        doc = _as(event, booking)
+        doc["payload"]["no_show"] = mark
+        return [doc]
+    raise ValueError(f"--same-booking does not apply to {event}")

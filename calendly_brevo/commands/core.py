@@ -1,4 +1,4 @@
-"""run · receiver · worker · migrate · simulate."""
+"""run · receiver · worker · migrate."""
 
 from __future__ import annotations
 
@@ -71,89 +71,4 @@ def migrate(obj: LazyServices, revision: str) -> None:
     click.echo(f"database at {url} is at revision {revision}")
 
 
-@click.command()
-@click.argument(
-    "event",
-    type=click.Choice(
-        [
-            "invitee.created",
-            "invitee.canceled",
-            "invitee_no_show.created",
-            "invitee_no_show.deleted",
-            "routing_form_submission.created",
-        ]
-    ),
-)
-@click.option("--email", default="ada@example.com", show_default=True)
-@click.option("--name", help="Invitee name (default derived from the email).")
-@click.option("--url", help="Receiver URL (default http://HOST:PORT/webhooks/calendly).")
-@click.option("--key", envvar="SIMULATE_SIGNING_KEY", help="Signing key (default: configured).")
-@click.option("--invitee-uri", help="Reuse an invitee URI (a redelivery of the same event).")
-@click.option("--event-type-uri", help="Event type URI (to hit an event_mapping entry).")
-@click.option("--rescheduled", is_flag=True, help="For invitee.canceled: part of a reschedule.")
-@click.option("--reason", default="", help="For invitee.canceled: cancellation reason.")
-@click.option("--print", "print_only", is_flag=True, help="Print the signed request, do not send.")
-@pass_services
-def simulate(
-    obj: LazyServices,
-    event: str,
-    email: str,
-    name: str | None,
-    url: str | None,
-    key: str | None,
-    invitee_uri: str | None,
-    event_type_uri: str | None,
-    rescheduled: bool,
-    reason: str,
-    print_only: bool,
-) -> None:
-    """Send a correctly signed example webhook to a running receiver."""
-    import json
-
-    import httpx
-
-    from calendly_brevo.errors import ConfigError
-    from calendly_brevo.keyring import dev_key_path
-    from calendly_brevo.simulate import build_event, send
-
-    settings = obj.settings
-    if key is None:
-        keys = settings.calendly.webhook.keys
-        if keys:
-            key = keys[0]
-        elif dev_key_path(settings).exists():
-            key = dev_key_path(settings).read_text().strip()
-        else:
-            raise ConfigError(
-                "connectors.calendly.webhook.signing_key",
-                "no signing key to sign with",
-                "pass --key, set CALENDLY_WEBHOOK_SIGNING_KEY, or start `calendly-brevo run` "
-                "first (it creates a development key)",
-            )
-    doc = build_event(
-        event,
-        email=email,
-        name=name,
-        invitee_uri=invitee_uri,
-        event_type_uri=event_type_uri,
-        rescheduled=rescheduled,
-        reason=reason,
-    )
-    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-    target = url or f"http://{host}:{settings.server.port}/webhooks/calendly"
-    if print_only:
-        click.echo(json.dumps(doc, indent=2))
-        return
-    try:
-        response = send(target, key, doc)
-    except httpx.HTTPError as exc:
-        click.secho(f"could not reach {target}: {exc}. Is `calendly-brevo run` running?", fg="red")
-        sys.exit(1)
-    colour = "green" if response.is_success else "red"
-    click.secho(
-        f"{event} for {email} -> {target}: {response.status_code} {response.text}", fg=colour
-    )
-    sys.exit(0 if response.is_success else 1)
-
-
-COMMANDS = [run, receiver, worker, migrate, simulate]
+COMMANDS = [run, receiver, worker, migrate]

@@ -30,7 +30,7 @@ from calendly_brevo.queueing import sqlite_queue_path
 from calendly_brevo.signature import HEADER, sign
 from tests import payloads as p
 from tests.conftest import SIGNING_KEY
-from tests.e2e.procs import Proc, free_port, wait_for, wait_http
+from tests.e2e.procs import Proc, free_port, run_cli, wait_for, wait_http
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 
 pytestmark = pytest.mark.e2e
@@ -514,3 +514,56 @@ def test_a_phone_already_used_by_another_contact_goes_to_phone_text(brevo: Conne
         if r["path"] == "/v3/contacts" and r["status"] == 400
     ]
     assert len(conflicts) == 1  # retried once without SMS, not dead-lettered
+
+
+# --- simulate --same-booking: the operator's rehearsal acts on the booking it made ---------------
+def _simulate(brevo: Connector, memory: Path, *args: str) -> str:
+    result = run_cli(
+        ["simulate", *args, "--url", brevo.url, "--key", SIGNING_KEY],
+        {"CONNECTOR_DATA_DIR": str(memory), "REDIS_URL": "", "DATABASE_URL": ""},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(brevo._drained, timeout=30, interval=0.05, what="an empty queue")
+    return result.stdout
+
+
+def test_simulate_same_booking_cancels_marks_and_moves_the_booking_it_created(
+    brevo: Connector, tmp_path: Path
+) -> None:
+    memory = tmp_path / "simulate-data"
+    cancelled, moved = "sim-cancel@example.com", "sim-move@example.com"
+    for email in (cancelled, moved):
+        _simulate(brevo, memory, "invitee.created", "--email", email)
+    assert brevo.attributes(cancelled)["BOOKING_STATUS"] == "booked"
+
+    _simulate(brevo, memory, "invitee_no_show.created", "--same-booking", "--email", cancelled)
+    assert brevo.attributes(cancelled)["BOOKING_STATUS"] == "no_show"
+    _simulate(brevo, memory, "invitee_no_show.deleted", "--same-booking", "--email", cancelled)
+    assert brevo.attributes(cancelled)["BOOKING_STATUS"] == "booked"
+    _simulate(brevo, memory, "invitee.canceled", "--same-booking", "--email", cancelled)
+    assert brevo.attributes(cancelled)["BOOKING_STATUS"] == "cancelled"
+    assert brevo.event_names(cancelled) == [
+        "calendly_invitee_created",
+        "calendly_invitee_no_show",
+        "calendly_invitee_canceled",
+    ]
+
+    before = brevo.attributes(moved)["MEETING_DATE"]
+    out = _simulate(brevo, memory, "invitee.created", "--same-booking", "--email", moved)
+    assert "invitee.canceled" in out and "invitee.created" in out
+    after = brevo.attributes(moved)
+    assert after["BOOKING_STATUS"] == "booked", "a reschedule is never a cancellation"
+    assert after["MEETING_DATE"] > before
+    assert brevo.event_names(moved) == ["calendly_invitee_created", "calendly_invitee_rescheduled"]
+
+
+def test_simulate_same_booking_without_a_booking_says_what_to_run_first(
+    connector: Connector, tmp_path: Path
+) -> None:
+    result = run_cli(
+        ["simulate", "invitee.canceled", "--same-booking", "--email", "nobody@example.com"],
+        {"CONNECTOR_DATA_DIR": str(tmp_path), "REDIS_URL": "", "DATABASE_URL": ""},
+    )
+    assert result.returncode == 2
+    assert "simulate invitee.created --email nobody@example.com" in result.stderr
+    assert "Traceback" not in result.stderr
