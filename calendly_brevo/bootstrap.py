@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -15,20 +16,43 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.config import Settings
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
-from calendly_brevo.queueing import RedisEnqueuer, SqliteEnqueuer, make_enqueuer
+from calendly_brevo.errors import ServiceUnavailable
+from calendly_brevo.queueing import (
+    RedisEnqueuer,
+    SqliteEnqueuer,
+    make_enqueuer,
+    sqlite_queue_path,
+)
 
 if TYPE_CHECKING:
     import redis
+
+
+_CREATES_IT = (
+    "`calendly-brevo run` (or `calendly-brevo migrate`) creates it; or point "
+    "CONNECTOR_DATA_DIR / DATABASE_URL at the one the connector uses"
+)
 
 
 @dataclass
 class Services:
     settings: Settings
     _closers: list[object] = field(default_factory=list)
+    #: Read-only commands (status, doctor, dlq list, …) never create the embedded store or
+    #: queue: a missing one is a :class:`ServiceUnavailable` naming the path.
+    read_only: bool = False
+
+    def _must_exist(self, path: Path, what: str, fix: str = _CREATES_IT) -> None:
+        if self.read_only and not path.exists():
+            raise ServiceUnavailable(f"no {what} at {path} yet", fix)
 
     @cached_property
     def engine(self) -> Engine:
         storage = self.settings.storage
+        if self.settings.embedded or self.settings.database_url.startswith("sqlite"):
+            path = self.settings.database_url.split("///", 1)[-1].split("?", 1)[0]
+            if path and path != ":memory:":
+                self._must_exist(Path(path), "database")
         return make_engine(
             self.settings.database_url,
             pool_size=self.settings.worker.threads + 2,
@@ -53,6 +77,11 @@ class Services:
     def enqueuer(self) -> RedisEnqueuer | SqliteEnqueuer:
         if self.settings.storage.redis_url:
             return RedisEnqueuer(self.redis)
+        self._must_exist(
+            sqlite_queue_path(self.settings.storage.data_dir),
+            "queue",
+            "`calendly-brevo run` creates it; nothing can be waiting before that",
+        )
         return make_enqueuer(None, self.settings.storage.data_dir)
 
     def close(self) -> None:
@@ -77,6 +106,8 @@ class LazyServices:
         self.config_path = config_path
         self._services: Services | None = None
         self._settings: Settings | None = None
+        #: Set by read-only commands before they touch a service (see ``Services.read_only``).
+        self.read_only = False
 
     @property
     def settings(self) -> Settings:
@@ -89,7 +120,7 @@ class LazyServices:
     @property
     def services(self) -> Services:
         if self._services is None:
-            self._services = Services(self.settings)
+            self._services = Services(self.settings, read_only=self.read_only)
         return self._services
 
     @property

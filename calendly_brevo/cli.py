@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from calendly_brevo.errors import ConfigError, ConnectorError
+from calendly_brevo.errors import ConfigError, ConnectorError, ServiceUnavailable
 
 #: Command name → "module:attribute". Imported only when that command runs, so ``--help`` is
 #: fast and nothing imports prometheus-client before the worker sets its multiprocess mode.
@@ -68,9 +68,27 @@ class Group(click.Group):
             if exc.allowed:
                 click.echo(f"fix: {exc.allowed}", err=True)
             sys.exit(2)
+        except ServiceUnavailable as exc:
+            _unavailable(exc)
         except ConnectorError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
+        except Exception as exc:
+            # A driver's connection error becomes one line with the fix; anything else is a
+            # bug and keeps its traceback.
+            from calendly_brevo.unreachable import describe
+
+            obj = ctx.obj
+            found = describe(exc, getattr(obj, "_settings", None))
+            if found is None:
+                raise
+            _unavailable(found)
+
+
+def _unavailable(exc: ServiceUnavailable) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    click.echo(f"fix: {exc.fix}", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,6 +104,9 @@ class Group(click.Group):
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Keep Brevo in step with Calendly: bookings, cancellations, reschedules, no-shows."""
     from calendly_brevo.bootstrap import LazyServices
+
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
+        ctx.color = False
 
     ctx.obj = LazyServices(config_path or None)
     ctx.call_on_close(ctx.obj.close)

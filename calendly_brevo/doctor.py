@@ -31,6 +31,7 @@ from calendly_brevo.errors import (
     CalendlyForbidden,
     ConfigError,
     ConnectorError,
+    ServiceUnavailable,
 )
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -337,6 +338,8 @@ def check_database(ctx: DoctorContext) -> Check:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         current = is_current(engine)
+    except ServiceUnavailable as exc:  # the embedded store does not exist yet
+        return Check(name, "FAIL", str(exc), exc.fix)
     except SQLAlchemyError as exc:
         return Check(name, "FAIL", f"not reachable: {type(exc).__name__}", "check DATABASE_URL")
     if not current:

@@ -1,4 +1,9 @@
-"""Parse ``30d`` / ``48h`` / ``15m`` / ``90s`` and ISO dates for CLI options."""
+"""The one duration and date grammar of every CLI option and config value that takes one.
+
+A duration is a number and a unit, ``90s``, ``15m``, ``48h``, ``30d``, ``2w`` (case-insensitive,
+``1.5h`` allowed). A point in time is a duration ago (``24h``) or an ISO 8601 date or time
+(``2024-01-01``, ``2024-01-01T09:00:00Z``; no zone means UTC).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,19 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> timedelta:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
     if not m:
         raise ValueError(f"{text!r} is not a duration like 30d, 48h, 15m or 90s")
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_date(text: str) -> datetime:
+    """An ISO 8601 date or time, as aware UTC (no zone means UTC)."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a date like 2024-01-01 or 2024-01-01T09:00Z") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -25,10 +39,9 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         pass
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_date(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is neither a duration (48h) nor a date (2024-01-01)") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Duration(click.ParamType[timedelta]):

@@ -10,6 +10,8 @@
     │   ├── StaleSignature
     │   └── InvalidSignature
     ├── QueueUnavailable            the queue cannot take a message (receiver answers 503)
+    ├── ServiceUnavailable          a store, queue or API a command needs is unreachable or not
+    │                               created yet; the CLI prints it as one line with the fix
     ├── PermanentError              retrying cannot help: the event goes to the dead-letter table
     │   ├── UnmappableEvent         a payload that cannot be mapped (missing email, bad shape, ...)
     │   ├── BrevoPermanentError     4xx from Brevo that a retry will not fix (400, 401, 403, 404)
@@ -74,6 +76,16 @@ class InvalidSignature(SignatureError):
 
 class QueueUnavailable(ConnectorError):
     """The queue (Redis or the embedded SQLite queue) could not durably take the event."""
+
+
+class ServiceUnavailable(ConnectorError):
+    """What a command needs cannot be reached (or, for a read-only command, does not exist yet).
+
+    ``fix`` is one sentence the operator can act on."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        self.fix = fix
+        super().__init__(message)
 
 
 class PermanentError(ConnectorError):

@@ -20,6 +20,7 @@ import httpx
 
 from calendly_brevo.private_files import private_dir
 from calendly_brevo.signature import HEADER, sign
+from calendly_brevo.state import parse_time
 
 EVENTS = (
     "invitee.created",
@@ -189,7 +190,7 @@ def _moved(booking: dict[str, Any]) -> dict[str, Any]:
     """The new booking of a reschedule: a day later, with ``old_invitee`` set."""
     old = booking["payload"]
     scheduled = old.get("scheduled_event") or {}
-    start = parse_iso(scheduled.get("start_time")) or datetime.now(UTC)
+    start = parse_time(scheduled.get("start_time")) or datetime.now(UTC)
     doc = build_event(
         "invitee.created",
         email=old["email"],
@@ -200,15 +201,6 @@ def _moved(booking: dict[str, Any]) -> dict[str, Any]:
     )
     doc["payload"]["questions_and_answers"] = old.get("questions_and_answers") or []
     return doc
-
-
-def parse_iso(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def same_booking(

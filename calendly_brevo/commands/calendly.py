@@ -9,7 +9,7 @@ fakes.
 from __future__ import annotations
 
 import importlib
-import re
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +22,11 @@ import httpx
 
 from calendly_brevo.calendly import CalendlyClient, make_client
 from calendly_brevo.config import Settings
+from calendly_brevo.durations import Duration, When
 from calendly_brevo.errors import ConfigError
 
 SCOPE = click.Choice(["organization", "user"])
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 KEY_BANNER = """\
 Signing key (shown once; stored encrypted in the database, where the receiver reads it):
 
@@ -62,16 +64,18 @@ def _announce_key(obj: Any, key: str, uri: str, show: bool) -> None:
     click.echo(KEY_STORED.format(uri=uri, why=why))
 
 
-def _obj() -> Any:
+def _obj(*, read_only: bool = False) -> Any:
     obj = click.get_current_context().obj
     if obj is None or not hasattr(obj, "settings"):
         raise click.UsageError("no services: run through `calendly-brevo`")
+    if read_only and hasattr(obj, "read_only"):
+        obj.read_only = True
     return obj
 
 
 @contextmanager
-def _calendly() -> Iterator[tuple[Any, Settings, CalendlyClient]]:
-    obj = _obj()
+def _calendly(*, read_only: bool = False) -> Iterator[tuple[Any, Settings, CalendlyClient]]:
+    obj = _obj(read_only=read_only)
     settings: Settings = obj.settings
     injected = getattr(obj, "http_client", None)
     http = injected or httpx.Client(timeout=30.0)
@@ -86,22 +90,6 @@ def _box(settings: Settings) -> Any:
     from calendly_brevo.crypto import load_box
 
     return load_box(settings)
-
-
-def parse_when(value: str, option: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter("use YYYY-MM-DD or an ISO 8601 time", param_hint=option) from exc
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-def parse_duration(value: str) -> timedelta:
-    m = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value.lower())
-    if not m:
-        raise click.BadParameter("like 48h, 2d, 90m or 1w", param_hint="--window")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-    return timedelta(**{unit: int(m.group(1))})
 
 
 def _who(
@@ -173,13 +161,18 @@ def webhooks_install(url: str | None, scope: str, events: str | None, show_key: 
 
 
 @webhooks.command("list")
-def webhooks_list() -> None:
+@JSON
+def webhooks_list(as_json: bool) -> None:
     """Show the organization's and your own webhook subscriptions."""
     from rich.console import Console
     from rich.table import Table
 
     with _calendly() as (obj, settings, client):
         subs = _manager(obj, settings, client).list_subscriptions()
+    if as_json:
+        keys = ("uri", "state", "scope", "callback_url", "events", "created_at", "updated_at")
+        click.echo(json.dumps([{k: s.get(k) for k in keys} for s in subs], indent=2))
+        return
     table = Table("state", "scope", "callback url", "events", "uri")
     for s in subs:
         table.add_row(
@@ -229,8 +222,12 @@ def webhooks_check(url: str | None, repair: bool, show_key: bool) -> None:
 
 
 # --- backfill / reconcile -----------------------------------------------------------------------
+def _stats(stats: Any, *names: str) -> dict[str, Any]:
+    return {name: getattr(stats, name) for name in names}
+
+
 @contextmanager
-def _progress(window: Any) -> Iterator[Any]:
+def _progress(window: Any, *, quiet: bool = False) -> Iterator[Any]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -249,6 +246,9 @@ def _progress(window: Any) -> Iterator[Any]:
         TextColumn("eta"),
         TimeRemainingColumn(),
     )
+    if quiet:
+        yield lambda _stats: None
+        return
     with Progress(*columns, console=Console(stderr=True)) as progress:
         task = progress.add_task("starting", total=1000)
 
@@ -268,14 +268,30 @@ def _progress(window: Any) -> Iterator[Any]:
 
 
 @click.command()
-@click.option("--since", required=True, help="Meetings starting at or after (YYYY-MM-DD or ISO).")
-@click.option("--until", help="Meetings starting before (default: no limit, future included).")
+@click.option(
+    "--since",
+    type=When(),
+    required=True,
+    help="Meetings starting at or after: a date (2024-01-01, ISO) or a duration ago (30d).",
+)
+@click.option(
+    "--until",
+    type=When(),
+    help="Meetings starting before: a date or a duration ago (default: no limit, future too).",
+)
 @click.option("--status", type=click.Choice(["active", "canceled"]), help="Default: both.")
 @click.option("--scope", type=SCOPE, default="organization", show_default=True)
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue a cursor.")
 @click.option("--restart", is_flag=True, help="Forget the saved cursor and start over.")
+@JSON
 def backfill(
-    since: str, until: str | None, status: str | None, scope: str, resume: bool, restart: bool
+    since: datetime,
+    until: datetime | None,
+    status: str | None,
+    scope: str,
+    resume: bool,
+    restart: bool,
+    as_json: bool,
 ) -> None:
     """Replay past and future bookings, cancellations and no-shows as webhook events."""
     from calendly_brevo.calendly.backfill import Window
@@ -284,13 +300,13 @@ def backfill(
     with _calendly() as (obj, settings, client):
         created_by, org, user = _who(client, settings, scope)
         window = Window(
-            since=parse_when(since, "--since"),
-            until=parse_when(until, "--until") if until else None,
+            since=since,
+            until=until,
             status=status,
             organization=org,
             user=user,
         )
-        with _progress(window) as update:
+        with _progress(window, quiet=as_json) as update:
             stats = run_backfill(
                 client,
                 obj.enqueuer,
@@ -301,6 +317,9 @@ def backfill(
                 resume=resume,
                 on_progress=update,
             )
+    if as_json:
+        click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "resumed")))
+        return
     note = " (resumed)" if stats.resumed else ""
     click.echo(
         f"backfill done{note}: {stats.events} events, {stats.invitees} invitees, "
@@ -309,16 +328,16 @@ def backfill(
 
 
 @click.command()
-@click.option("--window", "window_text", default="48h", show_default=True, help="e.g. 48h, 7d.")
+@click.option("--window", type=Duration(), default="48h", show_default=True, help="e.g. 48h, 7d.")
 @click.option("--scope", type=SCOPE, default="organization", show_default=True)
-def reconcile(window_text: str, scope: str) -> None:
+@JSON
+def reconcile(window: timedelta, scope: str, as_json: bool) -> None:
     """Enqueue what webhooks missed: meetings from now-WINDOW on (future ones included)."""
     from calendly_brevo.calendly.backfill import reconcile as run_reconcile
 
-    window = parse_duration(window_text)
     with _calendly() as (obj, settings, client):
         created_by, org, user = _who(client, settings, scope)
-        with _progress(None) as update:
+        with _progress(None, quiet=as_json) as update:
             stats = run_reconcile(
                 client,
                 obj.enqueuer,
@@ -329,6 +348,9 @@ def reconcile(window_text: str, scope: str) -> None:
                 user=user,
                 on_progress=update,
             )
+    if as_json:
+        click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "skipped")))
+        return
     click.echo(
         f"reconcile done: {stats.events} events, {stats.invitees} invitees, "
         f"{stats.enqueued} enqueued, {stats.skipped} already processed"
@@ -398,11 +420,12 @@ def links_create(
 
 # --- doctor -------------------------------------------------------------------------------------
 @click.command()
-def doctor() -> None:
+@JSON
+def doctor(as_json: bool) -> None:
     """Check Calendly, the webhook, Brevo, Redis and the database; exit 1 on any FAIL."""
     from calendly_brevo.doctor import DoctorContext, run_checks
 
-    obj = _obj()
+    obj = _obj(read_only=True)
     settings: Settings = obj.settings
     injected = getattr(obj, "http_client", None)
     http = injected or httpx.Client(timeout=15.0)
@@ -422,6 +445,20 @@ def doctor() -> None:
     finally:
         if injected is None:
             http.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "healthy": not any(r.status == "FAIL" for r in results),
+                    "checks": [
+                        {"name": r.name, "status": r.status, "detail": r.detail, "fix": r.fix}
+                        for r in results
+                    ],
+                },
+                indent=2,
+            )
+        )
+        sys.exit(1 if any(r.status == "FAIL" for r in results) else 0)
     colors = {"OK": "green", "WARN": "yellow", "FAIL": "red"}
     for r in results:
         click.echo(click.style(f"{r.status:<4}", fg=colors[r.status]) + f" {r.name}: {r.detail}")

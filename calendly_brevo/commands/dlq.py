@@ -43,6 +43,7 @@ def list_cmd(
     limit: int,
     as_json: bool,
 ) -> None:
+    obj.read_only = True
     rows = list_dead_letters(
         obj.sessions,
         Filter(event=event, error=error, since=since, include_replayed=include_replayed),
@@ -85,6 +86,7 @@ def list_cmd(
 @pass_services
 def show(obj: LazyServices, dl_id: int) -> None:
     """Show one dead letter with its raw event (contains the invitee's data)."""
+    obj.read_only = True
     row = get_dead_letter(obj.sessions, dl_id)
     if row is None:
         raise click.ClickException(f"no dead letter with id {dl_id}")

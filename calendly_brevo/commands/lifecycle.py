@@ -76,48 +76,129 @@ def _subscription(sub: dict[str, Any] | None) -> str:
     return f"[{colour}]{state}[/{colour}] {where}{checked}"
 
 
-@click.command()
-@pass_services
-def status(obj: LazyServices) -> None:
-    """Queue depth, lag, last event applied, dead letters, rate-limit bucket, subscription."""
+def _problem(exc: Exception, obj: LazyServices) -> dict[str, Any]:
+    """An unreachable part as one line and its fix, never a driver's multi-line dump."""
+    from calendly_brevo.errors import ServiceUnavailable
+    from calendly_brevo.unreachable import describe
+
+    found = exc if isinstance(exc, ServiceUnavailable) else describe(exc, obj.settings)
+    if found is None:
+        lines = str(exc).strip().splitlines() or [""]
+        return {"ok": False, "error": f"{type(exc).__name__}: {lines[0]}"}
+    return {"ok": False, "error": str(found), "fix": found.fix}
+
+
+def _database_part(obj: LazyServices) -> dict[str, Any]:
     from calendly_brevo.lifecycle import status_numbers
 
-    settings = obj.settings
-    console = Console()
-    table = Table("what", "value", show_header=False, box=None)
-    try:
-        depth = obj.enqueuer.depth()
-        table.add_row("queue", ", ".join(f"{k} {v}" for k, v in depth.items()))
-    except Exception as exc:  # status reports what it can
-        table.add_row("queue", f"[red]unavailable: {exc}[/red]")
-    try:
-        n = status_numbers(obj.sessions)
-        last = n["last_applied_at"]
-        table.add_row(
-            "last event applied",
-            f"{n['last_event']} at {last:%Y-%m-%d %H:%M:%S %Z}" if last else "none yet",
-        )
-        if n["last_lag_seconds"] is not None:
-            table.add_row("lag (last event)", f"{n['last_lag_seconds']:.2f}s")
-        table.add_row(
-            "events",
-            ", ".join(f"{k} {v}" for k, v in sorted(n["events_by_status"].items())) or "none",
-        )
-        colour = "red" if n["dead_letters_open"] else "green"
-        table.add_row("dead letters", f"[{colour}]{n['dead_letters_open']} open[/{colour}]")
-        table.add_row("webhook subscription", _subscription(n["subscription"]))
-    except Exception as exc:
-        table.add_row("database", f"[red]unavailable: {exc}[/red]")
-    try:
-        from worker.runtime import make_limiter
+    n = status_numbers(obj.sessions)
+    last = n["last_applied_at"]
+    return {
+        "ok": True,
+        "last_event": n["last_event"],
+        "last_applied_at": last.isoformat() if last else None,
+        "last_lag_seconds": n["last_lag_seconds"],
+        "events_by_status": dict(sorted(n["events_by_status"].items())),
+        "dead_letters_open": n["dead_letters_open"],
+        "subscription": n["subscription"],
+    }
 
-        for family, st in make_limiter(obj.services).state().items():
-            table.add_row(f"bucket {family}", ", ".join(f"{k} {v}" for k, v in st.items()))
+
+def status_report(obj: LazyServices) -> dict[str, Any]:
+    """Every part ``status`` shows; ``healthy`` is false when the store or queue is unreachable
+    (or the rate limiter's Redis, in production). Each part reports what it can on its own."""
+    from calendly_brevo.errors import ServiceUnavailable
+    from worker.runtime import make_limiter
+
+    settings = obj.settings
+    parts: dict[str, Any] = {}
+    try:
+        parts["queue"] = {"ok": True, **obj.enqueuer.depth()}
+    except ServiceUnavailable as exc:
+        # The embedded queue is created by `run`: before that, nothing can be waiting.
+        parts["queue"] = {"ok": True, "ready": 0, "delayed": 0, "dead": 0, "note": str(exc)}
+    except Exception as exc:  # status reports every part it can reach
+        parts["queue"] = _problem(exc, obj)
+    try:
+        parts["database"] = _database_part(obj)
     except Exception as exc:
-        table.add_row("rate limiter", f"[red]unavailable: {exc}[/red]")
-    table.add_row("mode", "embedded" if settings.embedded else "redis + database")
-    table.add_row("brevo", "dry run" if settings.dry_run else settings.brevo.api_url)
-    console.print(table)
+        parts["database"] = _problem(exc, obj)
+    try:
+        # The embedded bucket lives in the running process's memory: nothing to read here.
+        buckets = make_limiter(obj.services).state() if settings.storage.redis_url else None
+        parts["rate_limiter"] = {"ok": True, "buckets": buckets}
+    except Exception as exc:
+        parts["rate_limiter"] = _problem(exc, obj)
+    healthy = all(part["ok"] for part in parts.values())
+    return {
+        "healthy": healthy,
+        "mode": "embedded" if settings.embedded else "redis + database",
+        "brevo": {"dry_run": settings.dry_run, "api_url": settings.brevo.api_url},
+        **parts,
+    }
+
+
+def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for name in ("queue", "database", "rate_limiter"):
+        part = report[name]
+        if not part["ok"]:
+            fix = f"; fix: {part['fix']}" if part.get("fix") else ""
+            rows.append((name.replace("_", " "), f"[red]unavailable: {part['error']}{fix}[/red]"))
+    queue = report["queue"]
+    if queue["ok"]:
+        note = f" ({queue['note']})" if queue.get("note") else ""
+        depth = f"ready {queue['ready']}, delayed {queue['delayed']}, dead {queue['dead']}"
+        rows.append(("queue", depth + note))
+    db = report["database"]
+    if db["ok"]:
+        last = db["last_applied_at"]
+        when = f"{db['last_event']} at {last[:19].replace('T', ' ')} UTC" if last else "none yet"
+        rows.append(("last event applied", when))
+        if db["last_lag_seconds"] is not None:
+            rows.append(("lag (last event)", f"{db['last_lag_seconds']:.2f}s"))
+        events = ", ".join(f"{k} {v}" for k, v in db["events_by_status"].items())
+        rows.append(("events", events or "none"))
+        colour = "red" if db["dead_letters_open"] else "green"
+        rows.append(("dead letters", f"[{colour}]{db['dead_letters_open']} open[/{colour}]"))
+        rows.append(("webhook subscription", _subscription(db["subscription"])))
+    limiter = report["rate_limiter"]
+    if limiter["ok"] and limiter["buckets"] is None:
+        rows.append(("rate limiter", "in the running process (embedded mode)"))
+    elif limiter["ok"]:
+        for family, st in limiter["buckets"].items():
+            rows.append((f"bucket {family}", ", ".join(f"{k} {_num(v)}" for k, v in st.items())))
+    rows.append(("mode", report["mode"]))
+    brevo = report["brevo"]
+    rows.append(("brevo", "[yellow]dry run[/yellow]" if brevo["dry_run"] else brevo["api_url"]))
+    return rows
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_services
+def status(obj: LazyServices, as_json: bool) -> None:
+    """Queue depth, lag, last event applied, dead letters, rate-limit bucket, subscription.
+
+    Exit 0 when healthy, 1 when the store, queue or rate limiter cannot be reached. Reads
+    only: creates no file (a missing embedded store is reported, not created)."""
+    import json
+    import sys
+
+    obj.read_only = True
+    report = status_report(obj)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        table = Table("what", "value", show_header=False, box=None)
+        for row in _status_rows(report):
+            table.add_row(*row)
+        Console().print(table)
+    sys.exit(0 if report["healthy"] else 1)
 
 
 COMMANDS = [prune, forget, status]

@@ -135,7 +135,7 @@ def test_status_shows_one_screen(env: dict[str, str], tmp_path: Path) -> None:
     pipeline.process(payloads.body(payloads.invitee_created()).decode(), 1.0)
     result = invoke(env, "status")
     assert result.exit_code == 0, result.output
-    for label in ("queue", "last event applied", "dead letters", "bucket contacts", "mode"):
+    for label in ("queue", "last event applied", "dead letters", "rate limiter", "mode"):
         assert label in result.output
     services.close()
 
@@ -153,5 +153,5 @@ def test_commands_other_than_worker_ignore_the_workers_metrics_directory(tmp_pat
     }
     for args in (["migrate"], ["dlq", "list"], ["status"]):
         result = run_cli(args, env)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 0, result.stdout + result.stderr
     assert not (tmp_path / "does-not-exist").exists()
