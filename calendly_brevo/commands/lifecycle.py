@@ -76,68 +76,6 @@ def _subscription(sub: dict[str, Any] | None) -> str:
     return f"[{colour}]{state}[/{colour}] {where}{checked}"
 
 
-def _problem(exc: Exception, obj: LazyServices) -> dict[str, Any]:
-    """An unreachable part as one line and its fix, never a driver's multi-line dump."""
-    from calendly_brevo.errors import ServiceUnavailable
-    from calendly_brevo.unreachable import describe
-
-    found = exc if isinstance(exc, ServiceUnavailable) else describe(exc, obj.settings)
-    if found is None:
-        lines = str(exc).strip().splitlines() or [""]
-        return {"ok": False, "error": f"{type(exc).__name__}: {lines[0]}"}
-    return {"ok": False, "error": str(found), "fix": found.fix}
-
-
-def _database_part(obj: LazyServices) -> dict[str, Any]:
-    from calendly_brevo.lifecycle import status_numbers
-
-    n = status_numbers(obj.sessions)
-    last = n["last_applied_at"]
-    return {
-        "ok": True,
-        "last_event": n["last_event"],
-        "last_applied_at": last.isoformat() if last else None,
-        "last_lag_seconds": n["last_lag_seconds"],
-        "events_by_status": dict(sorted(n["events_by_status"].items())),
-        "dead_letters_open": n["dead_letters_open"],
-        "subscription": n["subscription"],
-    }
-
-
-def status_report(obj: LazyServices) -> dict[str, Any]:
-    """Every part ``status`` shows; ``healthy`` is false when the store or queue is unreachable
-    (or the rate limiter's Redis, in production). Each part reports what it can on its own."""
-    from calendly_brevo.errors import ServiceUnavailable
-    from worker.runtime import make_limiter
-
-    settings = obj.settings
-    parts: dict[str, Any] = {}
-    try:
-        parts["queue"] = {"ok": True, **obj.enqueuer.depth()}
-    except ServiceUnavailable as exc:
-        # The embedded queue is created by `run`: before that, nothing can be waiting.
-        parts["queue"] = {"ok": True, "ready": 0, "delayed": 0, "dead": 0, "note": str(exc)}
-    except Exception as exc:  # status reports every part it can reach
-        parts["queue"] = _problem(exc, obj)
-    try:
-        parts["database"] = _database_part(obj)
-    except Exception as exc:
-        parts["database"] = _problem(exc, obj)
-    try:
-        # The embedded bucket lives in the running process's memory: nothing to read here.
-        buckets = make_limiter(obj.services).state() if settings.storage.redis_url else None
-        parts["rate_limiter"] = {"ok": True, "buckets": buckets}
-    except Exception as exc:
-        parts["rate_limiter"] = _problem(exc, obj)
-    healthy = all(part["ok"] for part in parts.values())
-    return {
-        "healthy": healthy,
-        "mode": "embedded" if settings.embedded else "redis + database",
-        "brevo": {"dry_run": settings.dry_run, "api_url": settings.brevo.api_url},
-        **parts,
-    }
-
-
 def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for name in ("queue", "database", "rate_limiter"):
@@ -189,8 +127,10 @@ def status(obj: LazyServices, as_json: bool) -> None:
     import json
     import sys
 
+    from calendly_brevo.status import status_report
+
     obj.read_only = True
-    report = status_report(obj)
+    report = status_report(obj.settings, obj)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:

@@ -194,3 +194,16 @@ def test_with_a_token_the_probe_asks_calendly_at_most_every_interval(
             assert (remembered(services.sessions) or {}).get("state") == "active"
         finally:
             services.close()
+
+
+def test_status_json_counts_the_events_applied_in_the_last_quarter_hour(
+    populated: Any, env: dict[str, str]
+) -> None:
+    import json
+
+    result = invoke(env, "status", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["database"]["applied_per_minute"] == round(2 / 15, 2)
+    assert report["queue"] == {"ok": True, "ready": 3, "delayed": 0, "dead": 0}
+    assert report["rate_limiter"] == {"ok": True, "buckets": None}
