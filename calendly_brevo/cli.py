@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "migrate": "calendly_brevo.commands.core:migrate",
     "simulate": "calendly_brevo.commands.simulate:simulate",
     "preview": "calendly_brevo.commands.simulate:preview",
+    "trace": "calendly_brevo.commands.trace:trace",
     "dlq": "calendly_brevo.commands.dlq:dlq",
     "status": "calendly_brevo.commands.lifecycle:status",
     "prune": "calendly_brevo.commands.lifecycle:prune",

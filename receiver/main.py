@@ -16,6 +16,7 @@ from calendly_brevo.errors import ConfigError
 from calendly_brevo.keyring import build_keyring
 from calendly_brevo.logs import REDACTOR, configure_logging, get_logger
 from receiver.admin import setup_admin
+from receiver.console import create_console_app
 from receiver.app import create_app
 from receiver.oauth import setup_oauth
 from receiver.queues import open_queue
@@ -27,6 +28,10 @@ def _box(settings: Settings) -> SecretBox | None:
         return load_box(settings)
     except ConfigError:
         return None
+
+
+def _mount_console(app: web.Application, settings: Settings, services: Services) -> None:
+    app.add_subapp("/console/", create_console_app(settings, services))
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -48,7 +53,8 @@ def build_app(settings: Settings) -> web.Application:
     elif not settings.embedded:
         log.info("stored_signing_keys_off", why="no CONNECTOR_ENCRYPTION_KEY or DATABASE_URL")
     setups: list[Callable[[web.Application], None]] = [
-        lambda app: setup_admin(app, settings, services)
+        lambda app: setup_admin(app, settings, services),
+        lambda app: _mount_console(app, settings, services),
     ]
     if box is not None:
         store = OAuthTokenStore(services.sessions, box)

@@ -6,23 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from calendly_brevo.cli import cli
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
-        "CALENDLY_WEBHOOK_SIGNING_KEY": "cli-signing-key-Vb7Nq2Lw9Xr4Tz6Hm1Pk",
-        "REDIS_URL": "",
-        "DATABASE_URL": "",
-        "CONNECTOR_CONFIG": "",
-    }
 
 
 def invoke(env: dict[str, str], *args: str, input: str | None = None) -> Any:

@@ -22,18 +22,6 @@ SUB_URI = "https://api.calendly.com/webhook_subscriptions/SUB1"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
-        "CALENDLY_WEBHOOK_SIGNING_KEY": "cli-signing-key-Vb7Nq2Lw9Xr4Tz6Hm1Pk",
-        "REDIS_URL": "",
-        "DATABASE_URL": "",
-        "CONNECTOR_CONFIG": "",
-        "COLUMNS": "200",  # rich wraps the table at the terminal width
-    }
-
-
-@pytest.fixture
 def populated(tmp_path: Path) -> Any:
     """Two events applied (the last one 2.5 s after receipt), one duplicate, one ignored, two
     dead letters, three messages waiting and an installed subscription."""

@@ -1,0 +1,86 @@
+"""trace: one person's timeline (what happened to ada@example.com?)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from calendly_brevo.bootstrap import LazyServices
+from calendly_brevo.trace import Trace
+
+pass_services = click.make_pass_decorator(LazyServices)
+
+
+def _print(t: Trace) -> None:
+    console = Console()
+    console.print(f"[bold]{t.email}[/bold]")
+    if t.projection:
+        p = t.projection
+        console.print(f"what Brevo should hold: status {p['status']}")
+        for name, value in sorted(p["attributes"].items()):
+            console.print(f"  {name}: {value}", markup=False, highlight=False)
+        ins = ", ".join(map(str, p["list_ids"])) or "none"
+        outs = ", ".join(map(str, p["unlink_list_ids"])) or "none"
+        console.print(f"  lists: in {ins}; out of {outs}")
+    bookings = Table("start", "event type", "status", "invitee", title="bookings")
+    for b in t.bookings:
+        flags = " (rescheduled)" if b.rescheduled else ""
+        flags += " no-show" if b.no_show else ""
+        bookings.add_row(b.start_time or "-", b.event_type or "-", b.status + flags, b.invitee_uri)
+    console.print(bookings)
+    events = Table("received", "event", "source", "outcome", "tries", "effects", "event id")
+    for d in t.deliveries:
+        outcome = d.status + (f": {d.last_error}" if d.last_error else "")
+        events.add_row(
+            (d.received_at or "")[:19].replace("T", " "),
+            d.event_name,
+            d.source,
+            outcome,
+            str(d.attempts),
+            ", ".join(sorted(d.effects)) or "-",
+            d.event_id[:12],
+        )
+    events.title = "events received"
+    console.print(events)
+    for dl in t.dead_letters:
+        how = dl.replay or ("replayed" if dl.replayed_at else "payload pruned")
+        console.print(f"dead letter {dl.id}: {dl.event_name} {dl.reason}: {dl.error} ({how})")
+
+
+@click.command()
+@click.option("--email", help="The person's email (matched as the worker keys contacts).")
+@click.option("--event-id", help="An event id from a log line or `dlq list`.")
+@click.option("--invitee-uri", help="A Calendly invitee URI.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_services
+def trace(
+    obj: LazyServices,
+    email: str | None,
+    event_id: str | None,
+    invitee_uri: str | None,
+    as_json: bool,
+) -> None:
+    """One person's timeline: events received and their outcomes, bookings, what Brevo should
+    hold, dead letters and how to replay them. Exit 1 when nothing is stored about them."""
+    from calendly_brevo.trace import trace as find
+
+    if not (email or event_id or invitee_uri):
+        raise click.UsageError("name a person: --email, --event-id or --invitee-uri")
+    obj.read_only = True
+    found = find(
+        obj.sessions, obj.settings, email=email, event_id=event_id, invitee_uri=invitee_uri
+    )
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2, default=str))
+    elif found.found:
+        _print(found)
+    else:
+        click.echo(f"nothing stored about {email or event_id or invitee_uri}", err=True)
+    sys.exit(0 if found.found else 1)
+
+
+COMMANDS = [trace]
