@@ -16,8 +16,8 @@ from calendly_brevo.errors import ConfigError
 from calendly_brevo.keyring import build_keyring
 from calendly_brevo.logs import REDACTOR, configure_logging, get_logger
 from receiver.admin import setup_admin
-from receiver.console import create_console_app
 from receiver.app import create_app
+from receiver.console import create_console_app
 from receiver.oauth import setup_oauth
 from receiver.queues import open_queue
 

@@ -13,6 +13,7 @@ listener with ``app.add_subapp("/console/", …)``. Blocking store calls run in 
 from __future__ import annotations
 
 from importlib import resources
+
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
