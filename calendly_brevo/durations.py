@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
+from calendly_brevo.times import parse_iso
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -25,10 +27,9 @@ def parse_duration(text: str) -> timedelta:
 def parse_date(text: str) -> datetime:
     """An ISO 8601 date or time, as aware UTC (no zone means UTC)."""
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a date like 2024-01-01 or 2024-01-01T09:00Z") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:

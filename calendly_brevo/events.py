@@ -38,6 +38,7 @@ from typing import Annotated, Any, Final
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from calendly_brevo.errors import UnmappableEvent
+from calendly_brevo.pii import EMAIL_ADDRESS
 
 INVITEE_CREATED: Final = "invitee.created"
 INVITEE_CANCELED: Final = "invitee.canceled"
@@ -55,8 +56,6 @@ HANDLED_EVENTS: Final = INVITEE_EVENTS | {ROUTING_FORM_SUBMITTED}
 #: Bump only together with a migration that rewrites stored ids: a new version re-processes
 #: every replayed event once.
 EVENT_ID_VERSION: Final = "v1"
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s.][^@\s]*\.[^@\s.]+")
 
 
 def _loose_str(value: Any) -> Any:
@@ -257,7 +256,7 @@ def normalize_email(value: str | None) -> str | None:
     email = unicodedata.normalize("NFC", value).strip().lower()
     if email.startswith("mailto:"):
         email = email[len("mailto:") :]
-    return email if _EMAIL.fullmatch(email) else None
+    return email if EMAIL_ADDRESS.fullmatch(email) else None
 
 
 def _clean_uri(value: str | None) -> str | None:

@@ -19,14 +19,8 @@ import structlog
 from pydantic import BaseModel, SecretStr
 
 from calendly_brevo.config import Settings
+from calendly_brevo.pii import mask_email, mask_name, mask_phone
 
-#: A dot-atom or quoted local part (``"john doe"@…``), and a domain whose labels may be
-#: non-ASCII (IDN: ``bücher.de``, ``пример.рф``) or punycode.
-EMAIL = re.compile(
-    r"(?:\"(?:[^\"\\\r\n]|\\.)+\"|[\w.%+\-!#$&'*/=?^`{|}~]+)@(?:[\w\-]+\.)+[\w\-]{2,}"
-)
-#: An international number (``+31 6 1234 5678``, ``+1 (555) 123-4567``): 8 digits or more.
-PHONE = re.compile(r"\+\d(?:[\s().\-]{0,2}\d){7,14}")
 #: Structured fields whose values are a person's name, phone number or answers.
 PII_FIELDS = frozenset(
     {
@@ -55,28 +49,6 @@ LEVELS = {
     "verbose": logging.DEBUG,
     "debug": logging.DEBUG,
 }
-
-
-def mask_email(text: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        local, _, domain = m.group(0).partition("@")
-        return f"{local[:1]}***@{domain}"
-
-    return EMAIL.sub(sub, text)
-
-
-def mask_phone(text: str) -> str:
-    """``+31612345678`` → ``+31*******78``."""
-
-    def sub(m: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", m.group(0))
-        return f"+{digits[:2]}{'*' * (len(digits) - 4)}{digits[-2:]}"
-
-    return PHONE.sub(sub, text)
-
-
-def mask_name(value: str) -> str:
-    return f"{value[:1]}***" if value else value
 
 
 def scrub_error(text: str) -> str:

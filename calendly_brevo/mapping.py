@@ -53,7 +53,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 
 from calendly_brevo.config import EventMappingEntry, Settings
-from calendly_brevo.state import InviteeRecord, parse_time
+from calendly_brevo.state import InviteeRecord
+from calendly_brevo.times import parse_time
 
 #: Brevo attributes that are phone identifiers and only take E.164 numbers.
 PHONE_ATTRIBUTES = frozenset({"SMS", "WHATSAPP", "LANDLINE_NUMBER"})

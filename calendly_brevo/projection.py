@@ -66,10 +66,10 @@ from calendly_brevo.state import (
     NoShowMark,
     booking_status,
     merge_records,
-    parse_time,
     record_from_event,
     stamp,
 )
+from calendly_brevo.times import parse_time
 
 #: Brevo event_properties: keys ``[A-Za-z0-9_-]`` ≤ 255, whole body ≤ 50 KB. Strings are cut here.
 MAX_PROPERTY_CHARS = 1000

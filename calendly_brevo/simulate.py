@@ -20,7 +20,7 @@ import httpx
 
 from calendly_brevo.private_files import private_dir
 from calendly_brevo.signature import HEADER, sign
-from calendly_brevo.state import parse_time
+from calendly_brevo.times import parse_time
 
 EVENTS = (
     "invitee.created",

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from calendly_brevo.events import (
@@ -42,28 +41,13 @@ from calendly_brevo.events import (
     invitee_payload,
     invitee_uri,
 )
+from calendly_brevo.times import parse_time
 
 Status = Literal["active", "canceled"]
 BookingStatus = Literal["booked", "cancelled", "rescheduled", "no_show"]
 
 
 # --- time --------------------------------------------------------------------------------------
-def parse_time(value: str | None) -> datetime | None:
-    """An aware UTC datetime from Calendly's ISO 8601 timestamps, or ``None``."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
 def stamp(value: str | None) -> str:
     """A string that sorts like the instant: canonical UTC for parseable timestamps, the raw
     text (after them: ``~`` sorts after digits) otherwise, ``""`` for none."""

@@ -19,7 +19,8 @@ import structlog
 from calendly_brevo.config import Settings, load_settings
 from calendly_brevo.crypto import generate_key
 from calendly_brevo.errors import TransientError
-from calendly_brevo.logs import REDACTOR, Redactor, configure_logging, get_logger, mask_email
+from calendly_brevo.logs import REDACTOR, Redactor, configure_logging, get_logger
+from calendly_brevo.pii import mask_email
 from receiver.app import create_app
 from tests import payloads
 from tests.conftest import SIGNING_KEY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calendly_brevo.brevo.client import BrevoClient, family_of, make_http_client, mask_email, redact
+from calendly_brevo.brevo.client import BrevoClient, family_of, make_http_client, redact
 from calendly_brevo.brevo.models import (
     BrevoErrorBody,
     ListChange,
@@ -18,6 +18,5 @@ __all__ = [
     "UpsertResult",
     "family_of",
     "make_http_client",
-    "mask_email",
     "redact",
 ]

@@ -33,7 +33,6 @@ appears in a log, an error or ``repr``.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -62,8 +61,9 @@ from calendly_brevo.metrics import (
     BREVO_REQUEST_SECONDS,
     BREVO_REQUESTS,
 )
+from calendly_brevo.pii import is_address, mask_email
 from calendly_brevo.ratelimit import TokenBucket, make_token_bucket
-from calendly_brevo.state import parse_time
+from calendly_brevo.times import parse_time
 
 USER_AGENT = "calendly-brevo/0.1"
 #: Brevo's cap on emails per list add/remove call.
@@ -74,7 +74,6 @@ PII_KEYS = frozenset(
     | {"PHONE_ID", "WHATSAPP_ID", "LANDLINE_NUMBER_ID", "EMAIL_ID", "EMAILS", "NAME"}
     | {"PHONE", "PHONE_TEXT"}
 )
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 #: Worth another try later. Other ``httpx`` errors (a bad URL or scheme) are bugs and propagate.
 _TRANSIENT_HTTPX = (
     httpx.TimeoutException,
@@ -116,15 +115,6 @@ def make_http_client(
     )
 
 
-def mask_email(value: str) -> str:
-    """``jane.doe@example.com`` → ``j***@e***.com``."""
-    local, _, domain = value.strip().partition("@")
-    host, dot, tld = domain.rpartition(".")
-    if not dot:
-        host, tld = domain, ""
-    return f"{local[:1]}***@{host[:1]}***{dot}{tld}"
-
-
 def redact(value: Any, key: str | None = None) -> Any:
     """A copy of a request body with emails, phone numbers and names masked."""
     if isinstance(value, Mapping):
@@ -132,8 +122,8 @@ def redact(value: Any, key: str | None = None) -> Any:
     if isinstance(value, list | tuple):
         return [redact(v, key) for v in value]
     if isinstance(value, str):
-        if _EMAIL.fullmatch(value.strip()):
-            return mask_email(value)
+        if is_address(value):
+            return mask_email(value.strip())
         if key is not None and key.upper() in PII_KEYS:
             return "***"
     return value

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.db.models import ProcessedEvent, SyncState
 from calendly_brevo.metrics import BACKFILL_ENVELOPES
+from calendly_brevo.times import parse_iso
 
 BACKFILL_STATE = "calendly.backfill"
 DONE_STATUSES = ("applied", "ignored", "dead")
@@ -88,7 +89,7 @@ class Window:
             return None
         end = self.until or max(now, self.since + timedelta(seconds=1))
         total = (end - self.since).total_seconds()
-        done = (parse_time(position) - self.since).total_seconds()
+        done = (parse_iso(position) - self.since).total_seconds()
         return max(0.0, min(done / total, 0.99 if self.until is None else 1.0))
 
 
@@ -103,10 +104,6 @@ class Cursor:
 
 def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 # --- envelopes ----------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from calendly_brevo.brevo import (
     UpsertResult,
     family_of,
     make_http_client,
-    mask_email,
+    redact,
 )
 from calendly_brevo.config import BrevoSettings, Bucket, Settings
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError, RateLimited
+from calendly_brevo.pii import mask_email
 from calendly_brevo.ratelimit import MemoryBackend, TokenBucket
 
 API_KEY = "xkeysib-0123456789abcdef-SECRET"
@@ -563,13 +564,13 @@ def test_a_dry_run_sends_nothing_and_logs_the_call_with_the_email_masked(
         ("brevo.dry_run", "info", "POST"),
     ]
     assert logs[0]["body"] == {
-        "email": "j***@e***.com",
+        "email": "j***@example.com",
         "attributes": {"FIRSTNAME": "***"},
         "updateEnabled": True,
         "listIds": [3],
     }
-    assert logs[1]["path"] == "/contacts/j***@e***.com"
-    assert logs[2]["body"]["identifiers"] == {"email_id": "j***@e***.com"}
+    assert logs[1]["path"] == "/contacts/j***@example.com"
+    assert logs[2]["body"]["identifiers"] == {"email_id": "j***@example.com"}
     assert EMAIL not in repr(logs)
 
 
@@ -629,6 +630,7 @@ def test_the_whole_settings_object_works_too_for_the_composition_root(
     assert BrevoClient.from_settings(settings).dry_run  # no BREVO_API_KEY in the test settings
 
 
-def test_masked_emails_keep_only_the_first_letters_and_the_tld() -> None:
-    assert mask_email("jane.doe@example.com") == "j***@e***.com"
-    assert mask_email("x@localhost") == "x***@l***"
+def test_masked_emails_keep_the_first_letter_and_the_domain_as_in_every_log_line() -> None:
+    assert mask_email("jane.doe@example.com") == "j***@example.com"
+    assert mask_email("x@localhost") == "x***@localhost"
+    assert redact({"email": "x@localhost"}) == {"email": "x***@localhost"}

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.db.models import DeadLetter
-from calendly_brevo.logs import Redactor, mask_email
+from calendly_brevo.logs import Redactor
+from calendly_brevo.pii import mask_email
 from worker.store import Store
 
 
