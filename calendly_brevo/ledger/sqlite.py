@@ -1,0 +1,109 @@
+"""The SQLite ledger, for the embedded mode: one process, the ORM throughout.
+
+The contact lock is a process-local lock (striped over 64 locks by the key's hash): right for
+the embedded mode, which is one process, and the reason this ledger is not for anything else.
+SQLite serialises writers itself, so a claim's transaction needs no row locks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from calendly_brevo.db.models import ProcessedEvent
+from calendly_brevo.ledger import common
+from calendly_brevo.ledger.base import DONE, Arrival, Claim, State, now, striped_lock
+
+
+class SqliteLedger(common.SqlLedger):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._locks = [threading.Lock() for _ in range(64)]
+
+    @contextmanager
+    def contact_lock(self, key: str) -> Iterator[None]:
+        with striped_lock(self._locks, key):
+            yield
+
+    def claim(
+        self,
+        *,
+        event_id: str,
+        event_name: str,
+        invitee_uri: str | None,
+        email: str | None,
+        payload: str,
+        source: str,
+        received_at: datetime | None,
+        state: State | None = None,
+    ) -> Claim:
+        new = Arrival(event_id, event_name, invitee_uri, email, payload, source, received_at)
+        with self.sessions.begin() as s:
+            row = s.get(ProcessedEvent, event_id)
+            ts = now()
+            if row is not None and row.status in DONE:
+                return Claim(event_id, duplicate=True, attempts=row.attempts, effects=row.effects)
+            if row is None:
+                row = ProcessedEvent(**vars(new), status="new", attempts=0, effects={})
+                row.created_at = ts
+                s.add(row)
+            interrupted = row.status == "processing"
+            row.status, row.attempts = "processing", row.attempts + 1
+            row.claimed_at = row.updated_at = ts
+            if row.payload is None:
+                row.payload = payload
+            claim = Claim(
+                event_id,
+                duplicate=False,
+                attempts=row.attempts,
+                effects=dict(row.effects),
+                interrupted=interrupted,
+            )
+            if state is not None and email:
+                record, mark = state
+                if record is not None:
+                    claim.record = common.save_invitee(s, record)
+                if mark is not None:
+                    common.save_mark(s, mark)
+                s.flush()
+                claim.records, claim.marks = common.contact_state(s, email)
+            return claim
+
+    def record_effect(
+        self,
+        event_id: str,
+        effect: str,
+        value: Any = True,
+        *,
+        finish: str | None = None,
+        effects: dict[str, Any] | None = None,
+    ) -> None:
+        if effects is None:
+            with self.sessions() as s:
+                found = s.scalar(
+                    select(ProcessedEvent.effects).where(ProcessedEvent.event_id == event_id)
+                )
+            effects = dict(found or {})
+        effects[effect] = value
+        values: dict[str, Any] = {"effects": dict(effects)}
+        if finish is not None:
+            values |= {"status": finish, "last_error": None}
+        self._update(event_id, values, done=finish in DONE)
+
+    def finish(self, event_id: str, status: str, error: str | None = None) -> None:
+        self._update(event_id, {"status": status, "last_error": error}, done=status in DONE)
+
+    def _update(self, event_id: str, values: dict[str, Any], *, done: bool) -> None:
+        ts = now()
+        values["updated_at"] = ts
+        if done:
+            values["applied_at"] = ts
+        with self.sessions.begin() as s:
+            s.execute(
+                update(ProcessedEvent).where(ProcessedEvent.event_id == event_id).values(values)
+            )
