@@ -1,8 +1,9 @@
 """One event, start to finish: parse, identify, claim, update state, project, call Brevo, record.
 
-Plain code over injected parts (settings, :class:`~worker.store.Store`, a Brevo client), so it runs
-the same under Dramatiq, in the embedded mode and in tests. The actor only decides whether this
-attempt is the last (``final``) and turns :class:`TransientError` into ``dramatiq.Retry``.
+Plain code over injected parts (settings, a :class:`~calendly_brevo.ledger.Ledger`, a Brevo
+client), so it runs the same under Dramatiq, in the embedded mode and in tests (on the in-memory
+ledger). The actor only decides whether this attempt is the last (``final``) and turns
+:class:`TransientError` into ``dramatiq.Retry``.
 
 Outcomes: ``applied``, ``duplicate`` (already processed: nothing done), ``ignored`` (an event
 the connector records but does not map, or a sync switch is off), ``dead_lettered`` (permanent
@@ -35,6 +36,7 @@ from calendly_brevo.events import (
     identify,
     parse_envelope,
 )
+from calendly_brevo.ledger import Claim, Ledger
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
@@ -46,7 +48,6 @@ from calendly_brevo.projection import (
     routing_form_contact,
 )
 from calendly_brevo.state import InviteeRecord, NoShowMark, mark_from_event, record_from_event
-from worker.store import Claim, Store
 
 log = get_logger("calendly_brevo.worker")
 
@@ -109,9 +110,9 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: Store, brevo: BrevoPort) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger, brevo: BrevoPort) -> None:
         self.settings = settings
-        self.store = store
+        self.ledger = ledger
         self.brevo = brevo
 
     def process(
@@ -175,8 +176,8 @@ class Pipeline:
         last: _Last,
     ) -> Outcome:
         lock_on = ident.email or ident.event_id
-        with self.store.contact_lock(lock_on):
-            claim = self.store.claim(
+        with self.ledger.contact_lock(lock_on):
+            claim = self.ledger.claim(
                 event_id=ident.event_id,
                 event_name=ident.event_name,
                 invitee_uri=ident.invitee_uri,
@@ -213,7 +214,7 @@ class Pipeline:
                         source,
                         received,
                     )
-                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 (log.info if exc.rate_limited else log.warning)(
                     "event_rate_limited" if exc.rate_limited else "event_retry",
                     outcome="rate_limited" if exc.rate_limited else "retried",
@@ -235,7 +236,7 @@ class Pipeline:
                         source,
                         received,
                     )
-                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             return self._done(ident, status, record=not finished)
 
@@ -285,11 +286,11 @@ class Pipeline:
         else:  # the state could not be computed before the claim: do it step by step
             record = record_from_event(env)
             if record is not None:
-                record = self.store.save_invitee(record)
+                record = self.ledger.save_invitee(record)
             mark = mark_from_event(env)
             if mark is not None:
-                self.store.save_mark(mark)
-            records, marks = self.store.contact_state(email)
+                self.ledger.save_mark(mark)
+            records, marks = self.ledger.contact_state(email)
         projection = project_contact(email, records, marks, settings)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
@@ -308,7 +309,7 @@ class Pipeline:
             list_ids=projection.list_ids,
             unlink_list_ids=projection.unlink_list_ids,
         )
-        self.store.record_effect(event_id, "contact", effects=effects)
+        self.ledger.record_effect(event_id, "contact", effects=effects)
 
     def _send_event(
         self,
@@ -332,7 +333,7 @@ class Pipeline:
         if event is None:
             return False
         if in_doubt and self._already_in_brevo(ident, event):
-            self.store.record_effect_durably(
+            self.ledger.record_effect_durably(
                 ident.event_id, "event", event.name, finish="applied", effects=effects
             )
             return True
@@ -342,11 +343,11 @@ class Pipeline:
             )
         except BrevoTransientError as exc:
             if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                self.store.record_effect_durably(
+                self.ledger.record_effect_durably(
                     ident.event_id, EVENT_IN_DOUBT, True, effects=effects
                 )
             raise
-        self.store.record_effect_durably(
+        self.ledger.record_effect_durably(
             ident.event_id, "event", event.name, finish="applied", effects=effects
         )
         return True
@@ -363,7 +364,7 @@ class Pipeline:
         if not claim.interrupted or (after_contact and not effects.get("contact")):
             return False
         # Remember it, in case this attempt fails too.
-        self.store.record_effect_durably(claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
+        self.ledger.record_effect_durably(claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
@@ -388,7 +389,7 @@ class Pipeline:
     # -------------------------------------------------------------------------------------------
     def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:
         if record:
-            self.store.finish(ident.event_id, status)
+            self.ledger.finish(ident.event_id, status)
         metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
         log.info(
             "event_" + status,
@@ -410,7 +411,7 @@ class Pipeline:
         source: str,
         received: datetime | None,
     ) -> Outcome:
-        dl_id = self.store.dead_letter(
+        dl_id = self.ledger.dead_letter(
             event_id=event_id,
             event_name=event_name,
             reason=reason,

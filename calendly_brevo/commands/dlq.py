@@ -1,8 +1,14 @@
-"""dlq list · show · replay · purge."""
+"""dlq list · show · replay · purge: the dead letters of the ledger.
+
+A replay re-enqueues the stored raw event exactly as a webhook would have, with source
+``replay``. It takes the normal pipeline, dedup included: an event whose effects partly happened
+before it failed keeps its ``effects`` record, so its custom event is not sent a second time.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 import click
@@ -10,10 +16,24 @@ from rich.console import Console
 from rich.table import Table
 
 from calendly_brevo.bootstrap import LazyServices
-from calendly_brevo.deadletters import Filter, get_dead_letter, list_dead_letters, purge, replay
 from calendly_brevo.durations import When
+from calendly_brevo.ledger import DeadLetterFilter, Ledger
+from calendly_brevo.queueing import Enqueuer
 
 pass_services = click.make_pass_decorator(LazyServices)
+
+
+def replay(ledger: Ledger, enqueuer: Enqueuer, f: DeadLetterFilter) -> list[int]:
+    """Re-enqueue matching dead letters; mark each replayed only after its enqueue succeeded.
+    One whose payload retention removed (``prune``) has nothing to replay and is skipped."""
+    replayed: list[int] = []
+    for row in ledger.dead_letters(f, limit=None):
+        if not row.payload:
+            continue
+        enqueuer.enqueue(row.payload, received_at=time.time(), source="replay")
+        ledger.mark_replayed(row.id)
+        replayed.append(row.id)
+    return replayed
 
 
 def filter_options(f: click.decorators.FC) -> click.decorators.FC:
@@ -43,9 +63,8 @@ def list_cmd(
     limit: int,
     as_json: bool,
 ) -> None:
-    rows = list_dead_letters(
-        obj.sessions,
-        Filter(event=event, error=error, since=since, include_replayed=include_replayed),
+    rows = obj.ledger.dead_letters(
+        DeadLetterFilter(event=event, error=error, since=since, include_replayed=include_replayed),
         limit,
     )
     if as_json:
@@ -85,7 +104,7 @@ def list_cmd(
 @pass_services
 def show(obj: LazyServices, dl_id: int) -> None:
     """Show one dead letter with its raw event (contains the invitee's data)."""
-    row = get_dead_letter(obj.sessions, dl_id)
+    row = obj.ledger.dead_letter_by_id(dl_id)
     if row is None:
         raise click.ClickException(f"no dead letter with id {dl_id}")
     try:
@@ -130,7 +149,7 @@ def replay_cmd(
     if not (ids or event or error or since or everything):
         raise click.UsageError("name IDs, a filter (--event/--error/--since) or --all")
     done = replay(
-        obj.sessions, obj.enqueuer, Filter(ids=ids, event=event, error=error, since=since)
+        obj.ledger, obj.enqueuer, DeadLetterFilter(ids=ids, event=event, error=error, since=since)
     )
     click.echo(f"replayed {len(done)} dead letter(s): {', '.join(map(str, done)) or '-'}")
 
@@ -153,10 +172,10 @@ def purge_cmd(
     """Delete dead letters for good (their raw events included)."""
     if not (ids or event or error or since or everything):
         raise click.UsageError("name IDs, a filter (--event/--error/--since) or --all")
-    f = Filter(ids=ids, event=event, error=error, since=since, include_replayed=True)
+    f = DeadLetterFilter(ids=ids, event=event, error=error, since=since, include_replayed=True)
     if not yes:
         click.confirm("Delete the matching dead letters and their payloads?", abort=True)
-    click.echo(f"purged {purge(obj.sessions, f)} dead letter(s)")
+    click.echo(f"purged {obj.ledger.purge_dead_letters(f)} dead letter(s)")
 
 
 COMMANDS = [dlq]
