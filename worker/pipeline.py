@@ -36,7 +36,7 @@ from calendly_brevo.events import (
     identify,
     parse_envelope,
 )
-from calendly_brevo.ledger import Claim, Ledger
+from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, record_durably
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
@@ -139,15 +139,22 @@ class Pipeline:
                 name = env.event
                 ident = identify(env)
             except UnmappableEvent as exc:
-                outcome = self._dead_letter(
-                    None, name, exc.code, str(exc), attempt, body, source, received
-                )
-                return outcome
+                failure = Failure(None, name, exc.code, str(exc), attempt, body, source, received)
+                return self._dead_letter(failure)
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
             last = _Last(failure=final or expired, expired=expired)
-            outcome = self._process(env, ident, body, source, received, attempt, last)
+            new = Arrival(
+                ident.event_id,
+                ident.event_name,
+                ident.invitee_uri,
+                ident.email,
+                body,
+                source,
+                received,
+            )
+            outcome = self._process(env, ident, new, last)
             if outcome.status == "applied" and received_at:
                 metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
                     max(0.0, time.time() - received_at)
@@ -165,55 +172,21 @@ class Pipeline:
             _STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
-    def _process(
-        self,
-        env: Envelope,
-        ident: EventIdentity,
-        body: str,
-        source: str,
-        received: datetime | None,
-        attempt: int,
-        last: _Last,
-    ) -> Outcome:
+    def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
-            claim = self.ledger.claim(
-                event_id=ident.event_id,
-                event_name=ident.event_name,
-                invitee_uri=ident.invitee_uri,
-                email=ident.email,
-                payload=body,
-                source=source,
-                received_at=received,
-                state=self._state_of(env, ident),
-            )
+            claim = self.ledger.claim(new, self._state_of(env, ident))
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
                 status, finished = self._apply(env, ident, claim)
             except PermanentError as exc:
-                return self._dead_letter(
-                    ident.event_id,
-                    ident.event_name,
-                    exc.code,
-                    str(exc),
-                    claim.attempts,
-                    body,
-                    source,
-                    received,
-                )
+                return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
             except TransientError as exc:
                 if last.expired if exc.rate_limited else last.failure:
-                    return self._dead_letter(
-                        ident.event_id,
-                        ident.event_name,
-                        "expired" if last.expired else "retries_exhausted",
-                        f"{type(exc).__name__}: {exc}",
-                        claim.attempts,
-                        body,
-                        source,
-                        received,
-                    )
+                    reason = "expired" if last.expired else "retries_exhausted"
+                    error = f"{type(exc).__name__}: {exc}"
+                    return self._dead_letter(new.failed(reason, error, claim.attempts))
                 self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 (log.info if exc.rate_limited else log.warning)(
                     "event_rate_limited" if exc.rate_limited else "event_retry",
@@ -226,16 +199,8 @@ class Pipeline:
             except Exception as exc:
                 # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
                 if last.failure:
-                    return self._dead_letter(
-                        ident.event_id,
-                        ident.event_name,
-                        "error",
-                        f"{type(exc).__name__}: {exc}",
-                        claim.attempts,
-                        body,
-                        source,
-                        received,
-                    )
+                    error = f"{type(exc).__name__}: {exc}"
+                    return self._dead_letter(new.failed("error", error, claim.attempts))
                 self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             return self._done(ident, status, record=not finished)
@@ -333,8 +298,8 @@ class Pipeline:
         if event is None:
             return False
         if in_doubt and self._already_in_brevo(ident, event):
-            self.ledger.record_effect_durably(
-                ident.event_id, "event", event.name, finish="applied", effects=effects
+            record_durably(
+                self.ledger, ident.event_id, "event", event.name, finish="applied", effects=effects
             )
             return True
         try:
@@ -343,12 +308,10 @@ class Pipeline:
             )
         except BrevoTransientError as exc:
             if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                self.ledger.record_effect_durably(
-                    ident.event_id, EVENT_IN_DOUBT, True, effects=effects
-                )
+                record_durably(self.ledger, ident.event_id, EVENT_IN_DOUBT, True, effects=effects)
             raise
-        self.ledger.record_effect_durably(
-            ident.event_id, "event", event.name, finish="applied", effects=effects
+        record_durably(
+            self.ledger, ident.event_id, "event", event.name, finish="applied", effects=effects
         )
         return True
 
@@ -364,7 +327,7 @@ class Pipeline:
         if not claim.interrupted or (after_contact and not effects.get("contact")):
             return False
         # Remember it, in case this attempt fails too.
-        self.ledger.record_effect_durably(claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
+        record_durably(self.ledger, claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
@@ -400,37 +363,19 @@ class Pipeline:
         )
         return Outcome(status, ident.event_name, ident.event_id)
 
-    def _dead_letter(
-        self,
-        event_id: str | None,
-        event_name: str | None,
-        reason: str,
-        error: str,
-        attempts: int,
-        body: str,
-        source: str,
-        received: datetime | None,
-    ) -> Outcome:
-        dl_id = self.ledger.dead_letter(
-            event_id=event_id,
-            event_name=event_name,
-            reason=reason,
-            error=error,
-            attempts=attempts,
-            payload=body,
-            source=source,
-            received_at=received,
-        )
-        metrics.EVENTS_PROCESSED.labels(metrics.event_label(event_name), "dead_lettered").inc()
-        metrics.DEAD_LETTERED.labels(metrics.event_label(event_name), reason).inc()
+    def _dead_letter(self, failure: Failure) -> Outcome:
+        dl_id = self.ledger.dead_letter(failure)
+        label = metrics.event_label(failure.event_name)
+        metrics.EVENTS_PROCESSED.labels(label, "dead_lettered").inc()
+        metrics.DEAD_LETTERED.labels(label, failure.reason).inc()
         log.error(
             "event_dead_lettered",
-            event_id=event_id,
-            event_name=event_name,
+            event_id=failure.event_id,
+            event_name=failure.event_name,
             outcome="dead_lettered",
             duration_ms=_elapsed_ms(),
-            reason=reason,
-            error=error,
+            reason=failure.reason,
+            error=failure.error,
             dead_letter_id=dl_id,
         )
-        return Outcome("dead_lettered", event_name, event_id, error)
+        return Outcome("dead_lettered", failure.event_name, failure.event_id, failure.error)

@@ -12,23 +12,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.ledger.base import (
     DONE,
+    Arrival,
     Claim,
     DeadLetter,
     DeadLetterFilter,
     EventRow,
+    Failure,
     Ledger,
     PushedProjection,
+    record_durably,
 )
 
 __all__ = [
     "DONE",
+    "Arrival",
     "Claim",
     "DeadLetter",
     "DeadLetterFilter",
     "EventRow",
+    "Failure",
     "Ledger",
     "PushedProjection",
     "open_ledger",
+    "record_durably",
 ]
 
 

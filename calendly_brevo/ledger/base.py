@@ -93,6 +93,32 @@ class Arrival:
     source: str
     received_at: datetime | None
 
+    def failed(self, reason: str, error: str, attempts: int) -> Failure:
+        return Failure(
+            self.event_id,
+            self.event_name,
+            reason,
+            error,
+            attempts,
+            self.payload,
+            self.source,
+            self.received_at,
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A dead letter to store: the event (no id or name when it could not be parsed) and why."""
+
+    event_id: str | None
+    event_name: str | None
+    reason: str
+    error: str
+    attempts: int
+    payload: str
+    source: str
+    received_at: datetime | None
+
 
 @dataclass(frozen=True)
 class EventRow:
@@ -148,24 +174,16 @@ class PushedProjection:
 
 
 class Ledger(Protocol):
+    #: The errors of a write that may succeed if repeated (a database restarting).
+    transient_errors: tuple[type[Exception], ...]
+
     # -- claims and effects --------------------------------------------------------------------
     def contact_lock(self, key: str) -> AbstractContextManager[None]:
         """Serialise all work on one contact (key: the email, else the event id)."""
         ...
 
-    def claim(
-        self,
-        *,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-        state: State | None = None,
-    ) -> Claim:
-        """Claim ``event_id`` for processing; call under the contact lock. With
+    def claim(self, new: Arrival, state: State | None = None) -> Claim:
+        """Claim ``new.event_id`` for processing; call under the contact lock. With
         ``state=(record, mark)`` and an email, a claim that is not a duplicate also merges the
         record and mark into the stored state and reads the contact's state back, atomically."""
         ...
@@ -181,19 +199,6 @@ class Ledger(Protocol):
     ) -> None:
         """Record an effect; with ``finish``, also set the final status in the same commit.
         ``effects``: the claim's effects so far (updated in place), saving a read."""
-        ...
-
-    def record_effect_durably(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
-        give_up_after: float = 300.0,
-    ) -> None:
-        """Record an effect Brevo has *already* accepted, waiting out a database outage."""
         ...
 
     def finish(self, event_id: str, status: str, error: str | None = None) -> None: ...
@@ -212,18 +217,7 @@ class Ledger(Protocol):
         ...
 
     # -- dead letters --------------------------------------------------------------------------
-    def dead_letter(
-        self,
-        *,
-        event_id: str | None,
-        event_name: str | None,
-        reason: str,
-        error: str,
-        attempts: int,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-    ) -> int:
+    def dead_letter(self, failure: Failure) -> int:
         """Store a dead letter and mark its event ``dead``; returns its id. An event has at most
         one open dead letter: a later failure updates it with the new cause. The error text is
         scrubbed of input values, emails and phone numbers."""
@@ -257,48 +251,32 @@ class Ledger(Protocol):
     def record_pushed(self, pushed: PushedProjection) -> None: ...
 
 
-class DurableEffects:
-    """:meth:`Ledger.record_effect_durably` for ledgers whose writes can fail transiently.
+def record_durably(
+    ledger: Ledger,
+    event_id: str,
+    effect: str,
+    value: Any = True,
+    *,
+    finish: str | None = None,
+    effects: dict[str, Any] | None = None,
+    give_up_after: float = 300.0,
+) -> None:
+    """Record an effect Brevo has *already* accepted, waiting out a database outage.
 
-    Raising after Brevo accepted a call would retry the event and send its custom event a
-    second time, so the write is repeated (with backoff, for up to ``give_up_after`` seconds)
-    until it lands. ``transient`` names the errors worth waiting out."""
-
-    transient: tuple[type[Exception], ...] = ()
-
-    def record_effect(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
-    ) -> None:
-        raise NotImplementedError
-
-    def record_effect_durably(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
-        give_up_after: float = 300.0,
-    ) -> None:
-        deadline = time.monotonic() + give_up_after
-        wait = 0.2
-        while True:
-            try:
-                self.record_effect(event_id, effect, value, finish=finish, effects=effects)
-                return
-            except self.transient as exc:
-                if time.monotonic() + wait > deadline:
-                    raise
-                log.warning("effect_record_retry", effect=effect, error=type(exc).__name__)
-                time.sleep(wait)
-                wait = min(wait * 2, 5.0)
+    Raising here would retry the event and send its custom event a second time, so the write is
+    repeated (with backoff, for up to ``give_up_after`` seconds) until it lands."""
+    deadline = time.monotonic() + give_up_after
+    wait = 0.2
+    while True:
+        try:
+            ledger.record_effect(event_id, effect, value, finish=finish, effects=effects)
+            return
+        except ledger.transient_errors as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("effect_record_retry", effect=effect, error=type(exc).__name__)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def striped_lock(locks: list[Any], key: str) -> Any:

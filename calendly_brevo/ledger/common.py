@@ -24,7 +24,6 @@ from calendly_brevo.db.models import (
     Tombstone,
 )
 from calendly_brevo.ledger.base import (
-    DurableEffects,
     EventRow,
     PushedProjection,
     aware,
@@ -79,10 +78,10 @@ def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoS
     return records, [mark_of(m) for m in marks]
 
 
-class SqlLedger(SqlDeadLetters, DurableEffects):
+class SqlLedger(SqlDeadLetters):
     """The part of a SQL ledger that is the same on every database (see the module doc)."""
 
-    transient = (OperationalError, InterfaceError)
+    transient_errors: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 
     def __init__(self, engine: Engine, sessions: sessionmaker[Session] | None = None) -> None:
         self.engine = engine

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.db.models import DeadLetter as DeadLetterRow
 from calendly_brevo.db.models import ProcessedEvent
-from calendly_brevo.ledger.base import ERROR_LIMIT, DeadLetter, DeadLetterFilter, aware, now
+from calendly_brevo.ledger.base import (
+    ERROR_LIMIT,
+    DeadLetter,
+    DeadLetterFilter,
+    Failure,
+    aware,
+    now,
+)
 from calendly_brevo.logs import scrub_error
 
 _T = TypeVar("_T")
@@ -58,27 +64,9 @@ def _mark_dead(s: Session, event_id: str, error: str) -> None:
 class SqlDeadLetters:
     sessions: sessionmaker[Session]
 
-    def dead_letter(
-        self,
-        *,
-        event_id: str | None,
-        event_name: str | None,
-        reason: str,
-        error: str,
-        attempts: int,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-    ) -> int:
-        error = scrub_error(error)[:ERROR_LIMIT]
-        fields: dict[str, Any] = {
-            "reason": reason,
-            "error": error,
-            "attempts": attempts,
-            "payload": payload,
-            "source": source,
-            "created_at": now(),
-        }
+    def dead_letter(self, failure: Failure) -> int:
+        error = scrub_error(failure.error)[:ERROR_LIMIT]
+        event_id = failure.event_id
         with self.sessions.begin() as s:
             row = None
             if event_id is not None:
@@ -92,11 +80,13 @@ class SqlDeadLetters:
                 ).first()
             if row is None:
                 row = DeadLetterRow(
-                    event_id=event_id, event_name=event_name, received_at=received_at
+                    event_id=event_id,
+                    event_name=failure.event_name,
+                    received_at=failure.received_at,
                 )
                 s.add(row)
-            for name, value in fields.items():
-                setattr(row, name, value)
+            row.reason, row.error, row.attempts = failure.reason, error, failure.attempts
+            row.payload, row.source, row.created_at = failure.payload, failure.source, now()
             s.flush()
             return int(row.id)
 

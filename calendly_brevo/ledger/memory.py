@@ -14,17 +14,17 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from calendly_brevo.ledger.base import (
     DONE,
     ERROR_LIMIT,
+    Arrival,
     Claim,
     DeadLetter,
     DeadLetterFilter,
-    DurableEffects,
     EventRow,
+    Failure,
     PushedProjection,
     State,
     iter_matching,
@@ -52,7 +52,10 @@ class MemoryTables:
     )
 
 
-class MemoryLedger(DurableEffects):
+class MemoryLedger:
+    #: Nothing here fails transiently.
+    transient_errors: tuple[type[Exception], ...] = ()
+
     def __init__(self, tables: MemoryTables | None = None) -> None:
         self.tables = tables if tables is not None else MemoryTables()
 
@@ -62,18 +65,8 @@ class MemoryLedger(DurableEffects):
             yield
 
     # -- claims and effects ----------------------------------------------------------------------
-    def claim(
-        self,
-        *,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-        state: State | None = None,
-    ) -> Claim:
+    def claim(self, new: Arrival, state: State | None = None) -> Claim:
+        event_id, email = new.event_id, new.email
         t = self.tables
         with t.lock:
             row = t.events.get(event_id)
@@ -81,12 +74,12 @@ class MemoryLedger(DurableEffects):
                 effects = copy.deepcopy(row.effects)
                 return Claim(event_id, duplicate=True, attempts=row.attempts, effects=effects)
             if row is None:
-                row = EventRow(event_id, "new", 0, {}, payload, None, None)
+                row = EventRow(event_id, "new", 0, {}, new.payload, None, None)
             t.events[event_id] = replace(
                 row,
                 status="processing",
                 attempts=row.attempts + 1,
-                payload=row.payload if row.payload is not None else payload,
+                payload=row.payload if row.payload is not None else new.payload,
             )
             claim = Claim(
                 event_id,
@@ -160,42 +153,38 @@ class MemoryLedger(DurableEffects):
             return records, marks
 
     # -- dead letters ----------------------------------------------------------------------------
-    def dead_letter(
-        self,
-        *,
-        event_id: str | None,
-        event_name: str | None,
-        reason: str,
-        error: str,
-        attempts: int,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-    ) -> int:
-        error = scrub_error(error)[:ERROR_LIMIT]
+    def dead_letter(self, failure: Failure) -> int:
+        error = scrub_error(failure.error)[:ERROR_LIMIT]
+        event_id = failure.event_id
         t = self.tables
         with t.lock:
             if event_id is not None and event_id in t.events:
                 t.events[event_id] = replace(t.events[event_id], status="dead", last_error=error)
-            open_ = [
-                d for d in t.dead_letters.values() if d.event_id == event_id and not d.replayed_at
-            ]
-            if event_id is not None and open_:
-                base = open_[-1]
-            else:
-                base = DeadLetter(
-                    next(t.ids), event_id, event_name, "", "", 0, "", "", received_at, now(), None
+            kept = max(
+                (
+                    d
+                    for d in t.dead_letters.values()
+                    if d.event_id == event_id and not d.replayed_at
+                ),
+                key=_id,
+                default=None,
+            )
+            if kept is None or event_id is None:  # without an event id, every failure is new
+                received, name = failure.received_at, failure.event_name
+                kept = DeadLetter(
+                    next(t.ids), event_id, name, "", "", 0, "", "", received, now(), None
                 )
-            t.dead_letters[base.id] = replace(
-                base,
-                reason=reason,
+            row = replace(
+                kept,
+                reason=failure.reason,
                 error=error,
-                attempts=attempts,
-                payload=payload,
-                source=source,
+                attempts=failure.attempts,
+                payload=failure.payload,
+                source=failure.source,
                 created_at=now(),
             )
-            return base.id
+            t.dead_letters[row.id] = row
+            return row.id
 
     def dead_letters(self, f: DeadLetterFilter, limit: int | None = 100) -> list[DeadLetter]:
         with self.tables.lock:

@@ -23,7 +23,6 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -108,19 +107,8 @@ class PostgresLedger(SqlLedger):
         self._run(conn, "COMMIT")
 
     # -- claims ----------------------------------------------------------------------------------
-    def claim(
-        self,
-        *,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-        state: State | None = None,
-    ) -> Claim:
-        new = Arrival(event_id, event_name, invitee_uri, email, payload, source, received_at)
+    def claim(self, new: Arrival, state: State | None = None) -> Claim:
+        email = new.email
         with self._connection() as conn:
             if state is None or not email:
                 return self._claim(conn, new)  # one statement: atomic on its own

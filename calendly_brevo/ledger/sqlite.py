@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -30,19 +29,8 @@ class SqliteLedger(common.SqlLedger):
         with striped_lock(self._locks, key):
             yield
 
-    def claim(
-        self,
-        *,
-        event_id: str,
-        event_name: str,
-        invitee_uri: str | None,
-        email: str | None,
-        payload: str,
-        source: str,
-        received_at: datetime | None,
-        state: State | None = None,
-    ) -> Claim:
-        new = Arrival(event_id, event_name, invitee_uri, email, payload, source, received_at)
+    def claim(self, new: Arrival, state: State | None = None) -> Claim:
+        event_id, email = new.event_id, new.email
         with self.sessions.begin() as s:
             row = s.get(ProcessedEvent, event_id)
             ts = now()
@@ -56,7 +44,7 @@ class SqliteLedger(common.SqlLedger):
             row.status, row.attempts = "processing", row.attempts + 1
             row.claimed_at = row.updated_at = ts
             if row.payload is None:
-                row.payload = payload
+                row.payload = new.payload
             claim = Claim(
                 event_id,
                 duplicate=False,

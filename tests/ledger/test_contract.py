@@ -8,9 +8,19 @@ replay, tombstones and the last pushed projections.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from calendly_brevo.ledger import Claim, DeadLetterFilter, Ledger, PushedProjection
+from calendly_brevo.ledger import (
+    Arrival,
+    Claim,
+    DeadLetterFilter,
+    Failure,
+    Ledger,
+    PushedProjection,
+    record_durably,
+)
 from calendly_brevo.state import InviteeRecord, NoShowMark
 from tests.ledger.conftest import A, B, Opener, mark, record
 
@@ -23,29 +33,14 @@ def claim(
     state: tuple[InviteeRecord | None, NoShowMark | None] | None = None,
     payload: str = '{"n": 1}',
 ) -> Claim:
-    return ledger.claim(
-        event_id=event_id,
-        event_name="invitee.created",
-        invitee_uri="https://api.calendly.com/invitees/1",
-        email=email,
-        payload=payload,
-        source="webhook",
-        received_at=None,
-        state=state,
-    )
+    uri = "https://api.calendly.com/invitees/1"
+    new = Arrival(event_id, "invitee.created", uri, email, payload, "webhook", None)
+    return ledger.claim(new, state)
 
 
-def dead_letter(ledger: Ledger, event_id: str | None, error: str = "Boom", **kw: object) -> int:
-    fields: dict[str, object] = {
-        "event_name": "invitee.created",
-        "reason": "error",
-        "attempts": 1,
-        "payload": "{}",
-        "source": "webhook",
-        "received_at": None,
-    }
-    fields.update(kw)
-    return ledger.dead_letter(event_id=event_id, error=error, **fields)  # type: ignore[arg-type]
+def dead_letter(ledger: Ledger, event_id: str | None, error: str = "Boom", **kw: Any) -> int:
+    failure = Failure(event_id, "invitee.created", "error", error, 1, "{}", "webhook", None)
+    return ledger.dead_letter(replace(failure, **kw))
 
 
 def status(ledger: Ledger, event_id: str = "ev1") -> str | None:
@@ -116,7 +111,7 @@ def test_ignored_is_done_and_dead_is_claimed_again(ledger: Ledger) -> None:
 def test_record_effect_without_the_effects_reads_them_first(ledger: Ledger) -> None:
     claim(ledger)
     ledger.record_effect("ev1", "contact")
-    ledger.record_effect_durably("ev1", "event", "x", finish="applied")
+    record_durably(ledger, "ev1", "event", "x", finish="applied")
     row = ledger.event("ev1")
     assert row is not None and (row.status, row.effects) == (
         "applied",
@@ -183,7 +178,7 @@ def test_an_unfinished_claim_is_processed_again_after_a_restart(opened: Opener) 
 def test_effects_recorded_before_an_outage_are_not_repeated_after_it(opened: Opener) -> None:
     before = opened()
     got = claim(before, state=(record("u1", A), None))
-    before.record_effect_durably("ev1", "contact", effects=got.effects)
+    record_durably(before, "ev1", "contact", effects=got.effects)
     # The outage: the worker loses its database and comes back on a new connection.
     after = opened()
     resumed = claim(after, state=(record("u1", A), None))
@@ -192,7 +187,7 @@ def test_effects_recorded_before_an_outage_are_not_repeated_after_it(opened: Ope
         True,
         {"contact": True},
     )
-    after.record_effect_durably("ev1", "event", "x", finish="applied", effects=resumed.effects)
+    record_durably(after, "ev1", "event", "x", finish="applied", effects=resumed.effects)
     dup = claim(opened())
     assert dup.duplicate and dup.effects == {"contact": True, "event": "x"}
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from calendly_brevo.db.engine import make_engine
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.db.models import ProcessedEvent, Tombstone
-from calendly_brevo.ledger.base import lock_key, now
+from calendly_brevo.ledger.base import lock_key, now, record_durably
 from calendly_brevo.ledger.common import SqlLedger
 from calendly_brevo.ledger.postgres import PostgresLedger
 from calendly_brevo.state import InviteeRecord
@@ -153,8 +153,8 @@ def test_a_lock_connection_that_dies_leaves_the_effect_recorded(
         got = claim(ledger, state=(record("u1", A), None))
         with psycopg.connect(PG_BASE, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (_backend_pid(ledger),))
-        ledger.record_effect_durably(
-            "ev1", "event", "x", finish="applied", effects=got.effects, give_up_after=10
+        record_durably(
+            ledger, "ev1", "event", "x", finish="applied", effects=got.effects, give_up_after=10
         )
     assert status(ledger) == "applied"
     assert not _lock_taken_elsewhere(A)

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from calendly_brevo.db.models import DeadLetter, Invitee
-from calendly_brevo.ledger import Ledger
+from calendly_brevo.ledger import Failure, Ledger
 from calendly_brevo.lifecycle import forget
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
@@ -16,14 +16,16 @@ from tests.worker.test_pipeline import make_pipeline
 
 def _dead_letter(ledger: Ledger, email: str) -> None:
     ledger.dead_letter(
-        event_id=None,
-        event_name="invitee.created",
-        reason="unmappable",
-        error="bad shape",
-        attempts=1,
-        payload=json.dumps({"event": "invitee.created", "payload": {"email": email}}),
-        source="webhook",
-        received_at=None,
+        Failure(
+            event_id=None,
+            event_name="invitee.created",
+            reason="unmappable",
+            error="bad shape",
+            attempts=1,
+            payload=json.dumps({"event": "invitee.created", "payload": {"email": email}}),
+            source="webhook",
+            received_at=None,
+        )
     )
 
 

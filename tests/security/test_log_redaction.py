@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
-from calendly_brevo.ledger import DeadLetterFilter, open_ledger
+from calendly_brevo.ledger import DeadLetterFilter, Failure, open_ledger
 from calendly_brevo.logs import Redactor, mask_email
 
 
@@ -61,14 +61,16 @@ def test_a_dead_letter_error_does_not_carry_the_raw_input_values(tmp_path: Path)
     upgrade(engine)
     ledger = open_ledger(engine, make_sessionmaker(engine))
     ledger.dead_letter(
-        event_id=None,
-        event_name="invitee.created",
-        reason="unmappable",
-        error=f"{err.value}; phone +31 6 1234 5678 for jan@bücher.de",
-        attempts=1,
-        payload="{}",
-        source="webhook",
-        received_at=None,
+        Failure(
+            event_id=None,
+            event_name="invitee.created",
+            reason="unmappable",
+            error=f"{err.value}; phone +31 6 1234 5678 for jan@bücher.de",
+            attempts=1,
+            payload="{}",
+            source="webhook",
+            received_at=None,
+        )
     )
     (dl,) = ledger.dead_letters(DeadLetterFilter())
     engine.dispose()

@@ -83,7 +83,7 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
 
     from calendly_brevo.commands.dlq import replay
     from calendly_brevo.db.models import DeadLetter, ProcessedEvent
-    from calendly_brevo.ledger import DeadLetterFilter
+    from calendly_brevo.ledger import DeadLetterFilter, Failure
 
     _pipeline, _brevo, services = make_pipeline(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(days=90)
@@ -102,14 +102,16 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
                 )
             )
     services.ledger.dead_letter(
-        event_id="ev-dead",
-        event_name="invitee.created",
-        reason="brevo_rejected",
-        error="400",
-        attempts=1,
-        payload=body,
-        source="webhook",
-        received_at=None,
+        Failure(
+            event_id="ev-dead",
+            event_name="invitee.created",
+            reason="brevo_rejected",
+            error="400",
+            attempts=1,
+            payload=body,
+            source="webhook",
+            received_at=None,
+        )
     )
     with services.sessions.begin() as s:
         s.query(DeadLetter).update({"created_at": long_ago})

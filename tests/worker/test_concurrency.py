@@ -78,16 +78,19 @@ def test_an_unfinished_claim_is_processed_again(tmp_path: Path, postgres_url: st
     pipeline, brevo, services = make_pipeline(tmp_path, postgres_url)
     env = payloads.invitee_created(email="dead@example.com")
     from calendly_brevo.events import identify, parse_envelope
+    from calendly_brevo.ledger import Arrival
 
     ident = identify(parse_envelope(payloads.body(env)))
     pipeline.ledger.claim(
-        event_id=ident.event_id,
-        event_name=ident.event_name,
-        invitee_uri=ident.invitee_uri,
-        email=ident.email,
-        payload="{}",
-        source="webhook",
-        received_at=None,
+        Arrival(
+            event_id=ident.event_id,
+            event_name=ident.event_name,
+            invitee_uri=ident.invitee_uri,
+            email=ident.email,
+            payload="{}",
+            source="webhook",
+            received_at=None,
+        )
     )
     row = pipeline.ledger.event(ident.event_id)
     assert row is not None and row.status == "processing"

@@ -149,17 +149,17 @@ def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
     """A worker SIGKILLed after Brevo took the event: the claim stays ``processing``."""
     pipeline, brevo = pipe
     env = payloads.invitee_created()
-    real_record = pipeline.ledger.record_effect_durably
+    real_record = pipeline.ledger.record_effect
 
     def die_after_brevo_took_it(*args: Any, **kwargs: Any) -> None:
         if args[1] == "event":
             raise SystemExit("killed")  # nothing after this line runs, like SIGKILL
         real_record(*args, **kwargs)
 
-    pipeline.ledger.record_effect_durably = die_after_brevo_took_it  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = die_after_brevo_took_it  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         send(pipeline, env)
-    pipeline.ledger.record_effect_durably = real_record  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = real_record  # type: ignore[method-assign]
     assert len(brevo.events) == 1
     assert send(pipeline, env, attempt=1) == "applied"  # a redelivery starts at attempt 1
     assert len(brevo.events) == 1 and len(brevo.lookups) == 1
