@@ -36,7 +36,7 @@ from calendly_brevo.events import (
     identify,
     parse_envelope,
 )
-from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, record_durably
+from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State, record_durably
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
@@ -47,7 +47,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
-from calendly_brevo.state import InviteeRecord, NoShowMark, mark_from_event, record_from_event
+from calendly_brevo.state import mark_from_event, record_from_event
 
 log = get_logger("calendly_brevo.worker")
 
@@ -175,10 +175,13 @@ class Pipeline:
     def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
-            claim = self.ledger.claim(new, self._state_of(env, ident))
+            state = self._state_of(env, ident)
+            claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
+                if isinstance(state, UnmappableEvent):
+                    raise state
                 status, finished = self._apply(env, ident, claim)
             except PermanentError as exc:
                 return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
@@ -205,21 +208,20 @@ class Pipeline:
                 raise
             return self._done(ident, status, record=not finished)
 
-    def _state_of(
-        self, env: Envelope, ident: EventIdentity
-    ) -> tuple[InviteeRecord | None, NoShowMark | None] | None:
+    def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
         """The record and mark this event adds to the contact's state, if it adds any.
 
-        Computed before the claim so the claim's transaction can store them; a payload that
-        cannot be mapped gives ``None`` here and is dead-lettered by :meth:`_apply`."""
+        Computed before the claim so the claim's transaction stores them. A payload that cannot
+        be mapped gives its error, raised after the claim: the event is dead-lettered as
+        ``unmappable`` and nothing of it is stored."""
         if ident.event_name not in INVITEE_EVENTS or not ident.email:
             return None
         if not any(effects_enabled(ident.event_name, self.settings)):
             return None
         try:
             return record_from_event(env), mark_from_event(env)
-        except UnmappableEvent:
-            return None
+        except UnmappableEvent as exc:
+            return exc
 
     def _apply(self, env: Envelope, ident: EventIdentity, claim: Claim) -> tuple[str, bool]:
         """Do the event's Brevo effects. Returns the status and whether it is already stored."""
@@ -246,17 +248,10 @@ class Pipeline:
         email = ident.email
         if not email:
             raise UnmappableEvent("invitee has no email")
-        if claim.records is not None and claim.marks is not None:
-            record, records, marks = claim.record, claim.records, claim.marks
-        else:  # the state could not be computed before the claim: do it step by step
-            record = record_from_event(env)
-            if record is not None:
-                record = self.ledger.save_invitee(record)
-            mark = mark_from_event(env)
-            if mark is not None:
-                self.ledger.save_mark(mark)
-            records, marks = self.ledger.contact_state(email)
-        projection = project_contact(email, records, marks, settings)
+        if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
+            raise RuntimeError("an invitee event was claimed without its state")
+        record = claim.record
+        projection = project_contact(email, claim.records, claim.marks, settings)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)

@@ -20,6 +20,7 @@ from calendly_brevo.ledger.base import (
     Failure,
     Ledger,
     PushedProjection,
+    State,
     record_durably,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "Failure",
     "Ledger",
     "PushedProjection",
+    "State",
     "open_ledger",
     "record_durably",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,12 +206,6 @@ class Ledger(Protocol):
     def event(self, event_id: str) -> EventRow | None: ...
 
     # -- invitee state -------------------------------------------------------------------------
-    def save_invitee(self, record: InviteeRecord) -> InviteeRecord:
-        """Merge ``record`` into the stored one; returns the merged record."""
-        ...
-
-    def save_mark(self, mark: NoShowMark) -> NoShowMark: ...
-
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
         """Every invitee record of ``email`` and every no-show mark of those invitees."""
         ...
@@ -282,20 +276,3 @@ def record_durably(
 def striped_lock(locks: list[Any], key: str) -> Any:
     """One of ``locks`` for ``key``: the process-local contact lock."""
     return locks[lock_key(key) % len(locks)]
-
-
-def iter_matching(rows: Iterable[DeadLetter], f: DeadLetterFilter) -> Iterator[DeadLetter]:
-    """``f`` applied in Python (the in-memory ledger; SQL ledgers translate it to a query)."""
-    needle = f.error.lower() if f.error else None
-    for row in rows:
-        if f.ids and row.id not in f.ids:
-            continue
-        if f.event and row.event_name != f.event:
-            continue
-        if needle and needle not in row.reason.lower() and needle not in row.error.lower():
-            continue
-        if f.since and row.created_at < f.since:
-            continue
-        if not f.include_replayed and not f.ids and row.replayed_at is not None:
-            continue
-        yield row

@@ -1,6 +1,6 @@
 """What the Postgres and SQLite ledgers share: the ORM paths off the hot path.
 
-Invitee state outside a claim, event rows, tombstones and pushed projections, written once
+Reading a contact's invitee state, event rows, tombstones and pushed projections, written once
 through SQLAlchemy's ORM for both databases. Nothing here branches on the dialect: row locks
 (``with_for_update``) are Postgres's and SQLite ignores them (its writes are serialised by the
 database lock anyway). Dead letters are in :mod:`.common_deadletters`.
@@ -31,7 +31,7 @@ from calendly_brevo.ledger.base import (
     tombstone_key,
 )
 from calendly_brevo.ledger.common_deadletters import SqlDeadLetters
-from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
+from calendly_brevo.state import InviteeRecord, NoShowMark
 
 
 def mark_of(row: Any) -> NoShowMark:
@@ -42,30 +42,6 @@ def mark_of(row: Any) -> NoShowMark:
         deleted=row.deleted,
         marked_at=row.marked_at,
     )
-
-
-def save_invitee(s: Session, record: InviteeRecord) -> InviteeRecord:
-    row = s.get(Invitee, record.invitee_uri, with_for_update=True)
-    existing = InviteeRecord.from_dict(row.data) if row is not None else None
-    merged = merge_invitee(existing, record)
-    if row is None:
-        row = Invitee(invitee_uri=merged.invitee_uri)
-        s.add(row)
-    row.email, row.status, row.data = merged.email, merged.status, merged.to_dict()
-    row.updated_at = now()
-    return merged
-
-
-def save_mark(s: Session, mark: NoShowMark) -> NoShowMark:
-    key = "#".join(mark.key)
-    row = s.get(NoShow, key, with_for_update=True)
-    merged = merge_no_show(mark_of(row) if row is not None else None, mark)
-    if row is None:
-        row = NoShow(mark_key=key, no_show_uri=merged.no_show_uri, invitee_uri=merged.invitee_uri)
-        s.add(row)
-    row.created, row.deleted, row.marked_at = merged.created, merged.deleted, merged.marked_at
-    row.updated_at = now()
-    return merged
 
 
 def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
@@ -104,14 +80,6 @@ class SqlLedger(SqlDeadLetters):
             )
 
     # -- invitee state ---------------------------------------------------------------------------
-    def save_invitee(self, record: InviteeRecord) -> InviteeRecord:
-        with self.sessions.begin() as s:
-            return save_invitee(s, record)
-
-    def save_mark(self, mark: NoShowMark) -> NoShowMark:
-        with self.sessions.begin() as s:
-            return save_mark(s, mark)
-
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
         with self.sessions() as s:
             return contact_state(s, email)

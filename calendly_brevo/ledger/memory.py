@@ -27,7 +27,6 @@ from calendly_brevo.ledger.base import (
     Failure,
     PushedProjection,
     State,
-    iter_matching,
     now,
     striped_lock,
     tombstone_key,
@@ -91,9 +90,9 @@ class MemoryLedger:
             if state is not None and email:
                 record, mark = state
                 if record is not None:
-                    claim.record = self.save_invitee(record)
+                    claim.record = self._save_invitee(record)
                 if mark is not None:
-                    self.save_mark(mark)
+                    self._save_mark(mark)
                 claim.records, claim.marks = self.contact_state(email)
             return claim
 
@@ -133,13 +132,13 @@ class MemoryLedger:
             return copy.deepcopy(row)
 
     # -- invitee state ---------------------------------------------------------------------------
-    def save_invitee(self, record: InviteeRecord) -> InviteeRecord:
+    def _save_invitee(self, record: InviteeRecord) -> InviteeRecord:
         with self.tables.lock:
             merged = merge_invitee(self.tables.invitees.get(record.invitee_uri), record)
             self.tables.invitees[merged.invitee_uri] = merged
             return merged
 
-    def save_mark(self, mark: NoShowMark) -> NoShowMark:
+    def _save_mark(self, mark: NoShowMark) -> NoShowMark:
         with self.tables.lock:
             merged = merge_no_show(self.tables.marks.get(mark.key), mark)
             self.tables.marks[mark.key] = merged
@@ -235,3 +234,20 @@ class MemoryLedger:
 
 def _id(row: DeadLetter) -> int:
     return row.id
+
+
+def iter_matching(rows: Iterable[DeadLetter], f: DeadLetterFilter) -> Iterator[DeadLetter]:
+    """``f`` applied in Python (the in-memory ledger; SQL ledgers translate it to a query)."""
+    needle = f.error.lower() if f.error else None
+    for row in rows:
+        if f.ids and row.id not in f.ids:
+            continue
+        if f.event and row.event_name != f.event:
+            continue
+        if needle and needle not in row.reason.lower() and needle not in row.error.lower():
+            continue
+        if f.since and row.created_at < f.since:
+            continue
+        if not f.include_replayed and not f.ids and row.replayed_at is not None:
+            continue
+        yield row

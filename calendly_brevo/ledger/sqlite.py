@@ -13,10 +13,36 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from calendly_brevo.db.models import ProcessedEvent
+from calendly_brevo.db.models import Invitee, NoShow, ProcessedEvent
 from calendly_brevo.ledger import common
 from calendly_brevo.ledger.base import DONE, Arrival, Claim, State, now, striped_lock
+from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
+
+
+def _save_invitee(s: Session, record: InviteeRecord) -> InviteeRecord:
+    row = s.get(Invitee, record.invitee_uri)
+    existing = InviteeRecord.from_dict(row.data) if row is not None else None
+    merged = merge_invitee(existing, record)
+    if row is None:
+        row = Invitee(invitee_uri=merged.invitee_uri)
+        s.add(row)
+    row.email, row.status, row.data = merged.email, merged.status, merged.to_dict()
+    row.updated_at = now()
+    return merged
+
+
+def _save_mark(s: Session, mark: NoShowMark) -> NoShowMark:
+    key = "#".join(mark.key)
+    row = s.get(NoShow, key)
+    merged = merge_no_show(common.mark_of(row) if row is not None else None, mark)
+    if row is None:
+        row = NoShow(mark_key=key, no_show_uri=merged.no_show_uri, invitee_uri=merged.invitee_uri)
+        s.add(row)
+    row.created, row.deleted, row.marked_at = merged.created, merged.deleted, merged.marked_at
+    row.updated_at = now()
+    return merged
 
 
 class SqliteLedger(common.SqlLedger):
@@ -55,9 +81,9 @@ class SqliteLedger(common.SqlLedger):
             if state is not None and email:
                 record, mark = state
                 if record is not None:
-                    claim.record = common.save_invitee(s, record)
+                    claim.record = _save_invitee(s, record)
                 if mark is not None:
-                    common.save_mark(s, mark)
+                    _save_mark(s, mark)
                 s.flush()
                 claim.records, claim.marks = common.contact_state(s, email)
             return claim

@@ -263,15 +263,6 @@ def test_state_is_only_merged_with_an_email(ledger: Ledger) -> None:
     assert ledger.contact_state(A) == ([], [])
 
 
-def test_state_saved_outside_a_claim_merges_the_same_way(ledger: Ledger) -> None:
-    assert ledger.save_invitee(record("u1", A, 2, name="New")).name == "New"
-    assert ledger.save_invitee(record("u1", A, 1, name="Old", timezone="UTC")).name == "New"
-    first = ledger.save_mark(mark("u1", "ns1", created=True))
-    assert ledger.save_mark(mark("u1", "ns1", 2, deleted=True)) != first
-    [rec], [mk] = ledger.contact_state(A)
-    assert (rec.name, rec.timezone, mk.created, mk.deleted) == ("New", "UTC", True, True)
-
-
 # -- dead letters ----------------------------------------------------------------------------------
 def test_an_event_has_one_open_dead_letter_until_it_is_replayed(ledger: Ledger) -> None:
     claim(ledger, "ev1")
