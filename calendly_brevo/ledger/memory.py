@@ -1,15 +1,17 @@
 """The in-memory ledger: the pipeline's rules and tests, with no database.
 
 It keeps the contract of the SQL ledgers (``tests/ledger/test_contract.py`` runs the same
-suite on it). Its tables live in a :class:`MemoryTables` that a second ledger can be opened
-over, the way a process reconnects to its database after an outage. Nothing survives the
-process: it is not a storage for a running connector.
+suite on it), and stores records and effects as the JSON the SQL ledgers store, so a value
+that could not be stored there fails here too. Its tables live in a :class:`MemoryTables`
+that a second ledger can be opened over, the way a process reconnects to its database after
+an outage. Nothing survives the process: it is not a storage for a running connector.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -112,7 +114,7 @@ class MemoryLedger:
             effects[effect] = value
             if row is None:
                 return
-            row = replace(row, effects=copy.deepcopy(effects))
+            row = replace(row, effects=_as_stored(effects))
             if finish is not None:
                 row = replace(row, status=finish, last_error=None)
             self._put(row, done=finish in DONE)
@@ -135,7 +137,9 @@ class MemoryLedger:
     def _save_invitee(self, record: InviteeRecord) -> InviteeRecord:
         with self.tables.lock:
             merged = merge_invitee(self.tables.invitees.get(record.invitee_uri), record)
-            self.tables.invitees[merged.invitee_uri] = merged
+            self.tables.invitees[merged.invitee_uri] = InviteeRecord.from_dict(
+                _as_stored(merged.to_dict())
+            )
             return merged
 
     def _save_mark(self, mark: NoShowMark) -> NoShowMark:
@@ -251,3 +255,8 @@ def iter_matching(rows: Iterable[DeadLetter], f: DeadLetterFilter) -> Iterator[D
         if not f.include_replayed and not f.ids and row.replayed_at is not None:
             continue
         yield row
+
+
+def _as_stored(value: Any) -> Any:
+    """``value`` as it comes back from a JSON column."""
+    return json.loads(json.dumps(value))
