@@ -231,7 +231,9 @@ class Ledger(Protocol):
 
     # -- tombstones ----------------------------------------------------------------------------
     def add_tombstone(self, email: str, invitee_uris: Iterable[str]) -> None:
-        """Remember that this person was forgotten: only hashes are stored."""
+        """Remember that this person (``email`` normalised as the worker keys contacts) was
+        forgotten. Only SHA-256 hashes are stored, unsalted so that any process can look them
+        up: whoever holds the database and guesses an address can confirm it was forgotten."""
         ...
 
     def is_tombstoned(self, *, email: str | None = None, invitee_uri: str | None = None) -> bool:
