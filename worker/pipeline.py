@@ -269,7 +269,8 @@ class Pipeline:
             list_ids=projection.list_ids,
             unlink_list_ids=projection.unlink_list_ids,
         )
-        self.ledger.record_effect(event_id, "contact", effects=effects)
+        effects["contact"] = True
+        self.ledger.record_effect(event_id, effects)
 
     def _send_event(
         self,
@@ -293,9 +294,8 @@ class Pipeline:
         if event is None:
             return False
         if in_doubt and self._already_in_brevo(ident, event):
-            record_durably(
-                self.ledger, ident.event_id, "event", event.name, finish="applied", effects=effects
-            )
+            effects["event"] = event.name
+            record_durably(self.ledger, ident.event_id, effects, finish="applied")
             return True
         try:
             self.brevo.create_event(
@@ -303,11 +303,11 @@ class Pipeline:
             )
         except BrevoTransientError as exc:
             if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                record_durably(self.ledger, ident.event_id, EVENT_IN_DOUBT, True, effects=effects)
+                effects[EVENT_IN_DOUBT] = True
+                record_durably(self.ledger, ident.event_id, effects)
             raise
-        record_durably(
-            self.ledger, ident.event_id, "event", event.name, finish="applied", effects=effects
-        )
+        effects["event"] = event.name
+        record_durably(self.ledger, ident.event_id, effects, finish="applied")
         return True
 
     def _in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
@@ -322,7 +322,8 @@ class Pipeline:
         if not claim.interrupted or (after_contact and not effects.get("contact")):
             return False
         # Remember it, in case this attempt fails too.
-        record_durably(self.ledger, claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
+        effects[EVENT_IN_DOUBT] = True
+        record_durably(self.ledger, claim.event_id, effects)
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:

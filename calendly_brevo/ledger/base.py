@@ -189,16 +189,11 @@ class Ledger(Protocol):
         ...
 
     def record_effect(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
+        self, event_id: str, effects: dict[str, Any], finish: str | None = None
     ) -> None:
-        """Record an effect; with ``finish``, also set the final status in the same commit.
-        ``effects``: the claim's effects so far (updated in place), saving a read."""
+        """Store the event's ``effects`` (the claim's, with the new one added: the caller holds
+        the contact lock, so nobody else writes them); with ``finish``, also the final status,
+        in the same commit."""
         ...
 
     def finish(self, event_id: str, status: str, error: str | None = None) -> None: ...
@@ -250,11 +245,9 @@ class Ledger(Protocol):
 def record_durably(
     ledger: Ledger,
     event_id: str,
-    effect: str,
-    value: Any = True,
-    *,
+    effects: dict[str, Any],
     finish: str | None = None,
-    effects: dict[str, Any] | None = None,
+    *,
     give_up_after: float = 300.0,
 ) -> None:
     """Record an effect Brevo has *already* accepted, waiting out a database outage.
@@ -265,12 +258,12 @@ def record_durably(
     wait = 0.2
     while True:
         try:
-            ledger.record_effect(event_id, effect, value, finish=finish, effects=effects)
+            ledger.record_effect(event_id, effects, finish)
             return
         except ledger.transient_errors as exc:
             if time.monotonic() + wait > deadline:
                 raise
-            log.warning("effect_record_retry", effect=effect, error=type(exc).__name__)
+            log.warning("effect_record_retry", effects=sorted(effects), error=type(exc).__name__)
             time.sleep(wait)
             wait = min(wait * 2, 5.0)
 

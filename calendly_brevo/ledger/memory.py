@@ -99,19 +99,10 @@ class MemoryLedger:
             return claim
 
     def record_effect(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
+        self, event_id: str, effects: dict[str, Any], finish: str | None = None
     ) -> None:
         with self.tables.lock:
             row = self.tables.events.get(event_id)
-            if effects is None:
-                effects = copy.deepcopy(row.effects) if row is not None else {}
-            effects[effect] = value
             if row is None:
                 return
             row = replace(row, effects=_as_stored(effects))

@@ -195,21 +195,10 @@ class PostgresLedger(SqlLedger):
 
     # -- effects and outcomes --------------------------------------------------------------------
     def record_effect(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
+        self, event_id: str, effects: dict[str, Any], finish: str | None = None
     ) -> None:
-        """The caller holds the contact lock and passes the claim's effects, so nobody else
-        writes this row and one UPDATE does (no read first)."""
+        """One UPDATE, no read first (see :meth:`Ledger.record_effect`)."""
         with self._connection() as conn:
-            if effects is None:
-                found = self._run(conn, sql.PG_EFFECTS, {"event_id": event_id}).fetchone()
-                effects = dict(found[0] or {}) if found else {}
-            effects[effect] = value
             statement = sql.PG_RECORD_EFFECT[None if finish is None else finish in DONE]
             params = {"effects": json.dumps(effects), "ts": now(), "status": finish}
             self._run(conn, statement, params | {"error": None, "event_id": event_id})

@@ -105,5 +105,4 @@ WHERE event_id = %(event_id)s
 """,
 }
 
-PG_EFFECTS = "SELECT effects FROM processed_events WHERE event_id = %(event_id)s"
 PG_ATTEMPTS_EFFECTS = "SELECT attempts, effects FROM processed_events WHERE event_id = %(event_id)s"

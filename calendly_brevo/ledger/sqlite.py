@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from calendly_brevo.db.models import Invitee, NoShow, ProcessedEvent
@@ -89,21 +89,8 @@ class SqliteLedger(common.SqlLedger):
             return claim
 
     def record_effect(
-        self,
-        event_id: str,
-        effect: str,
-        value: Any = True,
-        *,
-        finish: str | None = None,
-        effects: dict[str, Any] | None = None,
+        self, event_id: str, effects: dict[str, Any], finish: str | None = None
     ) -> None:
-        if effects is None:
-            with self.sessions() as s:
-                found = s.scalar(
-                    select(ProcessedEvent.effects).where(ProcessedEvent.event_id == event_id)
-                )
-            effects = dict(found or {})
-        effects[effect] = value
         values: dict[str, Any] = {"effects": dict(effects)}
         if finish is not None:
             values |= {"status": finish, "last_error": None}

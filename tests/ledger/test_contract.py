@@ -63,7 +63,7 @@ def test_every_claim_counts_an_attempt_and_done_means_duplicate(ledger: Ledger) 
     again = claim(ledger)  # left "processing": the worker before died
     assert (again.duplicate, again.attempts, again.interrupted) == (False, 2, True)
 
-    ledger.record_effect("ev1", "contact", effects=again.effects)
+    ledger.record_effect("ev1", {**again.effects, "contact": True})
     ledger.finish("ev1", "failed", "Boom: no")
     row = ledger.event("ev1")
     assert row is not None and (row.status, row.last_error) == ("failed", "Boom: no")
@@ -75,7 +75,7 @@ def test_every_claim_counts_an_attempt_and_done_means_duplicate(ledger: Ledger) 
         {"contact": True},
         False,
     )
-    ledger.record_effect("ev1", "event", "calendly_invitee_created", finish="applied", effects={})
+    ledger.record_effect("ev1", {"event": "calendly_invitee_created"}, "applied")
     done = ledger.event("ev1")
     assert done is not None
     assert (done.status, done.last_error, done.attempts) == ("applied", None, 3)
@@ -108,10 +108,12 @@ def test_ignored_is_done_and_dead_is_claimed_again(ledger: Ledger) -> None:
     assert row is not None and row.payload == '{"n": 1}'  # the first payload is kept
 
 
-def test_record_effect_without_the_effects_reads_them_first(ledger: Ledger) -> None:
-    claim(ledger)
-    ledger.record_effect("ev1", "contact")
-    record_durably(ledger, "ev1", "event", "x", finish="applied")
+def test_effects_are_stored_as_given_and_finish_in_the_same_write(ledger: Ledger) -> None:
+    got = claim(ledger)
+    ledger.record_effect("ev1", {**got.effects, "contact": True})
+    row = ledger.event("ev1")
+    assert row is not None and (row.status, row.effects) == ("processing", {"contact": True})
+    record_durably(ledger, "ev1", {"contact": True, "event": "x"}, "applied")
     row = ledger.event("ev1")
     assert row is not None and (row.status, row.effects) == (
         "applied",
@@ -131,8 +133,8 @@ def test_racing_claims_apply_once(ledger: Ledger) -> None:
         with ledger.contact_lock(A):
             got = claim(ledger, "race", state=(record("u1", A), None))
             if not got.duplicate:
-                ledger.record_effect("race", "contact", effects=got.effects)
-                ledger.record_effect("race", "event", "x", finish="applied", effects=got.effects)
+                ledger.record_effect("race", {"contact": True})
+                ledger.record_effect("race", {"contact": True, "event": "x"}, "applied")
         outcomes.append("duplicate" if got.duplicate else "applied")
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
@@ -156,7 +158,7 @@ def test_the_contact_lock_serialises_one_contact(ledger: Ledger) -> None:
                 inside["now"] += 1
                 inside["max"] = max(inside["max"], inside["now"])
             got = claim(ledger, f"t{i}", state=(record(f"u{i}", A), None))
-            ledger.record_effect(f"t{i}", "event", "x", finish="applied", effects=got.effects)
+            ledger.record_effect(f"t{i}", {**got.effects, "event": "x"}, "applied")
             with guard:
                 inside["now"] -= 1
 
@@ -178,7 +180,7 @@ def test_an_unfinished_claim_is_processed_again_after_a_restart(opened: Opener) 
 def test_effects_recorded_before_an_outage_are_not_repeated_after_it(opened: Opener) -> None:
     before = opened()
     got = claim(before, state=(record("u1", A), None))
-    record_durably(before, "ev1", "contact", effects=got.effects)
+    record_durably(before, "ev1", {**got.effects, "contact": True})
     # The outage: the worker loses its database and comes back on a new connection.
     after = opened()
     resumed = claim(after, state=(record("u1", A), None))
@@ -187,7 +189,7 @@ def test_effects_recorded_before_an_outage_are_not_repeated_after_it(opened: Ope
         True,
         {"contact": True},
     )
-    record_durably(after, "ev1", "event", "x", finish="applied", effects=resumed.effects)
+    record_durably(after, "ev1", {**resumed.effects, "event": "x"}, "applied")
     dup = claim(opened())
     assert dup.duplicate and dup.effects == {"contact": True, "event": "x"}
 

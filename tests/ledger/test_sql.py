@@ -106,7 +106,7 @@ def test_work_under_the_lock_runs_on_the_lock_connection(pg_ledger: PostgresLedg
         assert _lock_taken_elsewhere(A)
         pid = _backend_pid(ledger)
         got = claim(ledger, state=(record("u1", A), None))
-        ledger.record_effect("ev1", "event", "x", finish="applied", effects=got.effects)
+        ledger.record_effect("ev1", {**got.effects, "event": "x"}, "applied")
         assert _backend_pid(ledger) == pid
         with ledger.contact_lock(B):  # a nested lock has a connection of its own
             assert _backend_pid(ledger) != pid
@@ -128,7 +128,7 @@ def test_racing_ledgers_of_separate_pools_apply_once(postgres_url: str) -> None:
         with ledger.contact_lock(A):
             got = claim(ledger, "race")
             if not got.duplicate:
-                ledger.record_effect("race", "event", "x", finish="applied", effects=got.effects)
+                ledger.record_effect("race", {"event": "x"}, "applied")
         outcomes.append(got.duplicate)
 
     threads = [threading.Thread(target=deliver, args=(PostgresLedger(e),)) for e in engines]
@@ -153,9 +153,8 @@ def test_a_lock_connection_that_dies_leaves_the_effect_recorded(
         got = claim(ledger, state=(record("u1", A), None))
         with psycopg.connect(PG_BASE, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (_backend_pid(ledger),))
-        record_durably(
-            ledger, "ev1", "event", "x", finish="applied", effects=got.effects, give_up_after=10
-        )
+        effects = {**got.effects, "event": "x"}
+        record_durably(ledger, "ev1", effects, "applied", give_up_after=10)
     assert status(ledger) == "applied"
     assert not _lock_taken_elsewhere(A)
 
