@@ -134,16 +134,10 @@ class EventRow:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(Failure):
+    """A stored failure: its id, when it was (last) stored, and when it was replayed."""
+
     id: int
-    event_id: str | None
-    event_name: str | None
-    reason: str
-    error: str
-    attempts: int
-    payload: str
-    source: str
-    received_at: datetime | None
     created_at: datetime
     replayed_at: datetime | None
 

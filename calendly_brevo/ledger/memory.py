@@ -164,9 +164,8 @@ class MemoryLedger:
                 default=None,
             )
             if kept is None or event_id is None:  # without an event id, every failure is new
-                received, name = failure.received_at, failure.event_name
                 kept = DeadLetter(
-                    next(t.ids), event_id, name, "", "", 0, "", "", received, now(), None
+                    **vars(failure), id=next(t.ids), created_at=now(), replayed_at=None
                 )
             row = replace(
                 kept,
