@@ -322,7 +322,7 @@ def reconcile(window_text: str, scope: str) -> None:
             stats = run_reconcile(
                 client,
                 obj.enqueuer,
-                obj.sessions,
+                obj.ledger,
                 window=window,
                 created_by=created_by,
                 organization=org,

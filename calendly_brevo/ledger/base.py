@@ -37,6 +37,8 @@ from calendly_brevo.state import InviteeRecord, NoShowMark
 
 #: Claim statuses that mean "already processed": a claim of the same event id is a duplicate.
 DONE = frozenset({"applied", "ignored"})
+#: Done, or dead-lettered: a reconcile does not enqueue these again (``dlq replay`` does).
+SETTLED = DONE | {"dead"}
 #: Dead-letter error texts are cut to this length.
 ERROR_LIMIT = 4000
 
@@ -193,6 +195,10 @@ class Ledger(Protocol):
     def finish(self, event_id: str, status: str, error: str | None = None) -> None: ...
 
     def event(self, event_id: str) -> EventRow | None: ...
+
+    def settled(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of ``event_ids`` whose claim is :data:`SETTLED`."""
+        ...
 
     # -- invitee state -------------------------------------------------------------------------
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:

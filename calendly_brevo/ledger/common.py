@@ -24,6 +24,7 @@ from calendly_brevo.db.models import (
     Tombstone,
 )
 from calendly_brevo.ledger.base import (
+    SETTLED,
     EventRow,
     PushedProjection,
     aware,
@@ -78,6 +79,18 @@ class SqlLedger(SqlDeadLetters):
                 last_error=row.last_error,
                 applied_at=aware(row.applied_at),
             )
+
+    def settled(self, event_ids: Iterable[str]) -> set[str]:
+        wanted = list(set(event_ids))
+        found: set[str] = set()
+        with self.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                query = select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.event_id.in_(wanted[i : i + 500]),
+                    ProcessedEvent.status.in_(SETTLED),
+                )
+                found.update(s.scalars(query))
+        return found
 
     # -- invitee state ---------------------------------------------------------------------------
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:

@@ -21,6 +21,7 @@ from typing import Any
 from calendly_brevo.ledger.base import (
     DONE,
     ERROR_LIMIT,
+    SETTLED,
     Arrival,
     Claim,
     DeadLetter,
@@ -123,6 +124,11 @@ class MemoryLedger:
         with self.tables.lock:
             row = self.tables.events.get(event_id)
             return copy.deepcopy(row)
+
+    def settled(self, event_ids: Iterable[str]) -> set[str]:
+        with self.tables.lock:
+            rows = (self.tables.events.get(event_id) for event_id in set(event_ids))
+            return {row.event_id for row in rows if row is not None and row.status in SETTLED}
 
     # -- invitee state ---------------------------------------------------------------------------
     def _save_invitee(self, record: InviteeRecord) -> InviteeRecord:

@@ -122,6 +122,18 @@ def test_effects_are_stored_as_given_and_finish_in_the_same_write(ledger: Ledger
     assert ledger.event("nothing") is None
 
 
+def test_settled_events_are_done_or_dead(ledger: Ledger) -> None:
+    for event_id in ("applied", "ignored", "dead", "failed", "processing"):
+        claim(ledger, event_id)
+    ledger.record_effect("applied", {"event": "x"}, "applied")
+    ledger.finish("ignored", "ignored")
+    ledger.finish("failed", "failed", "Boom")
+    dead_letter(ledger, "dead")
+    asked = ["applied", "ignored", "dead", "failed", "processing", "unknown"]
+    assert ledger.settled(asked) == {"applied", "ignored", "dead"}
+    assert ledger.settled([]) == set()
+
+
 def test_racing_claims_apply_once(ledger: Ledger) -> None:
     """Eight threads deliver the same event at once; each takes the contact lock, claims, and
     finishes what it claimed. One applies, seven see a duplicate."""
