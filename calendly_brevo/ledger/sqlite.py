@@ -1,7 +1,8 @@
 """The SQLite ledger, for the embedded mode: one process, the ORM throughout.
 
-The contact lock is a process-local lock (striped over 64 locks by the key's hash): right for
-the embedded mode, which is one process, and the reason this ledger is not for anything else.
+The contact lock is a process-local lock (striped over 64 locks by the key's hash, shared by
+every ledger of the process on the same file): right for the embedded mode, which is one
+process, and the reason this ledger is not for anything else.
 SQLite serialises writers itself, so a claim's transaction needs no row locks.
 """
 
@@ -45,10 +46,17 @@ def _save_mark(s: Session, mark: NoShowMark) -> NoShowMark:
     return merged
 
 
+#: The contact locks of each database file, shared by every ledger of this process on it.
+_LOCKS: dict[str, list[threading.Lock]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
 class SqliteLedger(common.SqlLedger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._locks = [threading.Lock() for _ in range(64)]
+        with _LOCKS_GUARD:
+            database = str(self.engine.url.database)
+            self._locks = _LOCKS.setdefault(database, [threading.Lock() for _ in range(64)])
 
     @contextmanager
     def contact_lock(self, key: str) -> Iterator[None]:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from calendly_brevo.db.engine import make_engine
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.db.models import ProcessedEvent, Tombstone
-from calendly_brevo.ledger.base import lock_key, now, record_durably
+from calendly_brevo.ledger.base import lock_key, now, record_durably, striped_lock
 from calendly_brevo.ledger.common import SqlLedger
 from calendly_brevo.ledger.postgres import PostgresLedger
 from calendly_brevo.state import InviteeRecord
@@ -74,6 +74,21 @@ def test_tombstones_store_no_pii(sql_ledger: SqlLedger) -> None:
         rows = s.execute(select(Tombstone.key_hash, Tombstone.kind)).all()
     assert sorted(kind for _, kind in rows) == ["email", "invitee"]
     assert not any("@" in key or "calendly" in key for key, _ in rows)
+
+
+def test_two_sqlite_ledgers_on_one_file_share_the_contact_lock(tmp_path: Path) -> None:
+    from calendly_brevo.ledger.sqlite import SqliteLedger
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    first, second = SqliteLedger(make_engine(url)), SqliteLedger(make_engine(url))
+    other = SqliteLedger(make_engine(f"sqlite:///{tmp_path / 'other.db'}"))
+    with first.contact_lock(A):
+        assert not striped_lock(second._locks, A).acquire(blocking=False)
+        elsewhere = striped_lock(other._locks, A)
+        assert elsewhere.acquire(blocking=False)
+        elsewhere.release()
+    for ledger in (first, second, other):
+        ledger.engine.dispose()
 
 
 # --- Postgres: the contact lock's connection ---------------------------------------------------
