@@ -6,7 +6,8 @@ Infrastructure, chosen so benchmarks never disturb the test suite running beside
 - Redis ``$BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/12``), flushed at the start of each
   benchmark;
 - Postgres ``$BENCH_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) in a
-  schema of its own (``bench``), dropped and re-migrated at the start of each benchmark.
+  schema of its own (``$BENCH_SCHEMA``, default ``bench``), dropped and re-migrated at the start
+  of each benchmark.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PY = sys.executable
 CLI = [PY, "-m", "calendly_brevo"]
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PG_BASE = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-SCHEMA = "bench"
+SCHEMA = os.environ.get("BENCH_SCHEMA", "bench")
 SIGNING_KEY = "bench-signing-key-Zq4n1Xk2Jt7Lw0Rv9Hs3Mc6Pd8Fb5Ge1"
 BREVO_KEY = "xkeysib-bench-0123456789abcdef"
 EVENT_TYPE = "https://api.calendly.com/event_types/BENCH0001"

@@ -27,6 +27,8 @@ from calendly_brevo.queueing import (
 if TYPE_CHECKING:
     import redis
 
+    from calendly_brevo.ledger import Ledger
+
 
 _CREATES_IT = (
     "`calendly-brevo run` (or `calendly-brevo migrate`) creates it; or point "
@@ -65,6 +67,13 @@ class Services:
         return make_sessionmaker(self.engine)
 
     @cached_property
+    def ledger(self) -> Ledger:
+        """Postgres when ``DATABASE_URL`` names one, else the embedded SQLite file."""
+        from calendly_brevo.ledger import open_ledger
+
+        return open_ledger(self.engine, self.sessions)
+
+    @cached_property
     def redis(self) -> redis.Redis:
         import redis as redis_lib
 
@@ -89,10 +98,6 @@ class Services:
             self.engine.dispose()
         if "redis" in self.__dict__:
             self.redis.close()
-
-
-def open_services(settings: Settings) -> Services:
-    return Services(settings)
 
 
 class LazyServices:
@@ -130,6 +135,10 @@ class LazyServices:
     @property
     def sessions(self) -> sessionmaker[Session]:
         return self.services.sessions
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.services.ledger
 
     @property
     def enqueuer(self) -> RedisEnqueuer | SqliteEnqueuer:

@@ -25,7 +25,7 @@ from receiver.app import create_app
 from tests import payloads
 from tests.conftest import SIGNING_KEY
 from tests.receiver.test_app import FakeQueue, signed
-from tests.worker.test_pipeline import make_pipeline
+from tests.worker.test_pipeline import memory_pipeline
 
 BREVO_KEY = "xkeysib-0123456789abcdef-LOGTEST"
 CALENDLY_TOKEN = "eyJraWQiOiJjYWxlbmRseS10b2tlbi1sb2d0ZXN0In0"
@@ -204,30 +204,27 @@ def test_console_format_is_readable_and_json_is_the_default_off_a_terminal(
 
 
 def test_every_processed_event_logs_one_line_with_id_name_outcome_and_duration(
-    configure: Configure, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    configure: Configure, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure()
-    pipeline, brevo, services = make_pipeline(tmp_path / "store")
-    try:
-        created = payloads.body(payloads.invitee_created(email=EMAIL)).decode()
-        other = payloads.invitee_created(
-            email="bob@example.com", invitee_uri=payloads.invitee_uri("E2", "I2")
-        )
-        assert pipeline.process(created, 1.0).status == "applied"
-        assert pipeline.process(created, 1.0).status == "duplicate"
-        ignored = payloads.body(payloads.event_type_created()).decode()
-        assert pipeline.process(ignored, 1.0).status == "ignored"
-        brevo.fail_upserts = 1
-        with pytest.raises(TransientError):
-            pipeline.process(payloads.body(other).decode(), 1.0)
-        brevo.throttle_upserts = 1
-        with pytest.raises(TransientError):
-            pipeline.process(payloads.body(other).decode(), 1.0)
-        brevo.fail_upserts, brevo.permanent = 1, True
-        assert pipeline.process(payloads.body(other).decode(), 1.0).status == "dead_lettered"
-        assert pipeline.process("not json", 1.0).status == "dead_lettered"
-    finally:
-        services.close()
+    pipeline, brevo = memory_pipeline()
+    created = payloads.body(payloads.invitee_created(email=EMAIL)).decode()
+    other = payloads.invitee_created(
+        email="bob@example.com", invitee_uri=payloads.invitee_uri("E2", "I2")
+    )
+    assert pipeline.process(created, 1.0).status == "applied"
+    assert pipeline.process(created, 1.0).status == "duplicate"
+    ignored = payloads.body(payloads.event_type_created()).decode()
+    assert pipeline.process(ignored, 1.0).status == "ignored"
+    brevo.fail_upserts = 1
+    with pytest.raises(TransientError):
+        pipeline.process(payloads.body(other).decode(), 1.0)
+    brevo.throttle_upserts = 1
+    with pytest.raises(TransientError):
+        pipeline.process(payloads.body(other).decode(), 1.0)
+    brevo.fail_upserts, brevo.permanent = 1, True
+    assert pipeline.process(payloads.body(other).decode(), 1.0).status == "dead_lettered"
+    assert pipeline.process("not json", 1.0).status == "dead_lettered"
     err = capsys.readouterr().err
     lines = [line for line in json_lines(err) if line["event"].startswith("event_")]
     assert [(line["event"], line["outcome"]) for line in lines] == [

@@ -11,7 +11,6 @@ from calendly_brevo import metrics
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscriptions import SubscriptionProbe
 from calendly_brevo.logs import get_logger
-from worker.store import Store
 
 log = get_logger("calendly_brevo.worker")
 
@@ -19,14 +18,13 @@ log = get_logger("calendly_brevo.worker")
 class GaugeRefresher:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.store = Store(services.engine, services.sessions)
         self.probe = SubscriptionProbe(services.settings, services.sessions)
 
     def refresh(self) -> None:
         try:
             for kind, n in self.services.enqueuer.depth().items():
                 metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
-            metrics.DEAD_LETTERS.set(self.store.open_dead_letters())
+            metrics.DEAD_LETTERS.set(self.services.ledger.open_dead_letters())
             self.probe.refresh()  # a Calendly call every few minutes at most
         except Exception as exc:  # a gauge refresh must never take its caller down
             log.debug("gauge_refresh_failed", error=type(exc).__name__)

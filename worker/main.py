@@ -101,8 +101,8 @@ def _requeue_unfinished(broker: Any) -> int:
     heartbeat (``worker.heartbeat_timeout_seconds``, at its next maintenance roll), a minute or
     more. Requeueing one that is still running is safe: the next attempt waits on the contact
     lock until this process exits, and the claim and recorded effects make it finish the work
-    rather than redo it (the one-commit window in :mod:`worker.store` is the same as for a
-    crash).
+    rather than redo it (the one-commit window in :mod:`calendly_brevo.ledger` is the same as
+    for a crash).
     """
     from dramatiq.brokers.redis import RedisBroker
 

@@ -1,8 +1,9 @@
 """One event, start to finish: parse, identify, claim, update state, project, call Brevo, record.
 
-Plain code over injected parts (settings, :class:`~worker.store.Store`, a Brevo client), so it runs
-the same under Dramatiq, in the embedded mode and in tests. The actor only decides whether this
-attempt is the last (``final``) and turns :class:`TransientError` into ``dramatiq.Retry``.
+Plain code over injected parts (settings, a :class:`~calendly_brevo.ledger.Ledger`, a Brevo
+client), so it runs the same under Dramatiq, in the embedded mode and in tests (on the in-memory
+ledger). The actor only decides whether this attempt is the last (``final``) and turns
+:class:`TransientError` into ``dramatiq.Retry``.
 
 Outcomes: ``applied``, ``duplicate`` (already processed: nothing done), ``ignored`` (an event
 the connector records but does not map, or a sync switch is off), ``dead_lettered`` (permanent
@@ -35,6 +36,7 @@ from calendly_brevo.events import (
     identify,
     parse_envelope,
 )
+from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State, record_durably
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
@@ -45,8 +47,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
-from calendly_brevo.state import InviteeRecord, NoShowMark, mark_from_event, record_from_event
-from worker.store import Claim, Store
+from calendly_brevo.state import mark_from_event, record_from_event
 
 log = get_logger("calendly_brevo.worker")
 
@@ -109,9 +110,9 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: Store, brevo: BrevoPort) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger, brevo: BrevoPort) -> None:
         self.settings = settings
-        self.store = store
+        self.ledger = ledger
         self.brevo = brevo
 
     def process(
@@ -138,15 +139,22 @@ class Pipeline:
                 name = env.event
                 ident = identify(env)
             except UnmappableEvent as exc:
-                outcome = self._dead_letter(
-                    None, name, exc.code, str(exc), attempt, body, source, received
-                )
-                return outcome
+                failure = Failure(None, name, exc.code, str(exc), attempt, body, source, received)
+                return self._dead_letter(failure)
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
             last = _Last(failure=final or expired, expired=expired)
-            outcome = self._process(env, ident, body, source, received, attempt, last)
+            new = Arrival(
+                ident.event_id,
+                ident.event_name,
+                ident.invitee_uri,
+                ident.email,
+                body,
+                source,
+                received,
+            )
+            outcome = self._process(env, ident, new, last)
             if outcome.status == "applied" and received_at:
                 metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
                     max(0.0, time.time() - received_at)
@@ -164,56 +172,25 @@ class Pipeline:
             _STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
-    def _process(
-        self,
-        env: Envelope,
-        ident: EventIdentity,
-        body: str,
-        source: str,
-        received: datetime | None,
-        attempt: int,
-        last: _Last,
-    ) -> Outcome:
+    def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
         lock_on = ident.email or ident.event_id
-        with self.store.contact_lock(lock_on):
-            claim = self.store.claim(
-                event_id=ident.event_id,
-                event_name=ident.event_name,
-                invitee_uri=ident.invitee_uri,
-                email=ident.email,
-                payload=body,
-                source=source,
-                received_at=received,
-                state=self._state_of(env, ident),
-            )
+        with self.ledger.contact_lock(lock_on):
+            state = self._state_of(env, ident)
+            claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
+                if isinstance(state, UnmappableEvent):
+                    raise state
                 status, finished = self._apply(env, ident, claim)
             except PermanentError as exc:
-                return self._dead_letter(
-                    ident.event_id,
-                    ident.event_name,
-                    exc.code,
-                    str(exc),
-                    claim.attempts,
-                    body,
-                    source,
-                    received,
-                )
+                return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
             except TransientError as exc:
                 if last.expired if exc.rate_limited else last.failure:
-                    return self._dead_letter(
-                        ident.event_id,
-                        ident.event_name,
-                        "expired" if last.expired else "retries_exhausted",
-                        f"{type(exc).__name__}: {exc}",
-                        claim.attempts,
-                        body,
-                        source,
-                        received,
-                    )
-                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                    reason = "expired" if last.expired else "retries_exhausted"
+                    error = f"{type(exc).__name__}: {exc}"
+                    return self._dead_letter(new.failed(reason, error, claim.attempts))
+                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 (log.info if exc.rate_limited else log.warning)(
                     "event_rate_limited" if exc.rate_limited else "event_retry",
                     outcome="rate_limited" if exc.rate_limited else "retried",
@@ -225,35 +202,26 @@ class Pipeline:
             except Exception as exc:
                 # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
                 if last.failure:
-                    return self._dead_letter(
-                        ident.event_id,
-                        ident.event_name,
-                        "error",
-                        f"{type(exc).__name__}: {exc}",
-                        claim.attempts,
-                        body,
-                        source,
-                        received,
-                    )
-                self.store.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
+                    error = f"{type(exc).__name__}: {exc}"
+                    return self._dead_letter(new.failed("error", error, claim.attempts))
+                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             return self._done(ident, status, record=not finished)
 
-    def _state_of(
-        self, env: Envelope, ident: EventIdentity
-    ) -> tuple[InviteeRecord | None, NoShowMark | None] | None:
+    def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
         """The record and mark this event adds to the contact's state, if it adds any.
 
-        Computed before the claim so the claim's transaction can store them; a payload that
-        cannot be mapped gives ``None`` here and is dead-lettered by :meth:`_apply`."""
+        Computed before the claim so the claim's transaction stores them. A payload that cannot
+        be mapped gives its error, raised after the claim: the event is dead-lettered as
+        ``unmappable`` and nothing of it is stored."""
         if ident.event_name not in INVITEE_EVENTS or not ident.email:
             return None
         if not any(effects_enabled(ident.event_name, self.settings)):
             return None
         try:
             return record_from_event(env), mark_from_event(env)
-        except UnmappableEvent:
-            return None
+        except UnmappableEvent as exc:
+            return exc
 
     def _apply(self, env: Envelope, ident: EventIdentity, claim: Claim) -> tuple[str, bool]:
         """Do the event's Brevo effects. Returns the status and whether it is already stored."""
@@ -280,17 +248,10 @@ class Pipeline:
         email = ident.email
         if not email:
             raise UnmappableEvent("invitee has no email")
-        if claim.records is not None and claim.marks is not None:
-            record, records, marks = claim.record, claim.records, claim.marks
-        else:  # the state could not be computed before the claim: do it step by step
-            record = record_from_event(env)
-            if record is not None:
-                record = self.store.save_invitee(record)
-            mark = mark_from_event(env)
-            if mark is not None:
-                self.store.save_mark(mark)
-            records, marks = self.store.contact_state(email)
-        projection = project_contact(email, records, marks, settings)
+        if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
+            raise RuntimeError("an invitee event was claimed without its state")
+        record = claim.record
+        projection = project_contact(email, claim.records, claim.marks, settings)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)
@@ -308,7 +269,8 @@ class Pipeline:
             list_ids=projection.list_ids,
             unlink_list_ids=projection.unlink_list_ids,
         )
-        self.store.record_effect(event_id, "contact", effects=effects)
+        effects["contact"] = True
+        self.ledger.record_effect(event_id, effects)
 
     def _send_event(
         self,
@@ -332,9 +294,8 @@ class Pipeline:
         if event is None:
             return False
         if in_doubt and self._already_in_brevo(ident, event):
-            self.store.record_effect_durably(
-                ident.event_id, "event", event.name, finish="applied", effects=effects
-            )
+            effects["event"] = event.name
+            record_durably(self.ledger, ident.event_id, effects, finish="applied")
             return True
         try:
             self.brevo.create_event(
@@ -342,13 +303,11 @@ class Pipeline:
             )
         except BrevoTransientError as exc:
             if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                self.store.record_effect_durably(
-                    ident.event_id, EVENT_IN_DOUBT, True, effects=effects
-                )
+                effects[EVENT_IN_DOUBT] = True
+                record_durably(self.ledger, ident.event_id, effects)
             raise
-        self.store.record_effect_durably(
-            ident.event_id, "event", event.name, finish="applied", effects=effects
-        )
+        effects["event"] = event.name
+        record_durably(self.ledger, ident.event_id, effects, finish="applied")
         return True
 
     def _in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
@@ -363,7 +322,8 @@ class Pipeline:
         if not claim.interrupted or (after_contact and not effects.get("contact")):
             return False
         # Remember it, in case this attempt fails too.
-        self.store.record_effect_durably(claim.event_id, EVENT_IN_DOUBT, True, effects=effects)
+        effects[EVENT_IN_DOUBT] = True
+        record_durably(self.ledger, claim.event_id, effects)
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
@@ -388,7 +348,7 @@ class Pipeline:
     # -------------------------------------------------------------------------------------------
     def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:
         if record:
-            self.store.finish(ident.event_id, status)
+            self.ledger.finish(ident.event_id, status)
         metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
         log.info(
             "event_" + status,
@@ -399,37 +359,19 @@ class Pipeline:
         )
         return Outcome(status, ident.event_name, ident.event_id)
 
-    def _dead_letter(
-        self,
-        event_id: str | None,
-        event_name: str | None,
-        reason: str,
-        error: str,
-        attempts: int,
-        body: str,
-        source: str,
-        received: datetime | None,
-    ) -> Outcome:
-        dl_id = self.store.dead_letter(
-            event_id=event_id,
-            event_name=event_name,
-            reason=reason,
-            error=error,
-            attempts=attempts,
-            payload=body,
-            source=source,
-            received_at=received,
-        )
-        metrics.EVENTS_PROCESSED.labels(metrics.event_label(event_name), "dead_lettered").inc()
-        metrics.DEAD_LETTERED.labels(metrics.event_label(event_name), reason).inc()
+    def _dead_letter(self, failure: Failure) -> Outcome:
+        dl_id = self.ledger.dead_letter(failure)
+        label = metrics.event_label(failure.event_name)
+        metrics.EVENTS_PROCESSED.labels(label, "dead_lettered").inc()
+        metrics.DEAD_LETTERED.labels(label, failure.reason).inc()
         log.error(
             "event_dead_lettered",
-            event_id=event_id,
-            event_name=event_name,
+            event_id=failure.event_id,
+            event_name=failure.event_name,
             outcome="dead_lettered",
             duration_ms=_elapsed_ms(),
-            reason=reason,
-            error=error,
+            reason=failure.reason,
+            error=failure.error,
             dead_letter_id=dl_id,
         )
-        return Outcome("dead_lettered", event_name, event_id, error)
+        return Outcome("dead_lettered", failure.event_name, failure.event_id, failure.error)

@@ -1,4 +1,4 @@
-"""Wire a worker process: services → store, rate limiter, Brevo client → pipeline → actors."""
+"""Wire a worker process: services → ledger, rate limiter, Brevo client → pipeline → actors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBacken
 from worker.actors import declare_actors
 from worker.broker import make_broker
 from worker.pipeline import Pipeline
-from worker.store import Store
 
 
 def make_limiter(services: Services) -> TokenBucket:
@@ -42,9 +41,7 @@ def make_brevo(services: Services) -> BrevoClient:
 
 
 def build_pipeline(services: Services, brevo: BrevoClient | None = None) -> Pipeline:
-    return Pipeline(
-        services.settings, Store(services.engine, services.sessions), brevo or make_brevo(services)
-    )
+    return Pipeline(services.settings, services.ledger, brevo or make_brevo(services))
 
 
 @dataclass

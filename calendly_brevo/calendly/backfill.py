@@ -25,29 +25,30 @@ update time, so a cancellation or reschedule of a meeting weeks ahead would be m
 max**: it covers every future booking (where cancellations and reschedules happen) plus the
 recent past (where no-shows get marked). Its cost grows with the number of future bookings;
 changes to meetings that started before the window are only caught by a backfill. It enqueues
-only envelopes whose event id ``processed_events`` has not recorded as applied/ignored (or
-dead-lettered: replay those with ``dlq replay``).
+only envelopes whose event id the ledger has not settled (applied, ignored, or dead-lettered:
+replay those with ``dlq replay``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.calendly.client import CalendlyClient
-from calendly_brevo.db.models import ProcessedEvent, SyncState
+from calendly_brevo.db.models import SyncState
 from calendly_brevo.metrics import BACKFILL_ENVELOPES
 from calendly_brevo.times import parse_iso
 
+if TYPE_CHECKING:
+    from calendly_brevo.ledger import Ledger
+
 BACKFILL_STATE = "calendly.backfill"
-DONE_STATUSES = ("applied", "ignored", "dead")
 
 
 class Enqueue(Protocol):
@@ -259,27 +260,10 @@ def backfill(
     return stats
 
 
-def _already_done(sessions: sessionmaker[Session], ids: Iterable[str]) -> set[str]:
-    wanted = list(set(ids))
-    done: set[str] = set()
-    with sessions() as session:
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            done.update(
-                session.scalars(
-                    select(ProcessedEvent.event_id).where(
-                        ProcessedEvent.event_id.in_(chunk),
-                        ProcessedEvent.status.in_(DONE_STATUSES),
-                    )
-                )
-            )
-    return done
-
-
 def reconcile(
     client: CalendlyClient,
     enqueuer: Enqueue,
-    sessions: sessionmaker[Session],
+    ledger: Ledger,
     *,
     window: timedelta,
     created_by: str,
@@ -290,14 +274,15 @@ def reconcile(
     page_size: int = 100,
     clock: Callable[[], float] = time.time,
 ) -> WalkStats:
-    """Enqueue what ``processed_events`` has not applied, for meetings from now-window on."""
+    """Enqueue what the ledger has not settled (applied, ignored or dead-lettered), for meetings
+    from now-window on."""
     start = (now or datetime.now(UTC)) - window
     walk = Window(since=start, organization=organization, user=user)
     stats = WalkStats()
     for page in client.pages("scheduled_events", _event_params(walk), count=page_size):
         for event in page.collection:
             envelopes = list(_walk_event(client, event, created_by, stats))
-            done = _already_done(sessions, (envelope_event_id(e) for e in envelopes))
+            done = ledger.settled(envelope_event_id(e) for e in envelopes)
             for envelope in envelopes:
                 if envelope_event_id(envelope) in done:
                     stats.skipped += 1

@@ -341,7 +341,7 @@ def reconcile(window: timedelta, scope: str, as_json: bool) -> None:
             stats = run_reconcile(
                 client,
                 obj.enqueuer,
-                obj.sessions,
+                obj.ledger,
                 window=window,
                 created_by=created_by,
                 organization=org,

@@ -1,4 +1,5 @@
-"""dlq list · show · replay · purge."""
+"""dlq list · show · replay · purge: the dead letters of the ledger (replay:
+:mod:`calendly_brevo.replay`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from calendly_brevo.bootstrap import LazyServices
-from calendly_brevo.deadletters import Filter, get_dead_letter, list_dead_letters, purge, replay
 from calendly_brevo.durations import When
+from calendly_brevo.ledger import DeadLetterFilter
+from calendly_brevo.replay import replay
 
 pass_services = click.make_pass_decorator(LazyServices)
 
@@ -44,9 +46,8 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     obj.read_only = True
-    rows = list_dead_letters(
-        obj.sessions,
-        Filter(event=event, error=error, since=since, include_replayed=include_replayed),
+    rows = obj.ledger.dead_letters(
+        DeadLetterFilter(event=event, error=error, since=since, include_replayed=include_replayed),
         limit,
     )
     if as_json:
@@ -87,7 +88,7 @@ def list_cmd(
 def show(obj: LazyServices, dl_id: int) -> None:
     """Show one dead letter with its raw event (contains the invitee's data)."""
     obj.read_only = True
-    row = get_dead_letter(obj.sessions, dl_id)
+    row = obj.ledger.dead_letter_by_id(dl_id)
     if row is None:
         raise click.ClickException(f"no dead letter with id {dl_id}")
     try:
@@ -132,7 +133,7 @@ def replay_cmd(
     if not (ids or event or error or since or everything):
         raise click.UsageError("name IDs, a filter (--event/--error/--since) or --all")
     done = replay(
-        obj.sessions, obj.enqueuer, Filter(ids=ids, event=event, error=error, since=since)
+        obj.ledger, obj.enqueuer, DeadLetterFilter(ids=ids, event=event, error=error, since=since)
     )
     click.echo(f"replayed {len(done)} dead letter(s): {', '.join(map(str, done)) or '-'}")
 
@@ -155,10 +156,10 @@ def purge_cmd(
     """Delete dead letters for good (their raw events included)."""
     if not (ids or event or error or since or everything):
         raise click.UsageError("name IDs, a filter (--event/--error/--since) or --all")
-    f = Filter(ids=ids, event=event, error=error, since=since, include_replayed=True)
+    f = DeadLetterFilter(ids=ids, event=event, error=error, since=since, include_replayed=True)
     if not yes:
         click.confirm("Delete the matching dead letters and their payloads?", abort=True)
-    click.echo(f"purged {purge(obj.sessions, f)} dead letter(s)")
+    click.echo(f"purged {obj.ledger.purge_dead_letters(f)} dead letter(s)")
 
 
 COMMANDS = [dlq]

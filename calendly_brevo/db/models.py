@@ -7,6 +7,9 @@
 - ``invitees``: the state of every invitee ever seen, the input of the contact projection.
 - ``no_shows``: each no-show mark seen (created and/or deleted), so marks converge in any order.
 - ``dead_letters``: events that failed permanently or ran out of retries, with the cause.
+- ``tombstones``: hashes of forgotten people's emails and invitee URIs (no PII), so their past
+  events are recognised and do not re-create them.
+- ``pushed_projections``: per contact, what the connector last pushed to Brevo.
 - ``sync_state``: small named JSON values (backfill cursors, the webhook subscription).
 - ``oauth_tokens`` / ``signing_keys``: secrets, stored encrypted (Fernet), never in clear.
 """
@@ -102,6 +105,28 @@ class DeadLetter(Base):
     received_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     replayed_at: Mapped[datetime | None]
+
+
+class Tombstone(Base):
+    __tablename__ = "tombstones"
+
+    #: ``sha256("email:<email>")`` or ``sha256("invitee:<uri>")``.
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+
+
+class PushedProjectionRow(Base):
+    __tablename__ = "pushed_projections"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The list ids the connector manages for this contact (a JSON array).
+    list_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    projection_hash: Mapped[str] = mapped_column(String(64))
+    mapping_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    pushed_at: Mapped[datetime]
+    event_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class SyncState(Base):

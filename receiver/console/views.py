@@ -128,22 +128,19 @@ async def contacts(request: web.Request) -> dict[str, Any]:
 # --- dead letters -------------------------------------------------------------------------------
 @aiohttp_jinja2.template("dead_letters.html")
 async def dead_letters(request: web.Request) -> dict[str, Any]:
-    from calendly_brevo.deadletters import Filter, list_dead_letters
+    from calendly_brevo.ledger import DeadLetterFilter
 
     include = request.query.get("all") == "1"
-    services = request.app[SERVICES]
+    ledger = request.app[SERVICES].ledger
     rows = await asyncio.to_thread(
-        list_dead_letters, services.sessions, Filter(include_replayed=include), 200
+        ledger.dead_letters, DeadLetterFilter(include_replayed=include), 200
     )
     return _page(request, rows=rows, include_replayed=include)
 
 
 async def _dead_letter_or_404(request: web.Request) -> Any:
-    from calendly_brevo.deadletters import get_dead_letter
-
-    row = await asyncio.to_thread(
-        get_dead_letter, request.app[SERVICES].sessions, int(request.match_info["id"])
-    )
+    ledger = request.app[SERVICES].ledger
+    row = await asyncio.to_thread(ledger.dead_letter_by_id, int(request.match_info["id"]))
     if row is None:
         raise web.HTTPNotFound(text=f"no dead letter {request.match_info['id']}")
     return row
@@ -177,12 +174,13 @@ async def replay_confirm(request: web.Request) -> dict[str, Any]:
 
 
 async def replay_submit(request: web.Request) -> web.Response:
-    from calendly_brevo.deadletters import Filter, replay
+    from calendly_brevo.ledger import DeadLetterFilter
+    from calendly_brevo.replay import replay
 
     row = await _dead_letter_or_404(request)
     services = request.app[SERVICES]
     done = await asyncio.to_thread(
-        replay, services.sessions, services.enqueuer, Filter(ids=(row.id,))
+        replay, services.ledger, services.enqueuer, DeadLetterFilter(ids=(row.id,))
     )
     log.info("console_dead_letter_replayed", dead_letter=row.id, replayed=bool(done))
     target = request.app.router["dead_letter"].url_for(id=str(row.id))

@@ -188,7 +188,7 @@ def test_reconcile_enqueues_only_what_was_not_processed(
     stats = reconcile(
         client,
         services.enqueuer,
-        services.sessions,
+        services.ledger,
         window=timedelta(hours=48),
         created_by="u",
         organization=cal.state.org,

@@ -22,6 +22,8 @@ TABLES = {
     "oauth_tokens",
     "signing_keys",
     "oauth_connect_links",
+    "tombstones",
+    "pushed_projections",
 }
 
 

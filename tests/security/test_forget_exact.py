@@ -8,22 +8,24 @@ from pathlib import Path
 from sqlalchemy import select
 
 from calendly_brevo.db.models import DeadLetter, Invitee
+from calendly_brevo.ledger import Failure, Ledger
 from calendly_brevo.lifecycle import forget
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
-from worker.store import Store
 
 
-def _dead_letter(store: Store, email: str) -> None:
-    store.dead_letter(
-        event_id=None,
-        event_name="invitee.created",
-        reason="unmappable",
-        error="bad shape",
-        attempts=1,
-        payload=json.dumps({"event": "invitee.created", "payload": {"email": email}}),
-        source="webhook",
-        received_at=None,
+def _dead_letter(ledger: Ledger, email: str) -> None:
+    ledger.dead_letter(
+        Failure(
+            event_id=None,
+            event_name="invitee.created",
+            reason="unmappable",
+            error="bad shape",
+            attempts=1,
+            payload=json.dumps({"event": "invitee.created", "payload": {"email": email}}),
+            source="webhook",
+            received_at=None,
+        )
     )
 
 
@@ -36,9 +38,8 @@ def _left(services: object) -> list[str]:
 
 def test_forget_never_removes_another_persons_dead_letters(tmp_path: Path) -> None:
     _pipeline, _brevo, services = make_pipeline(tmp_path)
-    store = Store(services.engine, services.sessions)
     for email in ("a@example.com", "ba@example.com", "a@example.com.evil.org", "axb@example.com"):
-        _dead_letter(store, email)
+        _dead_letter(services.ledger, email)
     assert forget(services.sessions, "A@example.com").dead_letters == 1
     assert forget(services.sessions, "a_b@example.com").dead_letters == 0  # _ is no wildcard
     assert forget(services.sessions, "%@example.com").dead_letters == 0
@@ -51,8 +52,7 @@ def test_forget_normalises_unicode_like_the_worker(tmp_path: Path) -> None:
     pipeline.process(
         payloads.body(payloads.invitee_created(email="José@Example.com")).decode(), 1.0
     )
-    store = Store(services.engine, services.sessions)
-    _dead_letter(store, "JOSÉ@example.com")
+    _dead_letter(services.ledger, "JOSÉ@example.com")
     decomposed = "Jose\u0301@EXAMPLE.com"  # NFD: e + combining acute accent
     result = forget(services.sessions, decomposed)
     assert (result.invitees, result.dead_letters) == (1, 1)

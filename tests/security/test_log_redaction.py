@@ -9,10 +9,9 @@ from pydantic import BaseModel, ValidationError
 
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
-from calendly_brevo.db.models import DeadLetter
+from calendly_brevo.ledger import DeadLetterFilter, Failure, open_ledger
 from calendly_brevo.logs import Redactor
 from calendly_brevo.pii import mask_email
-from worker.store import Store
 
 
 @pytest.mark.parametrize(
@@ -61,19 +60,21 @@ def test_a_dead_letter_error_does_not_carry_the_raw_input_values(tmp_path: Path)
         Invitee.model_validate({"email": "Jan Jansen <jan@bücher.de> +31612345678"})
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     upgrade(engine)
-    store = Store(engine, make_sessionmaker(engine))
-    store.dead_letter(
-        event_id=None,
-        event_name="invitee.created",
-        reason="unmappable",
-        error=f"{err.value}; phone +31 6 1234 5678 for jan@bücher.de",
-        attempts=1,
-        payload="{}",
-        source="webhook",
-        received_at=None,
+    ledger = open_ledger(engine, make_sessionmaker(engine))
+    ledger.dead_letter(
+        Failure(
+            event_id=None,
+            event_name="invitee.created",
+            reason="unmappable",
+            error=f"{err.value}; phone +31 6 1234 5678 for jan@bücher.de",
+            attempts=1,
+            payload="{}",
+            source="webhook",
+            received_at=None,
+        )
     )
-    with store.sessions() as s:
-        (dl,) = s.query(DeadLetter).all()
+    (dl,) = ledger.dead_letters(DeadLetterFilter())
+    engine.dispose()
     assert "Jan Jansen" not in dl.error and "jan@bücher.de" not in dl.error
     assert "1234 5678" not in dl.error and "612345678" not in dl.error
     assert "email" in dl.error and "input_value=[hidden]" in dl.error

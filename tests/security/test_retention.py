@@ -81,9 +81,9 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
 ) -> None:
     from datetime import UTC, datetime
 
+    from calendly_brevo.replay import replay
     from calendly_brevo.db.models import DeadLetter, ProcessedEvent
-    from calendly_brevo.deadletters import Filter, replay
-    from worker.store import Store
+    from calendly_brevo.ledger import DeadLetterFilter, Failure
 
     _pipeline, _brevo, services = make_pipeline(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(days=90)
@@ -101,16 +101,17 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
                     updated_at=long_ago,
                 )
             )
-    store = Store(services.engine, services.sessions)
-    store.dead_letter(
-        event_id="ev-dead",
-        event_name="invitee.created",
-        reason="brevo_rejected",
-        error="400",
-        attempts=1,
-        payload=body,
-        source="webhook",
-        received_at=None,
+    services.ledger.dead_letter(
+        Failure(
+            event_id="ev-dead",
+            event_name="invitee.created",
+            reason="brevo_rejected",
+            error="400",
+            attempts=1,
+            payload=body,
+            source="webhook",
+            received_at=None,
+        )
     )
     with services.sessions.begin() as s:
         s.query(DeadLetter).update({"created_at": long_ago})
@@ -133,6 +134,6 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
         def enqueue(self, body: str, **_: object) -> None:
             self.sent.append(body)
 
-    assert replay(services.sessions, Recorder(), Filter()) == []  # nothing left to replay
+    assert replay(services.ledger, Recorder(), DeadLetterFilter()) == []  # nothing left to replay
     assert Recorder.sent == []
     services.close()

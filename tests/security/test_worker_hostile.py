@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from calendly_brevo.deadletters import Filter, list_dead_letters
+from calendly_brevo.ledger import DeadLetterFilter
 from tests import payloads
 from tests.worker.fakes import RecordingBrevo
 from tests.worker.stub_worker import drain
@@ -181,7 +181,7 @@ def test_a_strange_payload_is_applied_ignored_or_dead_lettered_with_its_reason(
     pipe, brevo = pipeline
     outcome = pipe.process(raw(body), time.time())
     assert outcome.status in allowed, (case, outcome)
-    dead = list_dead_letters(pipe.store.sessions, Filter())
+    dead = pipe.ledger.dead_letters(DeadLetterFilter())
     if outcome.status == "dead_lettered":
         [row] = dead
         assert row.reason and row.error, case
@@ -223,7 +223,7 @@ def test_a_batch_of_strange_payloads_all_finish_through_a_real_dramatiq_worker(
     bodies = [raw(c[1]) for c in CASES] * 2  # every case twice: the second is a duplicate
     broker = drain(pipe, [(body, time.time()) for body in bodies], threads=4)
     assert broker.dead_letters == []
-    with pipe.store.sessions() as s:
+    with pipe.ledger.sessions() as s:
         from sqlalchemy import func, select
 
         from calendly_brevo.db.models import ProcessedEvent
@@ -234,7 +234,7 @@ def test_a_batch_of_strange_payloads_all_finish_through_a_real_dramatiq_worker(
             ).all()
         )
     assert set(statuses) <= {"applied", "ignored", "dead"}
-    dead = list_dead_letters(pipe.store.sessions, Filter(), limit=1000)
+    dead = pipe.ledger.dead_letters(DeadLetterFilter(), limit=1000)
     assert all(row.reason for row in dead)
 
 

@@ -78,18 +78,22 @@ def test_an_unfinished_claim_is_processed_again(tmp_path: Path, postgres_url: st
     pipeline, brevo, services = make_pipeline(tmp_path, postgres_url)
     env = payloads.invitee_created(email="dead@example.com")
     from calendly_brevo.events import identify, parse_envelope
+    from calendly_brevo.ledger import Arrival
 
     ident = identify(parse_envelope(payloads.body(env)))
-    pipeline.store.claim(
-        event_id=ident.event_id,
-        event_name=ident.event_name,
-        invitee_uri=ident.invitee_uri,
-        email=ident.email,
-        payload="{}",
-        source="webhook",
-        received_at=None,
+    pipeline.ledger.claim(
+        Arrival(
+            event_id=ident.event_id,
+            event_name=ident.event_name,
+            invitee_uri=ident.invitee_uri,
+            email=ident.email,
+            payload="{}",
+            source="webhook",
+            received_at=None,
+        )
     )
-    assert pipeline.store.status_of(ident.event_id) == "processing"
+    row = pipeline.ledger.event(ident.event_id)
+    assert row is not None and row.status == "processing"
     assert pipeline.process(payloads.body(env).decode(), 1.0).status == "applied"
     assert len(brevo.events) == 1
     services.close()

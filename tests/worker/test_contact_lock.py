@@ -1,4 +1,4 @@
-"""Per-contact ordering across processes: the Postgres advisory lock in ``Store.contact_lock``.
+"""Per-contact ordering across processes: the Postgres ledger's advisory ``contact_lock``.
 
 Two separate worker processes (spawned, each with two threads, its own engine and pool) get
 the same events for two contacts, in opposite orders, at the same moment. Their Brevo ports
@@ -68,11 +68,10 @@ def work(
     """One worker process: two threads push ``bodies`` through a Pipeline on Postgres."""
     from calendly_brevo.bootstrap import Services
     from worker.pipeline import Pipeline
-    from worker.store import Store
 
     services = Services(_settings(database_url, data_dir))
     brevo = TimingBrevo()
-    pipeline = Pipeline(services.settings, Store(services.engine, services.sessions), brevo)
+    pipeline = Pipeline(services.settings, services.ledger, brevo)
     barrier.wait(60)
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(lambda b: pipeline.process(b, time.time()).status, bodies))

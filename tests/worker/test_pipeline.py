@@ -1,4 +1,6 @@
-"""The pipeline on a real database (SQLite here, Postgres in the integration tests)."""
+"""The pipeline's rules, on the in-memory ledger: no database. ``make_pipeline`` gives the same
+pipeline on a real database (SQLite, or Postgres in the integration tests) for the tests that
+need one; the ledgers themselves agree by ``tests/ledger/test_contract.py``."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ import pytest
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.errors import BrevoTransientError
+from calendly_brevo.ledger import DeadLetterFilter
+from calendly_brevo.ledger.memory import MemoryLedger
 from tests import payloads
 from tests.conftest import make_settings
 from tests.worker.fakes import RecordingBrevo
 from worker.pipeline import Pipeline
-from worker.store import Store
 
 
 def make_pipeline(
@@ -29,7 +32,13 @@ def make_pipeline(
     services = Services(settings)
     upgrade(services.engine)
     brevo = RecordingBrevo()
-    return Pipeline(settings, Store(services.engine, services.sessions), brevo), brevo, services
+    return Pipeline(settings, services.ledger, brevo), brevo, services
+
+
+def memory_pipeline(**settings_overrides: Any) -> tuple[Pipeline, RecordingBrevo]:
+    """A pipeline on the in-memory ledger, for the tests of its rules."""
+    brevo = RecordingBrevo()
+    return Pipeline(payloads.settings(**settings_overrides), MemoryLedger(), brevo), brevo
 
 
 def send(pipeline: Pipeline, envelope: dict[str, Any], **kw: Any) -> str:
@@ -37,14 +46,12 @@ def send(pipeline: Pipeline, envelope: dict[str, Any], **kw: Any) -> str:
 
 
 @pytest.fixture
-def sqlite_pipeline(tmp_path: Path) -> Any:
-    pipeline, brevo, services = make_pipeline(tmp_path)
-    yield pipeline, brevo
-    services.close()
+def pipe() -> tuple[Pipeline, RecordingBrevo]:
+    return memory_pipeline()
 
 
-def test_invitee_created_upserts_contact_then_sends_one_event(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_invitee_created_upserts_contact_then_sends_one_event(pipe: Any) -> None:
+    pipeline, brevo = pipe
     assert send(pipeline, payloads.invitee_created(email="ada@example.com")) == "applied"
     [(email, attrs, _lists, _unlink)] = brevo.upserts
     assert email == "ada@example.com"
@@ -52,8 +59,8 @@ def test_invitee_created_upserts_contact_then_sends_one_event(sqlite_pipeline: A
     assert [e[0] for e in brevo.events] == ["calendly_invitee_created"]
 
 
-def test_redelivery_is_a_duplicate_and_changes_nothing(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_redelivery_is_a_duplicate_and_changes_nothing(pipe: Any) -> None:
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     assert send(pipeline, env) == "applied"
     assert send(pipeline, env) == "duplicate"
@@ -61,34 +68,32 @@ def test_redelivery_is_a_duplicate_and_changes_nothing(sqlite_pipeline: Any) -> 
     assert len(brevo.events) == 1
 
 
-def test_unknown_events_are_ignored_not_dead_lettered(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_unknown_events_are_ignored_not_dead_lettered(pipe: Any) -> None:
+    pipeline, brevo = pipe
     assert send(pipeline, payloads.event_type_created()) == "ignored"
     assert brevo.upserts == [] and brevo.events == []
 
 
-def test_non_json_is_dead_lettered_with_its_reason(sqlite_pipeline: Any) -> None:
-    pipeline, _ = sqlite_pipeline
+def test_non_json_is_dead_lettered_with_its_reason(pipe: Any) -> None:
+    pipeline, _ = pipe
     outcome = pipeline.process("{not json", 1.0)
     assert outcome.status == "dead_lettered"
-    from calendly_brevo.deadletters import Filter, list_dead_letters
-
-    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    [row] = pipeline.ledger.dead_letters(DeadLetterFilter())
     assert row.reason == "not_json"
     assert row.payload == "{not json"
 
 
-def test_invitee_without_email_is_dead_lettered(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_invitee_without_email_is_dead_lettered(pipe: Any) -> None:
+    pipeline, brevo = pipe
     env = payloads.with_payload(payloads.invitee_created(), email=None)
     assert send(pipeline, env) == "dead_lettered"
     assert brevo.upserts == []
 
 
 def test_transient_failure_raises_then_retry_does_not_resend_the_event(
-    sqlite_pipeline: Any,
+    pipe: Any,
 ) -> None:
-    pipeline, brevo = sqlite_pipeline
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     brevo.fail_events = 1
     with pytest.raises(BrevoTransientError):
@@ -99,8 +104,8 @@ def test_transient_failure_raises_then_retry_does_not_resend_the_event(
     assert len(brevo.events) == 1
 
 
-def test_a_definite_refusal_is_resent_without_a_lookup(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_a_definite_refusal_is_resent_without_a_lookup(pipe: Any) -> None:
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     brevo.fail_events = 1  # a 503: Brevo did not take it
     with pytest.raises(BrevoTransientError):
@@ -111,9 +116,9 @@ def test_a_definite_refusal_is_resent_without_a_lookup(sqlite_pipeline: Any) -> 
 
 
 def test_an_event_whose_answer_was_lost_is_looked_up_not_sent_twice(
-    sqlite_pipeline: Any,
+    pipe: Any,
 ) -> None:
-    pipeline, brevo = sqlite_pipeline
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     brevo.lost_answers = 1  # Brevo recorded it, the read timed out
     with pytest.raises(BrevoTransientError):
@@ -126,9 +131,9 @@ def test_an_event_whose_answer_was_lost_is_looked_up_not_sent_twice(
 
 
 def test_a_lost_answer_for_an_event_brevo_did_not_keep_is_sent_again(
-    sqlite_pipeline: Any,
+    pipe: Any,
 ) -> None:
-    pipeline, brevo = sqlite_pipeline
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     brevo.lost_answers = 1
     with pytest.raises(BrevoTransientError):
@@ -139,22 +144,22 @@ def test_a_lost_answer_for_an_event_brevo_did_not_keep_is_sent_again(
 
 
 def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
-    sqlite_pipeline: Any,
+    pipe: Any,
 ) -> None:
     """A worker SIGKILLed after Brevo took the event: the claim stays ``processing``."""
-    pipeline, brevo = sqlite_pipeline
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
-    real_record = pipeline.store.record_effect_durably
+    real_record = pipeline.ledger.record_effect
 
     def die_after_brevo_took_it(*args: Any, **kwargs: Any) -> None:
-        if args[1] == "event":
+        if "event" in args[1]:  # the custom event's record
             raise SystemExit("killed")  # nothing after this line runs, like SIGKILL
         real_record(*args, **kwargs)
 
-    pipeline.store.record_effect_durably = die_after_brevo_took_it  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = die_after_brevo_took_it  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         send(pipeline, env)
-    pipeline.store.record_effect_durably = real_record  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = real_record  # type: ignore[method-assign]
     assert len(brevo.events) == 1
     assert send(pipeline, env, attempt=1) == "applied"  # a redelivery starts at attempt 1
     assert len(brevo.events) == 1 and len(brevo.lookups) == 1
@@ -162,83 +167,75 @@ def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
 
 
 def test_an_attempt_that_died_before_its_contact_was_recorded_needs_no_lookup(
-    sqlite_pipeline: Any,
+    pipe: Any,
 ) -> None:
     """The custom event comes after the contact upsert: a worker that died before recording
     the upsert never reached ``POST /events``, so the next attempt sends without asking."""
-    pipeline, brevo = sqlite_pipeline
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
-    real_record = pipeline.store.record_effect
+    real_record = pipeline.ledger.record_effect
 
     def die_after_the_upsert(*args: Any, **kwargs: Any) -> None:
         raise SystemExit("killed")
 
-    pipeline.store.record_effect = die_after_the_upsert  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = die_after_the_upsert  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         send(pipeline, env)
-    pipeline.store.record_effect = real_record  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = real_record  # type: ignore[method-assign]
     assert brevo.events == []
     assert send(pipeline, env) == "applied"
     assert len(brevo.events) == 1 and brevo.lookups == []
 
 
-def test_the_lookup_can_be_turned_off(tmp_path: Path) -> None:
-    pipeline, brevo, services = make_pipeline(tmp_path, brevo={"check_before_resend": False})
-    try:
-        env = payloads.invitee_created()
-        brevo.lost_answers = 1
-        with pytest.raises(BrevoTransientError):
-            send(pipeline, env)
-        assert send(pipeline, env, attempt=2) == "applied"
-        assert len(brevo.events) == 2 and brevo.lookups == []  # at-least-once, as configured
-    finally:
-        services.close()
+def test_the_lookup_can_be_turned_off() -> None:
+    pipeline, brevo = memory_pipeline(brevo={"check_before_resend": False})
+    env = payloads.invitee_created()
+    brevo.lost_answers = 1
+    with pytest.raises(BrevoTransientError):
+        send(pipeline, env)
+    assert send(pipeline, env, attempt=2) == "applied"
+    assert len(brevo.events) == 2 and brevo.lookups == []  # at-least-once, as configured
 
 
-def test_last_attempt_dead_letters_a_transient_failure(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_last_attempt_dead_letters_a_transient_failure(pipe: Any) -> None:
+    pipeline, brevo = pipe
     brevo.fail_upserts = 5
     assert send(pipeline, payloads.invitee_created(), final=True) == "dead_lettered"
-    from calendly_brevo.deadletters import Filter, list_dead_letters
-
-    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    [row] = pipeline.ledger.dead_letters(DeadLetterFilter())
     assert row.reason == "retries_exhausted"
     assert "503" in row.error
 
 
-def test_an_event_that_fails_again_keeps_one_open_dead_letter(sqlite_pipeline: Any) -> None:
-    from calendly_brevo.deadletters import Filter, list_dead_letters
-
-    pipeline, brevo = sqlite_pipeline
+def test_an_event_that_fails_again_keeps_one_open_dead_letter(pipe: Any) -> None:
+    pipeline, brevo = pipe
     env = payloads.invitee_created()
     brevo.fail_upserts, brevo.permanent = 2, True
     assert send(pipeline, env) == "dead_lettered"
     assert send(pipeline, env) == "dead_lettered"  # a duplicate delivery meets the same 400
-    [row] = list_dead_letters(pipeline.store.sessions, Filter())
+    [row] = pipeline.ledger.dead_letters(DeadLetterFilter())
     assert row.attempts == 2 and row.reason == "brevo_permanent"
     assert send(pipeline, env) == "applied"  # the cause is gone
 
 
-def test_permanent_brevo_error_dead_letters_at_once(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_permanent_brevo_error_dead_letters_at_once(pipe: Any) -> None:
+    pipeline, brevo = pipe
     brevo.fail_upserts, brevo.permanent = 1, True
     assert send(pipeline, payloads.invitee_created()) == "dead_lettered"
 
 
-def test_reschedule_in_either_order_ends_booked_with_one_rescheduled_event(tmp_path: Path) -> None:
+def test_reschedule_in_either_order_ends_booked_with_one_rescheduled_event() -> None:
     for order in ("cancel_first", "create_first"):
-        pipeline, brevo, services = make_pipeline(tmp_path / order)
+        pipeline, brevo = memory_pipeline()
         canceled, created = payloads.reschedule_pair(email="r@example.com")
         seq = [canceled, created] if order == "cancel_first" else [created, canceled]
         for env in seq:
             assert send(pipeline, env) == "applied"
         assert brevo.contacts["r@example.com"]["BOOKING_STATUS"] == "booked"
         assert [e[0] for e in brevo.events] == ["calendly_invitee_rescheduled"]
-        services.close()
 
 
-def test_cancelling_one_of_two_bookings_keeps_the_contact_booked(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_cancelling_one_of_two_bookings_keeps_the_contact_booked(pipe: Any) -> None:
+    pipeline, brevo = pipe
     a = payloads.invitee_created(
         email="two@example.com", invitee_uri=payloads.invitee_uri("E1", "I1")
     )
@@ -260,8 +257,8 @@ def test_cancelling_one_of_two_bookings_keeps_the_contact_booked(sqlite_pipeline
     ]
 
 
-def test_no_show_then_unmark(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_no_show_then_unmark(pipe: Any) -> None:
+    pipeline, brevo = pipe
     send(pipeline, payloads.invitee_created(email="ns@example.com"))
     send(pipeline, payloads.no_show_created(email="ns@example.com"))
     assert brevo.contacts["ns@example.com"]["BOOKING_STATUS"] == "no_show"
@@ -270,17 +267,16 @@ def test_no_show_then_unmark(sqlite_pipeline: Any) -> None:
     assert [e[0] for e in brevo.events] == ["calendly_invitee_created", "calendly_invitee_no_show"]
 
 
-def test_group_event_invitees_are_separate_contacts(sqlite_pipeline: Any) -> None:
-    pipeline, brevo = sqlite_pipeline
+def test_group_event_invitees_are_separate_contacts(pipe: Any) -> None:
+    pipeline, brevo = pipe
     for env in payloads.group_event(["g1@example.com", "g2@example.com", "g3@example.com"]):
         assert send(pipeline, env) == "applied"
     assert sorted(brevo.contacts) == ["g1@example.com", "g2@example.com", "g3@example.com"]
     assert len(brevo.events) == 3
 
 
-def test_sync_switches_turn_effects_off(tmp_path: Path) -> None:
-    pipeline, brevo, services = make_pipeline(
-        tmp_path,
+def test_sync_switches_turn_effects_off() -> None:
+    pipeline, brevo = memory_pipeline(
         connectors={
             "calendly": {"sync": {"contacts": False, "events": True, "cancellations": False}}
         },
@@ -290,20 +286,34 @@ def test_sync_switches_turn_effects_off(tmp_path: Path) -> None:
     assert len(brevo.events) == 1
     assert send(pipeline, payloads.invitee_canceled()) == "ignored"
     assert len(brevo.events) == 1
-    services.close()
 
 
-def test_processed_event_row_keeps_payload_and_status(sqlite_pipeline: Any) -> None:
-    pipeline, _ = sqlite_pipeline
+def test_the_event_row_keeps_payload_status_and_effects(pipe: Any) -> None:
+    pipeline, _ = pipe
     env = payloads.invitee_created()
-    send(pipeline, env)
-    from sqlalchemy import select
-
-    from calendly_brevo.db.models import ProcessedEvent
-
-    with pipeline.store.sessions() as s:
-        [row] = s.scalars(select(ProcessedEvent)).all()
-    assert row.status == "applied"
-    assert row.attempts == 1
+    outcome = pipeline.process(payloads.body(env).decode(), 1.0)
+    row = pipeline.ledger.event(outcome.event_id or "")
+    assert row is not None
+    assert (row.status, row.attempts) == ("applied", 1)
     assert json.loads(row.payload or "")["event"] == "invitee.created"
     assert row.effects == {"contact": True, "event": "calendly_invitee_created"}
+
+
+def test_the_pipeline_on_sqlite_keeps_the_same_rows(tmp_path: Path) -> None:
+    """One pass on a real database: the migrations, the services' ledger and the pipeline."""
+    pipeline, brevo, services = make_pipeline(tmp_path)
+    try:
+        env = payloads.invitee_created()
+        assert send(pipeline, env) == "applied"
+        assert send(pipeline, env) == "duplicate"
+        assert len(brevo.events) == 1
+        from sqlalchemy import select
+
+        from calendly_brevo.db.models import ProcessedEvent
+
+        with services.sessions() as s:
+            [row] = s.scalars(select(ProcessedEvent)).all()
+        assert (row.status, row.attempts) == ("applied", 1)
+        assert row.effects == {"contact": True, "event": "calendly_invitee_created"}
+    finally:
+        services.close()

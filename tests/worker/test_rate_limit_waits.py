@@ -5,17 +5,16 @@ it; real failures still are, and ``worker.max_age_seconds`` still bounds the wai
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from calendly_brevo.deadletters import Filter, list_dead_letters
 from calendly_brevo.errors import BrevoTransientError, RateLimited
+from calendly_brevo.ledger import DeadLetterFilter
 from tests import payloads
 from tests.worker.stub_worker import drain
-from tests.worker.test_pipeline import make_pipeline
+from tests.worker.test_pipeline import memory_pipeline
 from worker.actors import backoff_ms
 from worker.pipeline import Pipeline
 
@@ -23,10 +22,8 @@ WORKER = {"max_retries": 2, "min_backoff_seconds": 0.01, "max_backoff_seconds": 
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Any:
-    pipeline, brevo, services = make_pipeline(tmp_path, worker=WORKER)
-    yield pipeline, brevo
-    services.close()
+def setup() -> Any:
+    return memory_pipeline(worker=WORKER)
 
 
 def run(pipeline: Pipeline, envelope: dict[str, Any], received_at: float) -> StubBroker:
@@ -34,7 +31,7 @@ def run(pipeline: Pipeline, envelope: dict[str, Any], received_at: float) -> Stu
 
 
 def dead_reasons(pipeline: Pipeline) -> list[str]:
-    return [row.reason for row in list_dead_letters(pipeline.store.sessions, Filter())]
+    return [row.reason for row in pipeline.ledger.dead_letters(DeadLetterFilter())]
 
 
 def test_more_429s_than_max_retries_still_end_applied(setup: Any) -> None:

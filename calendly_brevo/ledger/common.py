@@ -1,0 +1,149 @@
+"""What the Postgres and SQLite ledgers share: the ORM paths off the hot path.
+
+Reading a contact's invitee state, event rows, tombstones and pushed projections, written once
+through SQLAlchemy's ORM for both databases. Nothing here branches on the dialect: row locks
+(``with_for_update``) are Postgres's and SQLite ignores them (its writes are serialised by the
+database lock anyway). Dead letters are in :mod:`.common_deadletters`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from calendly_brevo.db.engine import make_sessionmaker
+from calendly_brevo.db.models import (
+    Invitee,
+    NoShow,
+    ProcessedEvent,
+    PushedProjectionRow,
+    Tombstone,
+)
+from calendly_brevo.ledger.base import (
+    SETTLED,
+    EventRow,
+    PushedProjection,
+    aware,
+    now,
+    tombstone_key,
+)
+from calendly_brevo.ledger.common_deadletters import SqlDeadLetters
+from calendly_brevo.state import InviteeRecord, NoShowMark
+
+
+def mark_of(row: Any) -> NoShowMark:
+    return NoShowMark(
+        no_show_uri=row.no_show_uri,
+        invitee_uri=row.invitee_uri,
+        created=row.created,
+        deleted=row.deleted,
+        marked_at=row.marked_at,
+    )
+
+
+def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
+    rows = s.scalars(select(Invitee).where(Invitee.email == email)).all()
+    records = [InviteeRecord.from_dict(r.data) for r in rows]
+    uris = [r.invitee_uri for r in rows]
+    if not uris:
+        return records, []
+    marks = s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(uris))).all()
+    return records, [mark_of(m) for m in marks]
+
+
+class SqlLedger(SqlDeadLetters):
+    """The part of a SQL ledger that is the same on every database (see the module doc)."""
+
+    transient_errors: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session] | None = None) -> None:
+        self.engine = engine
+        self.sessions = sessions or make_sessionmaker(engine)
+
+    # -- events ----------------------------------------------------------------------------------
+    def event(self, event_id: str) -> EventRow | None:
+        with self.sessions() as s:
+            row = s.get(ProcessedEvent, event_id)
+            if row is None:
+                return None
+            return EventRow(
+                event_id=row.event_id,
+                status=row.status,
+                attempts=row.attempts,
+                effects=dict(row.effects or {}),
+                payload=row.payload,
+                last_error=row.last_error,
+                applied_at=aware(row.applied_at),
+            )
+
+    def settled(self, event_ids: Iterable[str]) -> set[str]:
+        wanted = list(set(event_ids))
+        found: set[str] = set()
+        with self.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                query = select(ProcessedEvent.event_id).where(
+                    ProcessedEvent.event_id.in_(wanted[i : i + 500]),
+                    ProcessedEvent.status.in_(SETTLED),
+                )
+                found.update(s.scalars(query))
+        return found
+
+    # -- invitee state ---------------------------------------------------------------------------
+    def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
+        with self.sessions() as s:
+            return contact_state(s, email)
+
+    # -- tombstones ------------------------------------------------------------------------------
+    def add_tombstone(self, email: str, invitee_uris: Iterable[str]) -> None:
+        keys = {tombstone_key("email", email): "email"}
+        keys |= {tombstone_key("invitee", uri): "invitee" for uri in invitee_uris}
+        with self.sessions.begin() as s:
+            known = set(s.scalars(select(Tombstone.key_hash).where(Tombstone.key_hash.in_(keys))))
+            ts = now()
+            s.add_all(
+                Tombstone(key_hash=k, kind=kind, created_at=ts)
+                for k, kind in keys.items()
+                if k not in known
+            )
+
+    def is_tombstoned(self, *, email: str | None = None, invitee_uri: str | None = None) -> bool:
+        keys = [tombstone_key("email", email)] if email else []
+        keys += [tombstone_key("invitee", invitee_uri)] if invitee_uri else []
+        if not keys:
+            return False
+        with self.sessions() as s:
+            found = s.scalars(select(Tombstone.key_hash).where(Tombstone.key_hash.in_(keys)))
+            return found.first() is not None
+
+    # -- last pushed projections -----------------------------------------------------------------
+    def last_pushed(self, email: str) -> PushedProjection | None:
+        with self.sessions() as s:
+            row = s.get(PushedProjectionRow, email)
+            if row is None:
+                return None
+            return PushedProjection(
+                email=row.email,
+                attributes=dict(row.attributes),
+                list_ids=tuple(row.list_ids),
+                projection_hash=row.projection_hash,
+                mapping_fingerprint=row.mapping_fingerprint,
+                pushed_at=aware(row.pushed_at) or row.pushed_at,
+                event_id=row.event_id,
+            )
+
+    def record_pushed(self, pushed: PushedProjection) -> None:
+        with self.sessions.begin() as s:
+            row = s.get(PushedProjectionRow, pushed.email, with_for_update=True)
+            if row is None:
+                row = PushedProjectionRow(email=pushed.email)
+                s.add(row)
+            row.attributes = dict(pushed.attributes)
+            row.list_ids = list(pushed.list_ids)
+            row.projection_hash = pushed.projection_hash
+            row.mapping_fingerprint = pushed.mapping_fingerprint
+            row.pushed_at = pushed.pushed_at
+            row.event_id = pushed.event_id

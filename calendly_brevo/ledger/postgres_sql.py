@@ -1,0 +1,108 @@
+"""The Postgres ledger's hot-path statements, plain SQL in psycopg's paramstyle.
+
+Kept apart from :mod:`.postgres` so the code reads without scrolling past them; see
+``benchmarks/RESULTS.md`` for why the hot path is not the ORM.
+"""
+
+#: The claim, one round trip. ``prev`` is the row as the statement's snapshot saw it (for
+#: ``interrupted`` and for a duplicate's attempts and effects); the upsert locks and changes the
+#: latest version, and returns nothing when that one is done: the event is a duplicate. Under
+#: the contact lock both are the same row version.
+PG_CLAIM = """
+WITH prev AS (
+    SELECT status, attempts, effects FROM processed_events WHERE event_id = %(event_id)s
+), claimed AS (
+    INSERT INTO processed_events AS pe (
+        event_id, event_name, invitee_uri, email, status, source, attempts, effects, payload,
+        received_at, claimed_at, created_at, updated_at
+    ) VALUES (
+        %(event_id)s, %(event_name)s, %(invitee_uri)s, %(email)s, 'processing', %(source)s, 1,
+        '{}', %(payload)s, %(received_at)s, %(ts)s, %(ts)s, %(ts)s
+    )
+    ON CONFLICT (event_id) DO UPDATE SET
+        status = 'processing',
+        attempts = pe.attempts + 1,
+        claimed_at = EXCLUDED.claimed_at,
+        updated_at = EXCLUDED.updated_at,
+        payload = COALESCE(pe.payload, EXCLUDED.payload)
+    WHERE pe.status NOT IN ('applied', 'ignored')
+    RETURNING attempts, effects
+)
+SELECT prev.status, prev.attempts, prev.effects, claimed.attempts, claimed.effects
+FROM (SELECT 1) AS one LEFT JOIN prev ON true LEFT JOIN claimed ON true
+"""
+
+#: What the state merge reads, one round trip: the stored record of the event's invitee and
+#: its no-show mark, both locked for the merge (kinds 1 and 3), every other record of the
+#: contact (2), and every other mark of the contact's invitees (4, a superset: filtered after
+#: the merge, when the invitee's final email is known).
+PG_STATE = """
+WITH target AS (
+    SELECT invitee_uri, data FROM invitees WHERE invitee_uri = %(uri)s FOR UPDATE
+), target_mark AS (
+    SELECT invitee_uri, mark_key, no_show_uri, created, deleted, marked_at
+    FROM no_shows WHERE mark_key = %(mark_key)s FOR UPDATE
+)
+SELECT 1, invitee_uri, data, NULL::text, NULL::text, NULL::bool, NULL::bool, NULL::text
+FROM target
+UNION ALL
+SELECT 2, invitee_uri, data, NULL, NULL, NULL, NULL, NULL FROM invitees
+WHERE email = %(email)s AND invitee_uri IS DISTINCT FROM %(uri)s
+UNION ALL
+SELECT 3, invitee_uri, NULL, mark_key, no_show_uri, created, deleted, marked_at FROM target_mark
+UNION ALL
+SELECT 4, n.invitee_uri, NULL, n.mark_key, n.no_show_uri, n.created, n.deleted, n.marked_at
+FROM no_shows AS n
+WHERE (
+    n.invitee_uri = %(uri)s
+    OR n.invitee_uri IN (SELECT invitee_uri FROM invitees WHERE email = %(email)s)
+) AND n.mark_key IS DISTINCT FROM %(mark_key)s
+"""
+
+PG_SAVE_INVITEE = """
+INSERT INTO invitees (invitee_uri, email, status, data, updated_at)
+VALUES (%(uri)s, %(email)s, %(status)s, %(data)s::json, %(ts)s)
+ON CONFLICT (invitee_uri) DO UPDATE SET
+    email = EXCLUDED.email, status = EXCLUDED.status, data = EXCLUDED.data,
+    updated_at = EXCLUDED.updated_at
+"""
+
+PG_SAVE_MARK = """
+INSERT INTO no_shows (mark_key, no_show_uri, invitee_uri, created, deleted, marked_at, updated_at)
+VALUES (%(key)s, %(no_show_uri)s, %(invitee_uri)s, %(created)s, %(deleted)s, %(marked_at)s, %(ts)s)
+ON CONFLICT (mark_key) DO UPDATE SET
+    created = EXCLUDED.created, deleted = EXCLUDED.deleted, marked_at = EXCLUDED.marked_at,
+    updated_at = EXCLUDED.updated_at
+"""
+
+#: ``record_effect``: by whether it finishes the event (``None``: no) and as done (``True``).
+PG_RECORD_EFFECT = {
+    None: """
+UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s
+WHERE event_id = %(event_id)s
+""",
+    False: """
+UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s,
+    status = %(status)s, last_error = %(error)s
+WHERE event_id = %(event_id)s
+""",
+    True: """
+UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s,
+    status = %(status)s, last_error = %(error)s, applied_at = %(ts)s
+WHERE event_id = %(event_id)s
+""",
+}
+#: ``finish``: by whether the status is a done one.
+PG_FINISH = {
+    False: """
+UPDATE processed_events SET updated_at = %(ts)s, status = %(status)s, last_error = %(error)s
+WHERE event_id = %(event_id)s
+""",
+    True: """
+UPDATE processed_events SET updated_at = %(ts)s, status = %(status)s, last_error = %(error)s,
+    applied_at = %(ts)s
+WHERE event_id = %(event_id)s
+""",
+}
+
+PG_ATTEMPTS_EFFECTS = "SELECT attempts, effects FROM processed_events WHERE event_id = %(event_id)s"
