@@ -7,12 +7,14 @@ contact's current projection under today's config (what Brevo should hold), and 
 about the person with the command that replays each. It reads only; the console's contact page
 and ``calendly-brevo trace`` print the same :class:`Trace`.
 
-What it cannot show yet, said plainly: the last projection pushed to Brevo and the individual
-Brevo calls are not recorded by this version, so "what Brevo holds" is the projection, not a log.
+It also shows what the connector last pushed to Brevo for the person and when (the ledger's
+pushed projection), when one is recorded. What it cannot show yet, said plainly: the individual
+Brevo calls and the signing key that verified each delivery are not recorded by this version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.config import Settings
 from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent
 from calendly_brevo.events import normalize_email
+from calendly_brevo.ledger import PushedProjection
 from calendly_brevo.lifecycle import _person_dead_letters
 from calendly_brevo.projection import project_contact
 from calendly_brevo.state import InviteeRecord, NoShowMark, is_no_show
@@ -72,6 +75,8 @@ class Trace:
     #: What Brevo should hold now (attributes, lists in / out, status), or ``None``.
     projection: dict[str, Any] | None = None
     dead_letters: list[DeadLetterLine] = field(default_factory=list)
+    #: What the connector last pushed to Brevo (attributes, lists, when, from which event).
+    last_pushed: dict[str, Any] | None = None
 
     @property
     def found(self) -> bool:
@@ -148,8 +153,10 @@ def trace(
     email: str | None = None,
     event_id: str | None = None,
     invitee_uri: str | None = None,
+    last_pushed: Callable[[str], PushedProjection | None] | None = None,
 ) -> Trace:
-    """The timeline of the person named by ``email``, ``event_id`` or ``invitee_uri``."""
+    """The timeline of the person named by ``email``, ``event_id`` or ``invitee_uri``;
+    ``last_pushed`` is the ledger's :meth:`~calendly_brevo.ledger.Ledger.last_pushed`."""
     with sessions() as s:
         key = normalize_email(email) if email else _email_for(s, event_id, invitee_uri)
         if key is None and email:
@@ -192,4 +199,17 @@ def trace(
             "list_ids": list(p.list_ids),
             "unlink_list_ids": list(p.unlink_list_ids),
         }
-    return Trace(key, deliveries, bookings, projection, dead)
+    pushed = last_pushed(key) if last_pushed is not None else None
+    return Trace(key, deliveries, bookings, projection, dead, _pushed(pushed))
+
+
+def _pushed(p: PushedProjection | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "attributes": p.attributes,
+        "list_ids": list(p.list_ids),
+        "pushed_at": p.pushed_at.isoformat(),
+        "event_id": p.event_id,
+        "mapping_fingerprint": p.mapping_fingerprint,
+    }

@@ -26,6 +26,16 @@ def _print(t: Trace) -> None:
         ins = ", ".join(map(str, p["list_ids"])) or "none"
         outs = ", ".join(map(str, p["unlink_list_ids"])) or "none"
         console.print(f"  lists: in {ins}; out of {outs}")
+    if t.last_pushed:
+        lp = t.last_pushed
+        lists = ", ".join(map(str, lp["list_ids"])) or "none"
+        console.print(
+            f"last pushed to Brevo: {lp['pushed_at'][:19].replace('T', ' ')} UTC "
+            f"(event {str(lp['event_id'] or '-')[:12]}), lists {lists}",
+            markup=False,
+        )
+    else:
+        console.print("last pushed to Brevo: nothing recorded")
     bookings = Table("start", "event type", "status", "invitee", title="bookings")
     for b in t.bookings:
         flags = " (rescheduled)" if b.rescheduled else ""
@@ -72,7 +82,12 @@ def trace(
         raise click.UsageError("name a person: --email, --event-id or --invitee-uri")
     obj.read_only = True
     found = find(
-        obj.sessions, obj.settings, email=email, event_id=event_id, invitee_uri=invitee_uri
+        obj.sessions,
+        obj.settings,
+        email=email,
+        event_id=event_id,
+        invitee_uri=invitee_uri,
+        last_pushed=obj.ledger.last_pushed,
     )
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2, default=str))

@@ -121,6 +121,7 @@ async def contacts(request: web.Request) -> dict[str, Any]:
             email=email,
             event_id=event_id,
             invitee_uri=invitee_uri,
+            last_pushed=services.ledger.last_pushed,
         )
     return _page(request, query=email or event_id or invitee_uri or "", trace=found)
 

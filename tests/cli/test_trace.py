@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from calendly_brevo.cli import cli
 from calendly_brevo.events import envelope_from_dict, identify
+from calendly_brevo.ledger import PushedProjection
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
 
@@ -33,7 +35,19 @@ def stored(tmp_path: Path) -> Any:
     brevo.fail_upserts, brevo.permanent = 1, True
     bob = payloads.invitee_created(email="bob@example.com", invitee_uri=BOB_URI)
     assert pipeline.process(payloads.body(bob).decode(), time.time()).status == "dead_lettered"
-    yield identify(envelope_from_dict(created)).event_id
+    event_id = identify(envelope_from_dict(created)).event_id
+    services.ledger.record_pushed(
+        PushedProjection(
+            email="ada@example.com",
+            attributes={"BOOKING_STATUS": "cancelled"},
+            list_ids=(20,),
+            projection_hash="h1",
+            mapping_fingerprint="f1",
+            pushed_at=datetime(2026, 12, 3, 9, 30, tzinfo=UTC),
+            event_id=event_id,
+        )
+    )
+    yield event_id
     services.close()
 
 
@@ -57,11 +71,14 @@ def test_trace_by_email_shows_events_outcomes_bookings_and_the_projection(
     assert t["projection"]["status"] == "cancelled"
     assert t["projection"]["attributes"]["BOOKING_STATUS"] == "cancelled"
     assert t["dead_letters"] == []
+    assert t["last_pushed"]["pushed_at"].startswith("2026-12-03T09:30:00")
+    assert t["last_pushed"]["list_ids"] == [20]
 
     text = trace(env, "--email", "ada@example.com")
     assert text.exit_code == 0
     assert "what Brevo should hold: status cancelled" in text.output
     assert "invitee.canceled" in text.output
+    assert "last pushed to Brevo: 2026-12-03 09:30:00 UTC" in text.output
 
 
 def test_trace_finds_the_same_person_by_event_id_and_by_invitee_uri(
@@ -79,6 +96,7 @@ def test_a_dead_letter_in_the_trace_says_how_to_replay_it(stored: str, env: dict
     assert dead["reason"] == "brevo_permanent"
     assert dead["replay"] == f"calendly-brevo dlq replay {dead['id']}"
     assert t["deliveries"][0]["status"] == "dead"
+    assert t["last_pushed"] is None
 
 
 def test_an_unknown_person_exits_1_and_a_missing_selector_is_a_usage_error(
