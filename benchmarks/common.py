@@ -31,7 +31,7 @@ from tests.e2e.procs import Proc, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-CLI = [PY, "-m", "calendly_brevo"]
+CLI = [PY, "-m", "cli"]
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PG_BASE = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SCHEMA = os.environ.get("BENCH_SCHEMA", "bench")

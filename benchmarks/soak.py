@@ -156,8 +156,8 @@ def soak(seconds: float, rate: float, workdir: Path, threads: int) -> dict[str, 
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-2000:])
         stub_cmd = [PY, "-m", "benchmarks.brevo_stub", "--port", str(stub_port)]
-        receiver_cmd = [PY, "-m", "calendly_brevo", "receiver"]
-        worker_cmd = [PY, "-m", "calendly_brevo", "worker", "--processes", "2"]
+        receiver_cmd = [PY, "-m", "cli", "receiver"]
+        worker_cmd = [PY, "-m", "cli", "worker", "--processes", "2"]
         worker_cmd += ["--threads", str(threads)]
         with (
             running(stub_cmd, env, workdir / "stub.log") as stub,

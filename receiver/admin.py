@@ -73,16 +73,16 @@ def setup_admin(app: web.Application, settings: Settings, services: Any) -> None
     limiter_for(app)
 
     def create_link(event_type: str, email: str | None, attribute: str) -> dict[str, Any]:
+        from calendly_brevo.brevo.client import client_for
         from calendly_brevo.calendly import make_client
         from calendly_brevo.calendly.links import create_links, resolve_event_type
-        from calendly_brevo.commands.calendly import brevo_client_for
 
         injected = getattr(services, "http_client", None)
         http = injected or httpx.Client(timeout=15.0)
         try:
             client = make_client(settings, http, services.sessions)
             uri = resolve_event_type(client, settings, event_type)
-            brevo = brevo_client_for(services, settings) if email else None
+            brevo = client_for(services, settings) if email else None
             (result,) = create_links(
                 client, uri, emails=[email] if email else [], brevo=brevo, attribute=attribute
             )

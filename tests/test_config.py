@@ -232,7 +232,7 @@ def test_brevo_dry_run_refuses_anything_but_a_boolean() -> None:
 
 
 def test_the_start_up_banner_says_dry_run_and_why(tmp_path: Path) -> None:
-    from calendly_brevo.embedded import banner
+    from cli.embedded import banner
 
     implicit = banner(load_settings(None, env={"CONNECTOR_DATA_DIR": str(tmp_path)}), "h", 1)
     assert "DRY RUN: no BREVO_API_KEY" in implicit

@@ -547,3 +547,14 @@ class BrevoClient:
         raise BrevoPermanentError(
             f"{where}: HTTP {status} {hint}: {detail}".rstrip(": "), status=status, brevo_code=code
         )
+
+
+def client_for(services: object, settings: Settings) -> BrevoClient | None:
+    """The client a one-off command or admin call uses: the ``brevo_client`` injected on
+    ``services`` (tests), else a real one for ``settings``; ``None`` in a dry run."""
+    injected = getattr(services, "brevo_client", None)
+    if injected is not None:
+        return injected  # type: ignore[no-any-return]
+    if settings.dry_run:
+        return None
+    return BrevoClient.from_settings(settings)

@@ -16,10 +16,10 @@ from calendly_brevo.calendly.backfill import (
     reconcile,
 )
 from calendly_brevo.calendly.client import CalendlyClient
-from calendly_brevo.commands.calendly import backfill as backfill_command
-from calendly_brevo.commands.calendly import reconcile as reconcile_command
 from calendly_brevo.db.models import ProcessedEvent
 from calendly_brevo.events import identify, parse_envelope
+from cli.commands.calendly import backfill as backfill_command
+from cli.commands.calendly import reconcile as reconcile_command
 from tests.calendly.conftest import queued_envelopes
 from tests.fakes.calendly import FakeCalendlyServer
 

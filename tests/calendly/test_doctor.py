@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscriptions import WEBHOOK_EVENTS
-from calendly_brevo.commands.calendly import doctor
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.doctor import Check, DoctorContext, run_checks
+from cli.commands.calendly import doctor
 from tests.calendly.conftest import calendly_settings
 from tests.fakes.calendly import FakeCalendlyServer
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.calendly.links import resolve_event_type
-from calendly_brevo.commands.calendly import links
 from calendly_brevo.errors import CalendlyNotFound
+from cli.commands.calendly import links
 from receiver.admin import setup_admin
 from tests.fakes.calendly import FakeCalendlyServer
 

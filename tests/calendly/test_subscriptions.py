@@ -11,10 +11,10 @@ from calendly_brevo.calendly.subscriptions import (
     SubscriptionManager,
     active_signing_keys,
 )
-from calendly_brevo.commands.calendly import webhooks
 from calendly_brevo.crypto import load_box
 from calendly_brevo.db.models import SigningKey
 from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
+from cli.commands.calendly import webhooks
 from tests.fakes.calendly import FakeCalendlyServer
 
 URL = "https://connector.example.com/webhooks/calendly"

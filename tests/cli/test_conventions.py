@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from calendly_brevo.cli import cli
 from calendly_brevo.durations import parse_duration, parse_when
+from cli.main import cli
 from tests.e2e.procs import free_port, run_cli
 
 SIGNING_KEY = "cli-signing-key-Vb7Nq2Lw9Xr4Tz6Hm1Pk"

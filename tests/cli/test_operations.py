@@ -8,7 +8,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from calendly_brevo.cli import cli
+from cli.main import cli
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from calendly_brevo.cli import cli
 from calendly_brevo.simulate import example
+from cli.main import cli
 
 EVENT_TYPE = "https://api.calendly.com/event_types/GBGBDCAADAEDCRZ2"  # Calendly's examples'
 CONFIG = f"""

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from calendly_brevo.calendly.subscriptions import STATE_NAME, _remember, note_state, remembered
-from calendly_brevo.cli import cli
 from calendly_brevo.lifecycle import status_numbers
+from cli.main import cli
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from calendly_brevo.cli import cli
 from calendly_brevo.events import envelope_from_dict, identify
 from calendly_brevo.ledger import PushedProjection
+from cli.main import cli
 from tests import payloads
 from tests.worker.test_pipeline import make_pipeline
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from calendly_brevo.cli import cli
 from calendly_brevo.config import load_settings
 from calendly_brevo.errors import ConfigError
+from cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

@@ -51,7 +51,7 @@ def test_the_changelog_keeps_an_unreleased_section_above_the_current_version() -
 
 def test_version_flag_prints_the_installed_package_version() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "calendly_brevo", "--version"],
+        [sys.executable, "-m", "cli", "--version"],
         capture_output=True,
         text=True,
         timeout=60,

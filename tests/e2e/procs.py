@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "calendly_brevo"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def free_port() -> int:

@@ -17,11 +17,11 @@ from cryptography.fernet import Fernet
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscriptions import active_signing_keys, store_signing_key
 from calendly_brevo.calendly.tokens import OAuthTokenStore
-from calendly_brevo.cli import cli
 from calendly_brevo.config import load_settings
 from calendly_brevo.crypto import DecryptionError, load_box
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.queueing import SqliteQueue
+from cli.main import cli
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()

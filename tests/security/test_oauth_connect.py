@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from prometheus_client import REGISTRY
 
 from calendly_brevo.calendly.connect import consume_link, issue_link
-from calendly_brevo.cli import cli
 from calendly_brevo.db.engine import make_sessionmaker
+from cli.main import cli
 from tests.calendly.test_oauth import (
     ADMIN,
     authorize,

@@ -57,7 +57,7 @@ def test_a_production_worker_without_a_brevo_key_refuses_to_start_naming_the_key
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "calendly_brevo", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env=env,
         capture_output=True,
         text=True,

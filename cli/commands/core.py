@@ -17,7 +17,7 @@ pass_services = click.make_pass_decorator(LazyServices)
 @pass_services
 def run(obj: LazyServices, host: str | None, port: int | None) -> None:
     """Receiver and worker in one process (SQLite queue and store unless REDIS_URL is set)."""
-    from calendly_brevo.embedded import run as run_embedded
+    from cli.embedded import run as run_embedded
 
     run_embedded(obj.settings, host, port)
 

@@ -8,7 +8,6 @@ fakes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -20,10 +19,10 @@ from typing import Any
 import click
 import httpx
 
+from calendly_brevo.brevo.client import client_for
 from calendly_brevo.calendly import CalendlyClient, make_client
 from calendly_brevo.config import Settings
 from calendly_brevo.durations import Duration, When
-from calendly_brevo.errors import ConfigError
 
 SCOPE = click.Choice(["organization", "user"])
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -363,22 +362,6 @@ def links() -> None:
     """Single-use Calendly scheduling links."""
 
 
-def brevo_client_for(obj: Any, settings: Settings) -> Any:
-    """The injected ``brevo_client``, else the real one; None in dry-run (no Brevo key)."""
-    injected = getattr(obj, "brevo_client", None)
-    if injected is not None:
-        return injected
-    if settings.dry_run:
-        return None
-    module = importlib.import_module("calendly_brevo.brevo.client")
-    factory = getattr(module, "from_settings", None) or getattr(
-        module.BrevoClient, "from_settings", None
-    )
-    if factory is None:  # pragma: no cover - depends on the Brevo client's shape
-        raise ConfigError("brevo", "no Brevo client factory", "BrevoClient.from_settings")
-    return factory(settings)
-
-
 @links.command("create")
 @click.option(
     "--event-type", required=True, help="Event type URI, event_mapping key, slug or name."
@@ -401,7 +384,7 @@ def links_create(
     if emails_file is not None:
         addresses += read_emails(emails_file.read_text(encoding="utf-8"))
     with _calendly() as (obj, settings, client):
-        brevo = brevo_client_for(obj, settings) if addresses else None
+        brevo = client_for(obj, settings) if addresses else None
         if addresses and brevo is None:
             click.echo(
                 "dry run (no BREVO_API_KEY): links are printed, not written to Brevo", err=True

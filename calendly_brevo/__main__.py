@@ -1,3 +1,0 @@
-from calendly_brevo.cli import main
-
-main()

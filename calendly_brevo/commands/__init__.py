@@ -1,1 +1,0 @@
-"""CLI subcommands, one module per concern; ``calendly_brevo.cli`` registers them."""
