@@ -1,10 +1,14 @@
 """``GET /oauth/calendly/start`` and ``/oauth/calendly/callback``: connect Calendly via OAuth.
 
-``start`` redirects to Calendly's authorize page with PKCE (S256) and a random ``state``; the
-state and code verifier travel in a short-lived cookie sealed with the connector's Fernet key
-(see :mod:`calendly_brevo.calendly.oauth`), so any replica can take the callback. ``callback``
-refuses a missing or mismatched state with 400 and stores nothing; otherwise it exchanges the
-code, stores the tokens encrypted in ``oauth_tokens`` and shows a page without them.
+The two routes live on different listeners: ``start`` on the admin port
+(:func:`setup_oauth_start`), ``callback`` on the public one (:func:`setup_oauth_callback`), the
+only OAuth route Calendly's redirect needs to reach.
+
+``start`` redirects to Calendly's authorize page with PKCE (S256); the ``state`` is the pending
+authorization sealed with the connector's Fernet key (see :mod:`calendly_brevo.calendly.oauth`),
+so any replica, on either port or host, can take the callback. ``callback`` refuses a missing,
+forged or expired state with 400 and stores nothing; otherwise it exchanges the code, stores the
+tokens encrypted in ``oauth_tokens`` and shows a page without them.
 
 Without ``connectors.calendly.oauth.client_id`` both routes answer 404 saying how to enable
 OAuth. A Personal Access Token needs none of this.
@@ -36,7 +40,6 @@ from receiver.auth_limit import limiter_for
 
 log = get_logger("calendly_brevo.receiver.oauth")
 
-COOKIE = "calendly_oauth"
 NOT_CONFIGURED = (
     "Calendly OAuth is not configured: set CALENDLY_CLIENT_ID, CALENDLY_CLIENT_SECRET and "
     "CALENDLY_REDIRECT_URI (or PUBLIC_URL). A Personal Access Token (CALENDLY_ACCESS_TOKEN) "
@@ -77,19 +80,12 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     )
 
 
-def setup_oauth(
-    app: web.Application,
-    settings: Settings,
-    token_store: OAuthTokenStore,
-    *,
-    http: httpx.Client | None = None,
+def setup_oauth_start(
+    app: web.Application, settings: Settings, token_store: OAuthTokenStore
 ) -> None:
-    """Add the two OAuth routes to ``app``. ``http`` is for tests (a client per call otherwise)."""
+    """Add ``GET /oauth/calendly/start`` to the admin ``app``."""
     limiter_for(app)  # the start's admin-token check is rate-limited like the admin API
     box = token_store.box
-    secure = oauth.oauth_configured(settings) and (
-        settings.calendly.oauth.redirect_uri or settings.server.public_url or ""
-    ).startswith("https://")
 
     async def start(request: web.Request) -> web.StreamResponse:
         if not oauth.oauth_configured(settings):
@@ -113,19 +109,22 @@ def setup_oauth(
             return denied
         else:
             return _refused("refused_auth", "Not allowed", NEEDS_KEY, 401, via="none")
-        url, sealed = oauth.begin(settings, box, replace=replace)
-        response = web.Response(status=302, headers={"Location": url})
-        response.set_cookie(
-            COOKIE,
-            sealed.decode("ascii"),
-            max_age=oauth.PENDING_TTL,
-            path="/oauth/calendly",
-            httponly=True,
-            secure=secure,
-            samesite="Lax",
-        )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        url = oauth.begin(settings, box, replace=replace)
+        return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+    app.router.add_get(oauth.START_PATH, start)
+
+
+def setup_oauth_callback(
+    app: web.Application,
+    settings: Settings,
+    token_store: OAuthTokenStore,
+    *,
+    http: httpx.Client | None = None,
+) -> None:
+    """Add ``GET /oauth/calendly/callback`` to the public ``app``. ``http`` is for tests (a
+    client per call otherwise)."""
+    box = token_store.box
 
     def complete(code: str, pending: oauth.Pending) -> str | None:
         client = http or httpx.Client(timeout=15.0)
@@ -143,7 +142,7 @@ def setup_oauth(
         if not oauth.oauth_configured(settings):
             return _page("OAuth not configured", NOT_CONFIGURED, 404)
         query = request.query
-        pending = oauth.check_state(box, request.cookies.get(COOKIE), query.get("state"))
+        pending = oauth.check_state(box, query.get("state"))
         if pending is None:
             return _refused(
                 "bad_state",
@@ -177,13 +176,10 @@ def setup_oauth(
         result = "replaced" if replaced else "connected"
         metrics.OAUTH_CONNECTS.labels(result).inc()
         log.info("oauth_connected", result=result, owner=owner)
-        response = _page(
+        return _page(
             "Calendly connected",
             f"The connector can now call Calendly{f' as {owner}' if owner else ''}. "
             "You can close this page.",
         )
-        response.del_cookie(COOKIE, path="/oauth/calendly")
-        return response
 
-    app.router.add_get(oauth.START_PATH, start)
     app.router.add_get(oauth.CALLBACK_PATH, callback)

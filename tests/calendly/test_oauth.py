@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +24,7 @@ from calendly_brevo.crypto import load_box
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.errors import CalendlyAuthError
-from receiver.oauth import setup_oauth
+from receiver.oauth import setup_oauth_callback, setup_oauth_start
 from tests.calendly.conftest import calendly_settings
 from tests.fakes.calendly import FakeCalendlyServer
 
@@ -72,8 +74,11 @@ def store_for(settings: Settings) -> OAuthTokenStore:
 async def oauth_app(
     aiohttp_client: Any, settings: Settings, store: OAuthTokenStore, http: httpx.Client
 ) -> TestClient[Any, Any]:
+    """Both OAuth routes on one app (the receiver splits them: start on the admin port, callback
+    on the public one: see the test of a callback on the public listener)."""
     app = web.Application()
-    setup_oauth(app, settings, store, http=http)
+    setup_oauth_start(app, settings, store)
+    setup_oauth_callback(app, settings, store, http=http)
     client: TestClient[Any, Any] = await aiohttp_client(app)
     return client
 
@@ -145,7 +150,7 @@ async def test_a_callback_with_a_bad_or_missing_state_is_refused_and_stores_noth
     settings = oauth_settings(tmp_path, cal)
     store = store_for(settings)
     web_client = await oauth_app(aiohttp_client, settings, store, http)
-    real = await authorize(web_client)  # the browser has a pending cookie
+    real = await authorize(web_client)  # a real authorization is pending
     code = parse_qs(real)["code"][0]
     resp = await web_client.get(f"/oauth/calendly/callback?{query.replace('abc', code)}")
     assert resp.status == 400
@@ -154,17 +159,46 @@ async def test_a_callback_with_a_bad_or_missing_state_is_refused_and_stores_noth
     assert not [r for r in cal.state.token_requests if r["grant_type"] == "authorization_code"]
 
 
-async def test_a_callback_without_the_start_cookie_is_refused(
+async def test_a_state_sealed_with_another_key_or_expired_is_refused(
     aiohttp_client: Any, tmp_path: Path, cal: FakeCalendlyServer, http: httpx.Client
 ) -> None:
-    settings = oauth_settings(tmp_path, cal)
+    key = Fernet.generate_key()
+    settings = oauth_settings(tmp_path, cal, CONNECTOR_ENCRYPTION_KEY=key.decode())
     store = store_for(settings)
     web_client = await oauth_app(aiohttp_client, settings, store, http)
-    query = await authorize(web_client)
-    web_client.session.cookie_jar.clear()
-    resp = await web_client.get(f"/oauth/calendly/callback?{query}")
-    assert resp.status == 400
+    code = parse_qs(await authorize(web_client))["code"][0]
+    pending = b'{"nonce": "n", "verifier": "v", "replace": true}'
+    foreign = Fernet(Fernet.generate_key()).encrypt(pending).decode()
+    stale = Fernet(key).encrypt_at_time(pending, int(time.time()) - 3600).decode()
+    for state in (foreign, stale):
+        resp = await web_client.get(
+            "/oauth/calendly/callback", params={"state": state, "code": code}
+        )
+        assert resp.status == 400
+        assert "state" in (await resp.text()).lower()
     assert store.load() is None
+
+
+async def test_a_callback_on_the_public_listener_completes_a_start_on_the_admin_one(
+    aiohttp_client: Any, tmp_path: Path, cal: FakeCalendlyServer, http: httpx.Client
+) -> None:
+    """The start is on the admin port and the callback on the public URL: different hosts, so
+    no cookie can carry the pending authorization; the sealed state does."""
+    settings = oauth_settings(tmp_path, cal)
+    store = store_for(settings)
+    admin, public = web.Application(), web.Application()
+    setup_oauth_start(admin, settings, store)
+    setup_oauth_callback(public, settings, store, http=http)
+    admin_client = await aiohttp_client(admin)
+    public_client = await aiohttp_client(public)
+    assert (await public_client.get("/oauth/calendly/start", headers=ADMIN)).status == 404
+    assert (await admin_client.get("/oauth/calendly/callback")).status == 404
+
+    query = await authorize(admin_client)
+    callback = await public_client.get(f"/oauth/calendly/callback?{query}")
+    assert callback.status == 200, await callback.text()
+    stored = store.load()
+    assert stored is not None and stored.owner_uri == cal.state.user["uri"]
 
 
 async def test_oauth_routes_answer_404_with_the_fix_when_no_client_id_is_configured(

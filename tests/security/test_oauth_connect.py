@@ -143,7 +143,12 @@ def test_oauth_connect_url_prints_a_one_time_link_that_the_receiver_accepts(
     result = CliRunner().invoke(cli, ["oauth", "connect-url", "--replace"], env=env)
     assert result.exit_code == 0, result.output
     url = result.stdout.strip()
-    assert url.startswith("https://connector.example/oauth/calendly/start?link=")
+    # The start is on the admin port, never the public URL (issue 13 point 7).
+    assert url.startswith("http://127.0.0.1:8001/oauth/calendly/start?link=")
+    assert "port-forward" in result.stderr
     sessions = make_sessionmaker(engine_for(settings))
     assert consume_link(sessions, url.split("link=")[1]) is True
     assert consume_link(sessions, url.split("link=")[1]) is None
+    tunnel = ["oauth", "connect-url", "--base-url", "https://admin.internal:9443"]
+    other = CliRunner().invoke(cli, tunnel, env=env)
+    assert other.stdout.startswith("https://admin.internal:9443/oauth/calendly/start?link=")
