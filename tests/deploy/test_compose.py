@@ -182,3 +182,10 @@ def test_the_compose_config_needs_no_brevo_lists_once_the_placeholders_are_repla
     assert not settings.embedded
     assert not settings.calendly.event_mapping, "a first booking must not need lists 10 and 11"
     settings.require_brevo()
+
+
+def test_caddy_forwards_only_the_public_paths_to_the_receivers_public_port() -> None:
+    caddyfile = (REPO / "deploy" / "compose" / "Caddyfile").read_text()
+    (paths,) = re.findall(r"@public path (.+)", caddyfile)
+    assert set(paths.split()) == {"/webhooks/calendly", "/oauth/calendly/callback", "/healthz"}
+    assert re.findall(r"reverse_proxy (\S+)", caddyfile) == ["receiver:8080"]

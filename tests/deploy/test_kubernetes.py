@@ -369,19 +369,43 @@ def test_the_worker_metrics_service_is_headless(objects: list[dict[str, Any]]) -
     assert [p["port"] for p in service["spec"]["ports"]] == [9191]
 
 
-def test_the_ingress_exposes_only_the_webhook_and_oauth_paths(
+def _receiver_ports(objs: list[dict[str, Any]]) -> tuple[int, int]:
+    """(public, admin) container ports of the receiver, as its PORT and ADMIN_PORT say."""
+    deployment = _one(objs, "Deployment", "calendly-brevo-receiver")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    public, admin = int(env["PORT"]), int(env["ADMIN_PORT"])
+    assert {public, admin} <= {p["containerPort"] for p in container["ports"]}
+    assert public != admin
+    return public, admin
+
+
+def _service_target(objs: list[dict[str, Any]], service: str, port: int | str) -> int:
+    """The receiver container port a Service port (by name or number) lands on."""
+    spec = _one(objs, "Service", service)["spec"]
+    (entry,) = [p for p in spec["ports"] if port in (p["name"], p["port"])]
+    deployment = _one(objs, "Deployment", "calendly-brevo-receiver")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return _container_port(container, entry["targetPort"])
+
+
+def test_the_ingress_routes_only_the_webhook_and_the_oauth_callback_to_the_public_port(
     objects: list[dict[str, Any]],
 ) -> None:
     ingress = _one(objects, "Ingress", "calendly-brevo-receiver")
-    services = {s["metadata"]["name"]: s for s in _find(objects, "Service")}
+    public, admin = _receiver_ports(objects)
     paths = set()
     for rule in ingress["spec"]["rules"]:
         for path in rule["http"]["paths"]:
-            paths.add(path["path"])
+            paths.add((path["path"], path["pathType"]))
             backend = path["backend"]["service"]
-            ports = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
-            assert backend["port"]["name"] in ports
-    assert paths == {"/webhooks/calendly", "/oauth/calendly"}
+            port = backend["port"].get("name") or backend["port"]["number"]
+            assert _service_target(objects, backend["name"], port) == public, path
+    assert "defaultBackend" not in ingress["spec"]
+    # Exact paths: /oauth/calendly/start, /admin/* and /metrics are not even on the public port,
+    # and no prefix could reach them if they were.
+    assert paths == {("/webhooks/calendly", "Exact"), ("/oauth/calendly/callback", "Exact")}
+    assert admin != public
 
 
 def test_the_disruption_budget_keeps_a_receiver_while_there_are_two(
@@ -394,7 +418,7 @@ def test_the_disruption_budget_keeps_a_receiver_while_there_are_two(
     assert receiver["spec"]["replicas"] > pdb["spec"]["minAvailable"]
 
 
-def test_network_policies_let_in_only_webhooks_and_metrics_scrapes(
+def test_network_policies_open_the_public_port_and_the_admin_port_only_to_prometheus_and_peers(
     objects: list[dict[str, Any]],
 ) -> None:
     policies = {p["metadata"]["name"]: p["spec"] for p in _find(objects, "NetworkPolicy")}
@@ -402,9 +426,18 @@ def test_network_policies_let_in_only_webhooks_and_metrics_scrapes(
         selector = spec["podSelector"].get("matchLabels", {})
         assert any(_matches(selector, t["metadata"]["labels"]) for _, t in _templates(objects))
 
+    public, admin = _receiver_ports(objects)
     receiver = policies["calendly-brevo-receiver-ingress"]
-    assert [r["ports"] for r in receiver["ingress"]] == [[{"port": 8080, "protocol": "TCP"}]]
-    assert all("from" not in r for r in receiver["ingress"]), "webhooks come from anywhere"
+    open_rules = [r for r in receiver["ingress"] if "from" not in r]
+    assert [r["ports"] for r in open_rules] == [[{"port": public, "protocol": "TCP"}]], (
+        "webhooks come from anywhere, on the public port only"
+    )
+    (admin_rule,) = [r for r in receiver["ingress"] if "from" in r]
+    assert admin_rule["ports"] == [{"port": admin, "protocol": "TCP"}]
+    assert admin_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"podSelector": {}},  # this namespace only: a podSelector alone never crosses namespaces
+    ]
 
     (worker_rule,) = policies["calendly-brevo-worker-ingress"]["ingress"]
     assert worker_rule["ports"] == [{"port": 9191, "protocol": "TCP"}]
@@ -432,6 +465,19 @@ def test_every_pod_is_covered_by_an_ingress_policy(objects: list[dict[str, Any]]
     for where, template in _templates(objects):
         labels = template["metadata"]["labels"]
         assert any("Ingress" in p["policyTypes"] and selects(p, labels) for p in policies), where
+
+
+def test_pod_scrape_annotations_point_at_the_port_that_serves_metrics(
+    objects: list[dict[str, Any]],
+) -> None:
+    public, admin = _receiver_ports(objects)
+    expected = {"calendly-brevo-receiver": admin, "calendly-brevo-worker": 9191}
+    for name, port in expected.items():
+        template = _one(objects, "Deployment", name)["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == port != public
 
 
 # --- autoscaling and monitoring -------------------------------------------------------------------
@@ -487,6 +533,10 @@ def test_service_monitors_scrape_the_receiver_and_worker_services(
             assert endpoint["port"] in ports
             assert endpoint["path"] == "/metrics"
         scraped.add(service["metadata"]["name"])
+    (receiver_monitor,) = _find(objs, "ServiceMonitor", "calendly-brevo-receiver")
+    (endpoint,) = receiver_monitor["spec"]["endpoints"]
+    admin_port = _receiver_ports(objs)[1]
+    assert _service_target(objs, "calendly-brevo-receiver", endpoint["port"]) == admin_port
     # The job label is the Service name; alerts.yml and the dashboard rely on these two.
     assert scraped == {"calendly-brevo-receiver", "calendly-brevo-worker"}
 
