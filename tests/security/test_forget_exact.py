@@ -65,6 +65,7 @@ def test_forget_normalises_unicode_like_the_worker(tmp_path: Path) -> None:
 def test_forget_removes_the_persons_waiting_messages_from_the_embedded_queue(
     tmp_path: Path,
 ) -> None:
+    from calendly_brevo.queue_erasure import SqliteWaiting
     from calendly_brevo.queueing import QUEUE_NAME, SqliteEnqueuer, SqliteQueue
 
     _pipeline, _brevo, services = make_pipeline(tmp_path)
@@ -74,7 +75,7 @@ def test_forget_removes_the_persons_waiting_messages_from_the_embedded_queue(
         body = payloads.body(payloads.invitee_created(email=email)).decode()
         enqueuer.enqueue(body, received_at=1.0, source="webhook")
     queue.put(QUEUE_NAME, "not-json", b"\xff garbage")
-    result = forget(services.sessions, "Jose\u0301@EXAMPLE.com", queue)
+    result = forget(services.sessions, "Jose\u0301@EXAMPLE.com", SqliteWaiting(queue))
     assert result.queued == 1
     assert queue.count(QUEUE_NAME) == 3  # jose@ (no accent), other@ and the garbage stay
     queue.close()
