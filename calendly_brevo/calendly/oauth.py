@@ -3,20 +3,17 @@
 Plain functions over plain data; the aiohttp routes live in ``receiver/oauth.py`` and the token
 storage and refresh in :mod:`calendly_brevo.calendly.tokens`.
 
-The pending authorization (a nonce, the PKCE ``code_verifier`` and the replace flag) *is* the
-``state`` parameter, sealed with the connector's Fernet key
-(:class:`calendly_brevo.crypto.SecretBox`): no server state, so a start on one receiver replica
-and a callback on another still match, and the start (on the admin port) and the callback (on
-the public URL) need not share a host, which a cookie would. Nobody but the connector can read
-the verifier or forge a state, and only a start that passed the admin check issues one; Fernet's
-timestamp gives the expiry (:data:`PENDING_TTL`). A replayed callback fails at Calendly: an
-authorization code works once.
+The pending authorization (``state`` + PKCE ``code_verifier``) is kept in a short-lived cookie
+encrypted with the connector's Fernet key (:class:`calendly_brevo.crypto.SecretBox`): no server
+state, so a start on one receiver replica and a callback on another still match, and the verifier
+is never readable by the browser. Fernet's timestamp gives the expiry (:data:`PENDING_TTL`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -75,14 +72,13 @@ class Pending:
         return "Pending(**********)"
 
 
-def begin(settings: Settings, box: SecretBox, *, replace: bool = False) -> str:
-    """Start an authorization: the URL to send the browser to (its ``state`` is sealed)."""
+def begin(settings: Settings, box: SecretBox, *, replace: bool = False) -> tuple[str, bytes]:
+    """Start an authorization: the URL to send the browser to and the sealed cookie value."""
     oauth = settings.calendly.oauth
     if not oauth.client_id:
         raise ConfigError("connectors.calendly.oauth.client_id", "is not set", "CALENDLY_CLIENT_ID")
     verifier, challenge = pkce_pair()
-    pending = {"nonce": secrets.token_urlsafe(16), "verifier": verifier, "replace": replace}
-    state = box.encrypt(json.dumps(pending)).decode("ascii")
+    state = secrets.token_urlsafe(24)
     query = {
         "client_id": oauth.client_id,
         "redirect_uri": redirect_uri(settings),
@@ -93,20 +89,25 @@ def begin(settings: Settings, box: SecretBox, *, replace: bool = False) -> str:
     }
     if oauth.scopes:
         query["scope"] = " ".join(oauth.scopes)
-    return f"{oauth.auth_url.rstrip('/')}/oauth/authorize?{urlencode(query)}"
+    url = f"{oauth.auth_url.rstrip('/')}/oauth/authorize?{urlencode(query)}"
+    sealed = box.encrypt(json.dumps({"state": state, "verifier": verifier, "replace": replace}))
+    return url, sealed
 
 
-def check_state(box: SecretBox, state: str | None) -> Pending | None:
-    """The pending authorization if ``state`` was sealed by this connector and is fresh."""
-    if not state:
+def check_state(box: SecretBox, sealed: str | None, state: str | None) -> Pending | None:
+    """The pending authorization if the cookie is ours, fresh and matches ``state``; else None."""
+    if not sealed or not state:
         return None
     try:
-        data = json.loads(box.decrypt(state.encode("ascii"), ttl=PENDING_TTL))
+        data = json.loads(box.decrypt(sealed.encode("ascii"), ttl=PENDING_TTL))
     except (ConfigError, ValueError, UnicodeEncodeError):
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("verifier"), str):
+    expected = str(data.get("state", ""))
+    if not expected or not hmac.compare_digest(expected.encode(), state.encode()):
         return None
-    return Pending(state=state, verifier=data["verifier"], replace=data.get("replace") is True)
+    return Pending(
+        state=expected, verifier=str(data["verifier"]), replace=data.get("replace") is True
+    )
 
 
 def _client_auth(oauth: OAuthSettings) -> tuple[dict[str, str], httpx.BasicAuth | None]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,8 +72,8 @@ def store_for(settings: Settings) -> OAuthTokenStore:
 async def oauth_app(
     aiohttp_client: Any, settings: Settings, store: OAuthTokenStore, http: httpx.Client
 ) -> TestClient[Any, Any]:
-    """Both OAuth routes on one app (the receiver splits them: start on the admin port, callback
-    on the public one: see the test of a callback on the public listener)."""
+    """Both OAuth routes on one app; the receiver puts the start on the admin port and the
+    callback on the public one: see the test of the admin listener handing over)."""
     app = web.Application()
     setup_oauth_start(app, settings, store)
     setup_oauth_callback(app, settings, store, http=http)
@@ -83,16 +81,24 @@ async def oauth_app(
     return client
 
 
-async def authorize(web_client: TestClient[Any, Any], start_path: str = "") -> str:
-    """Run start → Calendly's authorize page; return the callback query Calendly sends back.
-    Without ``start_path`` the start is authorized with the admin token."""
-    start = await web_client.get(
-        start_path or "/oauth/calendly/start",
-        allow_redirects=False,
-        headers={} if start_path else ADMIN,
-    )
-    assert start.status == 302
-    location = start.headers["Location"]
+async def authorize(
+    web_client: TestClient[Any, Any],
+    start_path: str = "",
+    public: TestClient[Any, Any] | None = None,
+) -> str:
+    """Run start → one-time link on the callback → Calendly's authorize page; return the
+    callback query Calendly sends back. Without ``start_path`` the start is authorized with the
+    admin token on ``web_client``; the link is followed on ``public`` (default: the same app)."""
+    public = public or web_client
+    if not start_path:
+        start = await web_client.get("/oauth/calendly/start", allow_redirects=False, headers=ADMIN)
+        assert start.status == 302
+        hop = urlsplit(start.headers["Location"])
+        assert hop.path == "/oauth/calendly/callback" and hop.query.startswith("link=")
+        start_path = f"{hop.path}?{hop.query}"
+    begun = await public.get(start_path, allow_redirects=False)
+    assert begun.status == 302, await begun.text()
+    location = begun.headers["Location"]
     query = parse_qs(urlsplit(location).query)
     assert query["response_type"] == ["code"] and query["client_id"] == [CLIENT_ID]
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
@@ -150,7 +156,7 @@ async def test_a_callback_with_a_bad_or_missing_state_is_refused_and_stores_noth
     settings = oauth_settings(tmp_path, cal)
     store = store_for(settings)
     web_client = await oauth_app(aiohttp_client, settings, store, http)
-    real = await authorize(web_client)  # a real authorization is pending
+    real = await authorize(web_client)  # the browser has a pending cookie
     code = parse_qs(real)["code"][0]
     resp = await web_client.get(f"/oauth/calendly/callback?{query.replace('abc', code)}")
     assert resp.status == 400
@@ -159,31 +165,26 @@ async def test_a_callback_with_a_bad_or_missing_state_is_refused_and_stores_noth
     assert not [r for r in cal.state.token_requests if r["grant_type"] == "authorization_code"]
 
 
-async def test_a_state_sealed_with_another_key_or_expired_is_refused(
+async def test_a_callback_without_the_start_cookie_is_refused(
     aiohttp_client: Any, tmp_path: Path, cal: FakeCalendlyServer, http: httpx.Client
 ) -> None:
-    key = Fernet.generate_key()
-    settings = oauth_settings(tmp_path, cal, CONNECTOR_ENCRYPTION_KEY=key.decode())
+    settings = oauth_settings(tmp_path, cal)
     store = store_for(settings)
     web_client = await oauth_app(aiohttp_client, settings, store, http)
-    code = parse_qs(await authorize(web_client))["code"][0]
-    pending = b'{"nonce": "n", "verifier": "v", "replace": true}'
-    foreign = Fernet(Fernet.generate_key()).encrypt(pending).decode()
-    stale = Fernet(key).encrypt_at_time(pending, int(time.time()) - 3600).decode()
-    for state in (foreign, stale):
-        resp = await web_client.get(
-            "/oauth/calendly/callback", params={"state": state, "code": code}
-        )
-        assert resp.status == 400
-        assert "state" in (await resp.text()).lower()
+    query = await authorize(web_client)
+    web_client.session.cookie_jar.clear()
+    resp = await web_client.get(f"/oauth/calendly/callback?{query}")
+    assert resp.status == 400
     assert store.load() is None
 
 
-async def test_a_callback_on_the_public_listener_completes_a_start_on_the_admin_one(
+async def test_the_start_on_the_admin_listener_hands_over_to_the_public_one(
     aiohttp_client: Any, tmp_path: Path, cal: FakeCalendlyServer, http: httpx.Client
 ) -> None:
-    """The start is on the admin port and the callback on the public URL: different hosts, so
-    no cookie can carry the pending authorization; the sealed state does."""
+    """The start is on the admin port, the callback on the public URL (issue 13 point 7): the
+    start answers with a one-time link on the callback, which binds the flow to the browser
+    (the cookie) on the host Calendly returns to; someone who learns the authorize URL and
+    finishes it in another browser gets nothing."""
     settings = oauth_settings(tmp_path, cal)
     store = store_for(settings)
     admin, public = web.Application(), web.Application()
@@ -194,7 +195,14 @@ async def test_a_callback_on_the_public_listener_completes_a_start_on_the_admin_
     assert (await public_client.get("/oauth/calendly/start", headers=ADMIN)).status == 404
     assert (await admin_client.get("/oauth/calendly/callback")).status == 404
 
-    query = await authorize(admin_client)
+    start = await admin_client.get("/oauth/calendly/start", allow_redirects=False, headers=ADMIN)
+    assert start.headers["Location"].startswith(f"{REDIRECT}?link=")
+    query = await authorize(admin_client, public=public_client)
+    async with httpx.AsyncClient() as other_browser:  # no cookie: someone else's browser
+        stolen = await other_browser.get(
+            str(public_client.make_url(f"/oauth/calendly/callback?{query}"))
+        )
+    assert stolen.status_code == 400 and store.load() is None
     callback = await public_client.get(f"/oauth/calendly/callback?{query}")
     assert callback.status == 200, await callback.text()
     stored = store.load()

@@ -56,6 +56,8 @@ async def test_admin_metrics_and_the_oauth_start_answer_404_on_the_public_port(
         assert (await client.post("/webhooks/calendly", content=b"{}")).status_code == 401
         callback = await client.get("/oauth/calendly/callback", params={"state": "x", "code": "y"})
         assert callback.status_code == 400 and "state" in callback.text.lower()
+        guessed = await client.get("/oauth/calendly/callback", params={"link": "guessed"})
+        assert guessed.status_code == 403
 
 
 async def test_admin_metrics_and_the_oauth_start_work_on_the_admin_port_with_the_token(
@@ -71,8 +73,9 @@ async def test_admin_metrics_and_the_oauth_start_work_on_the_admin_port_with_the
         assert status.status_code == 200 and status.json()["mode"] == "embedded"
         assert (await client.get("/oauth/calendly/start")).status_code == 401
         start = await client.get("/oauth/calendly/start", headers=AUTH)
-        assert start.status_code == 302
-        assert start.headers["Location"].startswith("https://auth.calendly.com/oauth/authorize?")
+        assert start.status_code == 302  # to a one-time link on the public callback
+        callback = "https://connector.example/oauth/calendly/callback"
+        assert start.headers["Location"].startswith(f"{callback}?link=")
         # The internet-facing routes are not on the admin port.
         assert (await client.post("/webhooks/calendly", content=b"{}")).status_code == 404
         assert (await client.get("/oauth/calendly/callback")).status_code == 404

@@ -20,7 +20,7 @@ ISSUE_13: dict[str, list[str]] = {
         "test_a_token_for_another_calendly_account_is_refused_and_the_connection_kept",
         "tests/security/test_oauth_connect.py::"
         "test_a_replace_link_lets_the_operator_switch_calendly_accounts",
-        "tests/calendly/test_oauth.py::test_a_state_sealed_with_another_key_or_expired_is_refused",
+        "tests/calendly/test_oauth.py::test_a_callback_without_the_start_cookie_is_refused",
     ],
     "2 placeholder and short secrets refused": [
         "tests/security/test_weak_secrets.py::test_the_values_shipped_in_secret_example_yaml_are_refused",
@@ -68,7 +68,7 @@ ISSUE_13: dict[str, list[str]] = {
         "tests/security/test_secrets.py::"
         "test_no_secret_or_email_reaches_logs_metrics_or_error_answers",
         "tests/calendly/test_oauth.py::"
-        "test_a_callback_on_the_public_listener_completes_a_start_on_the_admin_one",
+        "test_the_start_on_the_admin_listener_hands_over_to_the_public_one",
         "tests/security/test_admin_auth_limit.py::"
         "test_an_address_that_keeps_guessing_the_admin_token_gets_429_with_a_reason",
         "tests/deploy/test_kubernetes.py::"
