@@ -76,8 +76,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 USER 10001:10001
 
-# 8080: receiver (webhooks, /healthz, /readyz, /metrics). 9191: worker metrics and /healthz.
-EXPOSE 8080 9191
+# 8080: receiver public port (webhooks, OAuth callback, /healthz, /readyz). 8001: receiver admin
+# port (admin API, OAuth start, /metrics), never public. 9191: worker metrics and /healthz.
+EXPOSE 8080 8001 9191
 
 ENTRYPOINT ["calendly-brevo"]
 CMD ["receiver"]

@@ -258,9 +258,24 @@ class BrevoSettings(Strict):
 
 class ServerSettings(Strict):
     host: str = "127.0.0.1"
+    #: The public listener: ``/webhooks/calendly``, the OAuth callback, ``/healthz``, ``/readyz``.
     port: int = Field(default=8080, ge=1, le=65535)
+    #: The admin listener: ``/admin/*``, the OAuth start and ``/metrics``. Keep it off the
+    #: internet (see SECURITY.md). 0 lets the system pick a free port (tests).
+    admin_port: int = Field(default=8001, ge=0, le=65535)
+    #: The admin listener's address; the public ``host`` when unset.
+    admin_host: str | None = None
     public_url: str | None = None
     shutdown_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> ServerSettings:
+        if self.admin_port == self.port:
+            raise ValueError(
+                f"admin_port {self.admin_port} is the public port: the admin API, the OAuth start "
+                "and /metrics need a port of their own (ADMIN_PORT, default 8001)"
+            )
+        return self
 
 
 class WorkerSettings(Strict):
@@ -389,6 +404,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "CONNECTOR_DATA_DIR": "storage.data_dir",
     "HOST": "server.host",
     "PORT": "server.port",
+    "ADMIN_PORT": "server.admin_port",
+    "ADMIN_HOST": "server.admin_host",
     "PUBLIC_URL": "server.public_url",
     "WORKER_PROCESSES": "worker.processes",
     "WORKER_THREADS": "worker.threads",

@@ -23,7 +23,7 @@ from calendly_brevo.events import normalize_email
 from calendly_brevo.retention import prune_invitee_pii
 
 if TYPE_CHECKING:
-    from calendly_brevo.queueing import SqliteQueue
+    from calendly_brevo.queue_erasure import WaitingMessages
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,10 @@ class ForgetResult:
     no_shows: int
     events: int
     dead_letters: int
+    #: Waiting messages removed from the queue (ready, delayed, or dead-lettered by Dramatiq).
     queued: int = 0
+    #: The person's messages a worker held at that moment: left to finish, not removed.
+    held: int = 0
 
 
 def _payload_emails(raw: str) -> set[str]:
@@ -126,11 +129,13 @@ def _message_is_about(email: str) -> Callable[[bytes], bool]:
 
 
 def forget(
-    sessions: sessionmaker[Session], email: str, queue: SqliteQueue | None = None
+    sessions: sessionmaker[Session], email: str, queue: WaitingMessages | None = None
 ) -> ForgetResult:
     """Remove what the connector stores about one person. The address is normalised the way
     the worker keys contacts (:func:`calendly_brevo.events.normalize_email`) and matched
-    exactly. Extend here (Brevo deletion, tombstones, queued messages) rather than beside it."""
+    exactly. ``queue`` (:mod:`calendly_brevo.queue_erasure`, either backend) loses the person's
+    waiting messages; those a worker holds are counted in ``held`` and left to finish. Extend
+    here (Brevo deletion, tombstones) rather than beside it."""
     email = normalize_email(email) or email.strip().lower()
     with sessions.begin() as s:
         uris = list(s.scalars(select(Invitee.invitee_uri).where(Invitee.email == email)).all())
@@ -154,9 +159,14 @@ def forget(
         dead = len(doomed)
         if doomed:
             s.execute(delete(DeadLetter).where(DeadLetter.id.in_(doomed)))
-    queued = queue.remove_ready(_message_is_about(email)) if queue is not None else 0
+    erased = queue.erase(_message_is_about(email)) if queue is not None else None
     return ForgetResult(
-        int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0), queued
+        int(invitees or 0),
+        int(no_shows or 0),
+        int(events or 0),
+        int(dead or 0),
+        queued=erased.removed if erased else 0,
+        held=erased.held if erased else 0,
     )
 
 

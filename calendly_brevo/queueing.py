@@ -262,6 +262,11 @@ class SqliteQueue:
         conn.executemany("DELETE FROM queue_messages WHERE id = ? AND state = 'ready'", doomed)
         return len(doomed)
 
+    def count_taken(self, match: Callable[[bytes], bool]) -> int:
+        """How many messages a worker holds right now that ``match`` accepts."""
+        rows = self._conn().execute("SELECT data FROM queue_messages WHERE state = 'taken'")
+        return sum(1 for row in rows.fetchall() if match(bytes(row[0])))
+
     def purge(self, queue: str) -> None:
         self._conn().execute("DELETE FROM queue_messages WHERE queue = ?", (queue,))
 

@@ -3,8 +3,10 @@
 The signing key(s), the admin token and the encryption key(s) must each be at least
 :data:`MIN_LENGTH` characters, not a known placeholder (the values shipped in
 ``deploy/k8s/base/secret.example.yaml``, ``config.example.yaml`` and the README) and not a
-run of a few repeated characters. Only the embedded dry run (no Redis, no Brevo key: a demo on
-one machine that sends nothing) is exempt. An error names the key and the fix, never the value.
+run of a few repeated characters. Only the embedded dry run (no Redis, no Brevo key, a SQLite
+database: a demo on one machine that sends nothing) is exempt. A process given only the
+secrets it reads (a Kubernetes CronJob or migration: Postgres but no Redis or Brevo key) is
+not a demo and is checked. An error names the key and the fix, never the value.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def _candidates(settings: Settings) -> list[tuple[str, str]]:
 
 def check_secrets(settings: Settings) -> None:
     """Raise :class:`ConfigError` naming the first weak secret (see the module docstring)."""
-    if settings.embedded and settings.dry_run:
+    local = settings.database_url.startswith("sqlite")
+    if settings.embedded and settings.dry_run and local:
         return
     for path, value in _candidates(settings):
         reason = weakness(value)

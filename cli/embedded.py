@@ -12,7 +12,6 @@ import signal
 import sys
 
 import dramatiq
-from aiohttp import web
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.config import Settings
@@ -21,7 +20,7 @@ from calendly_brevo.keyring import dev_key_path
 from calendly_brevo.logs import configure_logging, get_logger
 
 
-def banner(settings: Settings, host: str, port: int) -> str:
+def banner(settings: Settings, host: str, port: int, admin_url: str) -> str:
     url = f"http://{host}:{port}"
     mode = "embedded (SQLite queue and store in " + str(settings.storage.data_dir) + ")"
     if settings.storage.redis_url:
@@ -41,15 +40,17 @@ def banner(settings: Settings, host: str, port: int) -> str:
     return (
         f"\ncalendly-brevo is running: {mode}\n"
         f"  webhooks:  POST {url}/webhooks/calendly\n"
-        f"  health:    {url}/healthz   ready: {url}/readyz   metrics: {url}/metrics\n"
+        f"  health:    {url}/healthz   ready: {url}/readyz\n"
+        f"  admin:     {admin_url}/admin/status   metrics: {admin_url}/metrics "
+        "(admin port: keep it private)\n"
         f"  brevo:     {brevo}{key_note}\n"
         f"  try it:    calendly-brevo simulate invitee.created --email ada@example.com "
         f"--url {url}/webhooks/calendly\n"
     )
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
-    from receiver.main import build_app
+async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> None:
+    from receiver.main import build_apps, listen
     from worker.runtime import build_runtime, check_brevo_ready
 
     log = get_logger("calendly_brevo.run")
@@ -65,14 +66,14 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
     )
     worker.start()
-    app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, shutdown_timeout=settings.server.shutdown_timeout_seconds
+    listening = await listen(
+        build_apps(settings), settings, host=host, port=port, admin_port=admin_port
     )
-    await site.start()
-    print(banner(settings, host, port), file=sys.stderr, flush=True)
+    print(
+        banner(settings, host, listening.port, listening.urls["admin"]),
+        file=sys.stderr,
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,12 +91,26 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     await stop.wait()
     log.info("shutting_down")
     refresher.cancel()
-    await runner.cleanup()
+    await listening.close()
     await asyncio.to_thread(worker.stop, int(settings.worker.shutdown_timeout_seconds * 1000))
     runtime.broker.close()
     services.close()
 
 
-def run(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def run(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    admin_port: int | None = None,
+) -> None:
+    """Webhooks on ``port`` (``PORT``), admin and metrics on ``admin_port`` (``ADMIN_PORT``)."""
     configure_logging(settings)
-    asyncio.run(_serve(settings, host or settings.server.host, port or settings.server.port))
+    server = settings.server
+    asyncio.run(
+        _serve(
+            settings,
+            host or server.host,
+            server.port if port is None else port,
+            server.admin_port if admin_port is None else admin_port,
+        )
+    )

@@ -26,6 +26,13 @@ from receiver.auth_limit import AUTH_LIMITER, limiter_for, too_many
 
 log = get_logger("calendly_brevo.receiver.admin")
 
+#: Why a link asked for with an email was not written to Brevo: this receiver has no Brevo key
+#: (the Kubernetes manifests give it to the worker only, issue 13 point 11) or runs dry.
+NOT_WRITTEN = (
+    "not written to Brevo: this receiver has no BREVO_API_KEY (or runs dry); write it with "
+    "`calendly-brevo links create --email` where the Brevo key is, e.g. in a worker pod"
+)
+
 
 def _authorized(settings: Settings, request: web.Request) -> bool | None:
     """None: admin API disabled; else whether the bearer token matches."""
@@ -89,12 +96,15 @@ def setup_admin(app: web.Application, settings: Settings, services: Any) -> None
         finally:
             if injected is None:
                 http.close()
-        return {
+        out: dict[str, Any] = {
             "booking_url": result.booking_url,
             "event_type": uri,
             "email": result.email,
             "attribute": attribute if result.written else None,
         }
+        if email and not result.written:
+            out["not_written"] = NOT_WRITTEN
+        return out
 
     async def scheduling_links(request: web.Request) -> web.Response:
         if (denied := _guard(settings, request)) is not None:

@@ -1,7 +1,18 @@
 """The receiver: verify, enqueue, answer fast. It never calls Brevo or Calendly.
 
-``create_app(settings, queue=...)`` builds the aiohttp application; nothing happens at import
-time and tests use the same factory with a fake queue. ``POST /webhooks/calendly`` answers:
+Two listeners, two applications; nothing happens at import time and tests use the same
+factories with fakes:
+
+- ``create_app(settings, queue=...)``: the public port (``server.port``), the only one the
+  internet reaches: ``POST /webhooks/calendly``, ``GET /healthz``, ``GET /readyz`` and, added by
+  :mod:`receiver.main`, the OAuth callback.
+- ``create_admin_app(settings)``: the admin port (``server.admin_port``): ``GET /metrics`` and,
+  added by :mod:`receiver.main`, the admin API and the OAuth start, which need the admin token.
+  Anything an operator drives (a console, when there is one) belongs here too, never on the
+  public port.
+  Anything else on the public port is a 404.
+
+``POST /webhooks/calendly`` answers:
 
 ====  ==========================================================================
 202   verified, parsed as a JSON object with an ``event``, durably enqueued
@@ -163,6 +174,18 @@ def create_app(
     app.router.add_post("/webhooks/calendly", handle_webhook)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
+    for setup in extra_setup:
+        setup(app)
+    return app
+
+
+def create_admin_app(
+    settings: Settings, *, extra_setup: Sequence[Callable[[web.Application], None]] = ()
+) -> web.Application:
+    """Build the admin listener: ``/metrics`` plus whatever ``extra_setup`` adds (admin API,
+    OAuth start). Keep its port inside the cluster or on localhost (SECURITY.md)."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[SETTINGS] = settings
     app.router.add_get("/metrics", handle_metrics)
     for setup in extra_setup:
         setup(app)

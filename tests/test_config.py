@@ -234,12 +234,14 @@ def test_brevo_dry_run_refuses_anything_but_a_boolean() -> None:
 def test_the_start_up_banner_says_dry_run_and_why(tmp_path: Path) -> None:
     from cli.embedded import banner
 
-    implicit = banner(load_settings(None, env={"CONNECTOR_DATA_DIR": str(tmp_path)}), "h", 1)
+    implicit = banner(
+        load_settings(None, env={"CONNECTOR_DATA_DIR": str(tmp_path)}), "h", 1, "http://h:2"
+    )
     assert "DRY RUN: no BREVO_API_KEY" in implicit
     explicit = load_settings(None, env={"BREVO_API_KEY": "xkeysib-a", "BREVO_DRY_RUN": "true"})
-    assert "DRY RUN: brevo.dry_run is true" in banner(explicit, "h", 1)
+    assert "DRY RUN: brevo.dry_run is true" in banner(explicit, "h", 1, "http://h:2")
     live = load_settings(None, env={"BREVO_API_KEY": "xkeysib-a"})
-    assert "DRY RUN" not in banner(live, "h", 1)
+    assert "DRY RUN" not in banner(live, "h", 1, "http://h:2")
 
 
 def test_field_mapping_email_other_than_email_is_refused_with_the_reason(tmp_path: Path) -> None:

@@ -1,9 +1,12 @@
 """Who may start the Calendly OAuth flow, and which account it may connect.
 
-``/oauth/calendly/start`` needs the admin bearer token or a one-time connect link printed by
-``calendly-brevo oauth connect-url``: a random nonce whose SHA-256 is stored in
-``oauth_connect_links`` with an expiry (:data:`LINK_TTL`); the first request that presents it
-marks it used (an atomic ``UPDATE … WHERE used_at IS NULL``), so it works once, on any replica.
+Starting a connection needs the admin bearer token (``/oauth/calendly/start`` on the admin
+port) or a one-time connect link printed by ``calendly-brevo oauth connect-url``. Either way the
+browser ends up at a one-time link on the public callback (``…/oauth/calendly/callback?link=``):
+a random nonce whose SHA-256 is stored in ``oauth_connect_links`` with an expiry
+(:data:`LINK_TTL` for printed links, a short one for the admin start's redirect); the first
+request that presents it marks it used (an atomic ``UPDATE … WHERE used_at IS NULL``), so it
+works once, on any replica, and sets the cookie that binds the flow to that browser.
 
 The callback then refuses a token for another Calendly account than the one connected
 (:func:`same_account`) unless the link (or the admin's ``?replace=1``) asked to replace it.
@@ -21,7 +24,6 @@ from urllib.parse import urlencode
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.calendly.oauth import START_PATH
 from calendly_brevo.calendly.tokens import StoredToken
 from calendly_brevo.db.models import OAuthConnectLink
 
@@ -35,13 +37,14 @@ def _hash(nonce: str) -> str:
 
 def issue_link(
     sessions: sessionmaker[Session],
-    base_url: str,
+    callback_url: str,
     *,
     replace: bool = False,
     ttl: float = LINK_TTL,
     now: datetime | None = None,
 ) -> str:
-    """Store a new one-time link and return its URL (``base_url`` + the start path)."""
+    """Store a new one-time link and return its URL: ``callback_url`` (the OAuth callback on
+    the public URL) with ``?link=<nonce>``."""
     created = now or datetime.now(UTC)
     nonce = secrets.token_urlsafe(32)
     with sessions.begin() as session:
@@ -53,7 +56,7 @@ def issue_link(
                 expires_at=created + timedelta(seconds=ttl),
             )
         )
-    return f"{base_url.rstrip('/')}{START_PATH}?{urlencode({'link': nonce})}"
+    return f"{callback_url}?{urlencode({'link': nonce})}"
 
 
 def consume_link(

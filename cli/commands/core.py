@@ -11,26 +11,32 @@ from calendly_brevo.bootstrap import LazyServices
 pass_services = click.make_pass_decorator(LazyServices)
 
 
+ADMIN_PORT_HELP = "Admin port: admin API, OAuth start, /metrics (env ADMIN_PORT, default 8001)."
+
+
 @click.command()
 @click.option("--host", help="Listen address (default server.host, 127.0.0.1).")
-@click.option("--port", type=int, help="Listen port (env PORT, default 8080).")
+@click.option("--port", type=int, help="Webhook port (env PORT, default 8080).")
+@click.option("--admin-port", type=int, help=ADMIN_PORT_HELP)
 @pass_services
-def run(obj: LazyServices, host: str | None, port: int | None) -> None:
+def run(obj: LazyServices, host: str | None, port: int | None, admin_port: int | None) -> None:
     """Receiver and worker in one process (SQLite queue and store unless REDIS_URL is set)."""
     from cli.embedded import run as run_embedded
 
-    run_embedded(obj.settings, host, port)
+    run_embedded(obj.settings, host, port, admin_port)
 
 
 @click.command()
 @click.option("--host", help="Listen address (default server.host).")
-@click.option("--port", type=int, help="Listen port (env PORT, default 8080).")
+@click.option("--port", type=int, help="Webhook port (env PORT, default 8080).")
+@click.option("--admin-port", type=int, help=ADMIN_PORT_HELP)
 @pass_services
-def receiver(obj: LazyServices, host: str | None, port: int | None) -> None:
-    """Serve POST /webhooks/calendly, /healthz, /readyz and /metrics."""
+def receiver(obj: LazyServices, host: str | None, port: int | None, admin_port: int | None) -> None:
+    """Serve POST /webhooks/calendly, the OAuth callback, /healthz and /readyz on the public
+    port; the admin API, the OAuth start and /metrics on the admin port."""
     from receiver.main import serve
 
-    serve(obj.settings, host, port)
+    serve(obj.settings, host, port, admin_port)
 
 
 @click.command()

@@ -45,21 +45,37 @@ def forget(obj: LazyServices, email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Forget everything stored about {email}?", abort=True)
+    import redis
+
+    from calendly_brevo.queue_erasure import RedisWaiting, SqliteWaiting
     from calendly_brevo.queueing import SqliteQueue, sqlite_queue_path
 
     settings = obj.settings
-    queue = SqliteQueue(sqlite_queue_path(settings.storage.data_dir)) if settings.embedded else None
+    redis_url = settings.storage.redis_url
+    if redis_url:
+        client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+        queue: RedisWaiting | SqliteWaiting = RedisWaiting(client)
+        close = client.close
+    else:
+        sqlite = SqliteQueue(sqlite_queue_path(settings.storage.data_dir))
+        queue, close = SqliteWaiting(sqlite), sqlite.close
     try:
         r = do_forget(obj.sessions, email, queue)
     finally:
-        if queue is not None:
-            queue.close()
+        close()
     click.echo(
         f"forgot {email}: {r.invitees} invitee record(s), {r.no_shows} no-show mark(s), "
         f"{r.events} event payload(s), {r.dead_letters} dead letter(s), "
         f"{r.queued} queued message(s). "
         "To delete the Brevo contact too, delete it in Brevo (DELETE /v3/contacts/{email})."
     )
+    if r.held:
+        click.echo(
+            f"{r.held} message(s) about {email} were being processed by a worker and were left "
+            "to finish (they may still update the Brevo contact); run forget again once they "
+            "are done.",
+            err=True,
+        )
 
 
 def _subscription(sub: dict[str, Any] | None) -> str:

@@ -1,13 +1,15 @@
-"""oauth connect-url: print a one-time link that starts the Calendly OAuth connection."""
+"""oauth connect-url: print a one-time link that starts the Calendly OAuth connection.
+
+The link is on the public OAuth callback (``CALENDLY_REDIRECT_URI``, or ``PUBLIC_URL`` +
+``/oauth/calendly/callback``), which the operator's browser reaches without the admin port; it
+works once, within 15 minutes (see :mod:`calendly_brevo.calendly.connect`).
+"""
 
 from __future__ import annotations
 
 import click
 
 from calendly_brevo.bootstrap import LazyServices
-from calendly_brevo.calendly.oauth import CALLBACK_PATH
-from calendly_brevo.config import Settings
-from calendly_brevo.errors import ConfigError
 
 pass_services = click.make_pass_decorator(LazyServices)
 
@@ -15,18 +17,6 @@ pass_services = click.make_pass_decorator(LazyServices)
 @click.group()
 def oauth() -> None:
     """Connect Calendly through OAuth."""
-
-
-def _base_url(settings: Settings) -> str:
-    """Where the receiver is reached: PUBLIC_URL, else the OAuth redirect URI's origin."""
-    if settings.server.public_url:
-        return settings.server.public_url
-    redirect = settings.calendly.oauth.redirect_uri or ""
-    if redirect.endswith(CALLBACK_PATH):
-        return redirect[: -len(CALLBACK_PATH)]
-    raise ConfigError(
-        "server.public_url", "is needed for a connect link", "set PUBLIC_URL (the receiver's URL)"
-    )
 
 
 @oauth.command("connect-url")
@@ -39,9 +29,10 @@ def _base_url(settings: Settings) -> str:
 def connect_url(obj: LazyServices, replace: bool) -> None:
     """Print a one-time link (valid 15 minutes) that starts the Calendly OAuth flow."""
     from calendly_brevo.calendly.connect import LINK_TTL, issue_link
+    from calendly_brevo.calendly.oauth import redirect_uri
 
     obj.settings.require("connectors.calendly.oauth.client_id")
-    url = issue_link(obj.sessions, _base_url(obj.settings), replace=replace)
+    url = issue_link(obj.sessions, redirect_uri(obj.settings), replace=replace)
     click.echo(url)
     note = " It may replace the connected Calendly account." if replace else ""
     click.echo(f"Open it within {LINK_TTL // 60} minutes; it works once.{note}", err=True)

@@ -124,3 +124,20 @@ async def test_the_admin_api_needs_the_bearer_token_and_creates_a_link(
     assert bad.status == 400
     status = await client.get("/admin/status", headers=auth)
     assert status.status == 200 and "queue" in await status.json()
+
+
+async def test_a_receiver_without_the_brevo_key_returns_the_link_and_says_it_was_not_written(
+    aiohttp_client: Any, cal: FakeCalendlyServer, make_services: Any
+) -> None:
+    """On Kubernetes the receiver gets no BREVO_API_KEY (issue 13 point 11)."""
+    services = make_services(CONNECTOR_ADMIN_TOKEN="admin-secret-token")
+    assert services.settings.dry_run  # no Brevo key here
+    client = await admin_client(aiohttp_client, services)
+    auth = {"Authorization": "Bearer admin-secret-token"}
+    body = {"event_type": "demo", "email": "a@example.com"}
+    resp = await client.post("/admin/scheduling-links", json=body, headers=auth)
+    assert resp.status == 201, await resp.text()
+    data = await resp.json()
+    assert data["booking_url"] == cal.state.scheduling_links[0]["booking_url"]
+    assert data["attribute"] is None
+    assert "BREVO_API_KEY" in data["not_written"] and "links create --email" in data["not_written"]

@@ -22,7 +22,7 @@ from calendly_brevo.crypto import load_box
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.errors import CalendlyAuthError
-from receiver.oauth import setup_oauth
+from receiver.oauth import setup_oauth_callback, setup_oauth_start
 from tests.calendly.conftest import calendly_settings
 from tests.fakes.calendly import FakeCalendlyServer
 
@@ -72,22 +72,33 @@ def store_for(settings: Settings) -> OAuthTokenStore:
 async def oauth_app(
     aiohttp_client: Any, settings: Settings, store: OAuthTokenStore, http: httpx.Client
 ) -> TestClient[Any, Any]:
+    """Both OAuth routes on one app; the receiver puts the start on the admin port and the
+    callback on the public one: see the test of the admin listener handing over)."""
     app = web.Application()
-    setup_oauth(app, settings, store, http=http)
+    setup_oauth_start(app, settings, store)
+    setup_oauth_callback(app, settings, store, http=http)
     client: TestClient[Any, Any] = await aiohttp_client(app)
     return client
 
 
-async def authorize(web_client: TestClient[Any, Any], start_path: str = "") -> str:
-    """Run start → Calendly's authorize page; return the callback query Calendly sends back.
-    Without ``start_path`` the start is authorized with the admin token."""
-    start = await web_client.get(
-        start_path or "/oauth/calendly/start",
-        allow_redirects=False,
-        headers={} if start_path else ADMIN,
-    )
-    assert start.status == 302
-    location = start.headers["Location"]
+async def authorize(
+    web_client: TestClient[Any, Any],
+    start_path: str = "",
+    public: TestClient[Any, Any] | None = None,
+) -> str:
+    """Run start → one-time link on the callback → Calendly's authorize page; return the
+    callback query Calendly sends back. Without ``start_path`` the start is authorized with the
+    admin token on ``web_client``; the link is followed on ``public`` (default: the same app)."""
+    public = public or web_client
+    if not start_path:
+        start = await web_client.get("/oauth/calendly/start", allow_redirects=False, headers=ADMIN)
+        assert start.status == 302
+        hop = urlsplit(start.headers["Location"])
+        assert hop.path == "/oauth/calendly/callback" and hop.query.startswith("link=")
+        start_path = f"{hop.path}?{hop.query}"
+    begun = await public.get(start_path, allow_redirects=False)
+    assert begun.status == 302, await begun.text()
+    location = begun.headers["Location"]
     query = parse_qs(urlsplit(location).query)
     assert query["response_type"] == ["code"] and query["client_id"] == [CLIENT_ID]
     assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
@@ -165,6 +176,37 @@ async def test_a_callback_without_the_start_cookie_is_refused(
     resp = await web_client.get(f"/oauth/calendly/callback?{query}")
     assert resp.status == 400
     assert store.load() is None
+
+
+async def test_the_start_on_the_admin_listener_hands_over_to_the_public_one(
+    aiohttp_client: Any, tmp_path: Path, cal: FakeCalendlyServer, http: httpx.Client
+) -> None:
+    """The start is on the admin port, the callback on the public URL (issue 13 point 7): the
+    start answers with a one-time link on the callback, which binds the flow to the browser
+    (the cookie) on the host Calendly returns to; someone who learns the authorize URL and
+    finishes it in another browser gets nothing."""
+    settings = oauth_settings(tmp_path, cal)
+    store = store_for(settings)
+    admin, public = web.Application(), web.Application()
+    setup_oauth_start(admin, settings, store)
+    setup_oauth_callback(public, settings, store, http=http)
+    admin_client = await aiohttp_client(admin)
+    public_client = await aiohttp_client(public)
+    assert (await public_client.get("/oauth/calendly/start", headers=ADMIN)).status == 404
+    assert (await admin_client.get("/oauth/calendly/callback")).status == 404
+
+    start = await admin_client.get("/oauth/calendly/start", allow_redirects=False, headers=ADMIN)
+    assert start.headers["Location"].startswith(f"{REDIRECT}?link=")
+    query = await authorize(admin_client, public=public_client)
+    async with httpx.AsyncClient() as other_browser:  # no cookie: someone else's browser
+        stolen = await other_browser.get(
+            str(public_client.make_url(f"/oauth/calendly/callback?{query}"))
+        )
+    assert stolen.status_code == 400 and store.load() is None
+    callback = await public_client.get(f"/oauth/calendly/callback?{query}")
+    assert callback.status == 200, await callback.text()
+    stored = store.load()
+    assert stored is not None and stored.owner_uri == cal.state.user["uri"]
 
 
 async def test_oauth_routes_answer_404_with_the_fix_when_no_client_id_is_configured(

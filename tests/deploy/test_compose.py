@@ -148,9 +148,12 @@ def test_services_wait_for_healthy_dependencies_instead_of_restarting(
     assert services["caddy"]["depends_on"]["receiver"]["condition"] == "service_healthy"
 
 
-def _worker_env(values: dict[str, str], compose: dict[str, Any]) -> dict[str, str]:
-    """The worker's environment as compose resolves it from ``values`` (a .env)."""
-    env = {k: v.replace("$$", "$") for k, v in compose["services"]["worker"]["environment"].items()}
+def _service_env(
+    values: dict[str, str], compose: dict[str, Any], service: str = "worker"
+) -> dict[str, str]:
+    """A service's environment as compose resolves it from ``values`` (a .env)."""
+    raw = compose["services"][service]["environment"]
+    env = {k: v.replace("$$", "$") for k, v in raw.items()}
     return {
         k: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: values.get(m.group(1), ""), str(v))
         for k, v in env.items()
@@ -163,7 +166,7 @@ def test_the_env_example_placeholders_are_refused_at_start_naming_the_key(
     with pytest.raises(ConfigError, match="placeholder") as refused:
         load_settings(
             REPO / "deploy" / "compose" / "config.yaml",
-            env=_worker_env(_env_example(), compose),
+            env=_service_env(_env_example(), compose, "receiver"),
         )
     assert "connectors.calendly.webhook.signing_key" in str(refused.value)
 
@@ -176,9 +179,34 @@ def test_the_compose_config_needs_no_brevo_lists_once_the_placeholders_are_repla
         for k, v in _env_example().items()
     }
     filled["CONNECTOR_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
-    settings = load_settings(
-        REPO / "deploy" / "compose" / "config.yaml", env=_worker_env(filled, compose)
-    )
+    config = REPO / "deploy" / "compose" / "config.yaml"
+    settings = load_settings(config, env=_service_env(filled, compose))
     assert not settings.embedded
     assert not settings.calendly.event_mapping, "a first booking must not need lists 10 and 11"
     settings.require_brevo()
+    receiver = load_settings(config, env=_service_env(filled, compose, "receiver"))
+    assert receiver.calendly.webhook.keys and receiver.security.admin_token is not None
+
+
+def test_each_compose_service_gets_only_the_secrets_it_reads(compose: dict[str, Any]) -> None:
+    """As in Kubernetes (issue 13 point 11): the receiver has no Brevo key, the worker none of
+    the receiver's or Calendly's secrets."""
+    env = {name: set(compose["services"][name]["environment"]) for name in APP_SERVICES}
+    assert "BREVO_API_KEY" not in env["receiver"]
+    assert (
+        not {
+            "CONNECTOR_ADMIN_TOKEN",
+            "CALENDLY_WEBHOOK_SIGNING_KEY",
+            "CALENDLY_ACCESS_TOKEN",
+            "CONNECTOR_ENCRYPTION_KEY",
+        }
+        & env["worker"]
+    )
+    assert "CONNECTOR_ADMIN_TOKEN" not in env["setup"]
+
+
+def test_caddy_forwards_only_the_public_paths_to_the_receivers_public_port() -> None:
+    caddyfile = (REPO / "deploy" / "compose" / "Caddyfile").read_text()
+    (paths,) = re.findall(r"@public path (.+)", caddyfile)
+    assert set(paths.split()) == {"/webhooks/calendly", "/oauth/calendly/callback", "/healthz"}
+    assert re.findall(r"reverse_proxy (\S+)", caddyfile) == ["receiver:8080"]

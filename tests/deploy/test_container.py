@@ -99,11 +99,11 @@ def test_the_runtime_stage_carries_no_build_tools_or_source_tree() -> None:
         assert "/opt/venv" in copy
 
 
-def test_the_image_starts_the_receiver_and_exposes_both_ports() -> None:
+def test_the_image_starts_the_receiver_and_exposes_its_ports() -> None:
     runtime = _stages()[-1]
     assert json.loads(runtime.args("ENTRYPOINT")[-1]) == ["calendly-brevo"]
     assert json.loads(runtime.args("CMD")[-1]) == ["receiver"]
-    assert set(" ".join(runtime.args("EXPOSE")).split()) == {"8080", "9191"}
+    assert set(" ".join(runtime.args("EXPOSE")).split()) == {"8080", "8001", "9191"}
     env = " ".join(runtime.args("ENV"))
     assert "/opt/venv/bin" in env
     assert "HOST=0.0.0.0" in env

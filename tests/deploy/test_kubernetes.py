@@ -293,6 +293,116 @@ def test_every_required_config_variable_is_a_key_of_the_example_secret() -> None
     assert required <= set(secret["stringData"]), required - set(secret["stringData"])
 
 
+# --- secrets: each process gets the keys it reads, no more (issue 13 point 11) --------------------
+#: Container name → the Secret keys it reads, and why. The receiver verifies webhooks, serves
+#: the admin API (which calls Calendly for scheduling links) and finishes OAuth; the worker calls
+#: Brevo; webhooks-check calls Calendly and may store a new signing key; prune and migrate only
+#: touch the database. A change here is a security decision: keep secret.example.yaml's table,
+#: README and SECURITY.md in step.
+SECRET_NEEDS: dict[str, dict[str, str]] = {
+    "receiver": {
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "verifies webhooks",
+        "CONNECTOR_ADMIN_TOKEN": "admin API and OAuth start",
+        "CONNECTOR_ENCRYPTION_KEY": "stored signing keys, OAuth state and tokens",
+        "CALENDLY_CLIENT_ID": "OAuth start and callback",
+        "CALENDLY_CLIENT_SECRET": "OAuth callback: the token exchange",
+        "CALENDLY_ACCESS_TOKEN": "POST /admin/scheduling-links calls Calendly",
+        "DATABASE_URL": "stored keys, OAuth tokens, /admin/status",
+        "REDIS_URL": "the queue",
+    },
+    "worker": {
+        "BREVO_API_KEY": "the Brevo calls",
+        "DATABASE_URL": "dedup, invitee state, dead letters",
+        "REDIS_URL": "the queue and the token bucket",
+    },
+    "webhooks-check": {
+        "CALENDLY_ACCESS_TOKEN": "Calendly's webhook API",
+        "CALENDLY_CLIENT_ID": "OAuth: refreshing the token",
+        "CALENDLY_CLIENT_SECRET": "OAuth: refreshing the token",
+        "CONNECTOR_ENCRYPTION_KEY": "stores a regenerated signing key, reads OAuth tokens",
+        "DATABASE_URL": "the stored subscription and keys",
+    },
+    "prune": {"DATABASE_URL": "the payloads it prunes"},
+    "migrate": {"DATABASE_URL": "the schema"},
+}
+
+
+def _secret_env(container: dict[str, Any]) -> dict[str, str]:
+    """Environment variable → Secret key, for the secretKeyRef entries of a container."""
+    found = {}
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            found[var["name"]] = ref["key"]
+    return found
+
+
+def test_every_process_gets_only_the_secret_keys_it_needs(objects: list[dict[str, Any]]) -> None:
+    seen = set()
+    for where, template in _templates(objects):
+        for container in _containers(template["spec"]):
+            sources = container.get("envFrom", [])
+            assert not [s for s in sources if "secretRef" in s], f"{where}: the whole Secret"
+            assert not [v for v in template["spec"]["volumes"] if "secret" in v], where
+            env = _secret_env(container)
+            assert all(name == key for name, key in env.items()), where
+            assert set(env) == set(SECRET_NEEDS[container["name"]]), where
+            seen.add(container["name"])
+    assert seen == set(SECRET_NEEDS)
+
+
+def test_the_receiver_has_no_brevo_key_and_the_worker_no_admin_token_or_signing_key(
+    objects: list[dict[str, Any]],
+) -> None:
+    def env_of(name: str) -> set[str]:
+        spec = _one(objects, "Deployment", name)["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        return set(_secret_env(container)) | {e["name"] for e in container.get("env", [])}
+
+    receiver, worker = env_of("calendly-brevo-receiver"), env_of("calendly-brevo-worker")
+    assert "BREVO_API_KEY" not in receiver
+    assert not {"CONNECTOR_ADMIN_TOKEN", "CALENDLY_WEBHOOK_SIGNING_KEY"} & worker
+    assert (
+        not {"CONNECTOR_ENCRYPTION_KEY", "CALENDLY_ACCESS_TOKEN", "CALENDLY_CLIENT_SECRET"} & worker
+    )
+
+
+def test_every_example_secret_key_is_read_by_some_process_or_keda() -> None:
+    example = set(yaml.safe_load((BASE / "secret.example.yaml").read_text())["stringData"])
+    read = {key for needs in SECRET_NEEDS.values() for key in needs}
+    assert example - read == {"REDIS_ADDRESS", "REDIS_PASSWORD"}  # components/keda
+    assert read <= example
+
+
+@pytest.mark.parametrize("process", sorted(SECRET_NEEDS))
+def test_each_process_starts_with_only_its_own_secret_keys(process: str, tmp_path: Path) -> None:
+    """The shipped config loads with exactly the keys a process gets, and what that process
+    checks before it works passes: the receiver has a signing key and the admin token, the
+    worker a Brevo key and Redis (so it does not run dry), the others their database."""
+    objs = render(BASE)
+    (cm,) = [o for o in objs if o["metadata"]["name"].startswith("calendly-brevo-config")]
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    example = yaml.safe_load((BASE / "secret.example.yaml").read_text())["stringData"]
+    filled = example | {
+        "CALENDLY_WEBHOOK_SIGNING_KEY": "k8s-test-signing-key-Qm8vR2xT5nW9pL3kZ7",
+        "CONNECTOR_ADMIN_TOKEN": "k8s-test-admin-token-Vb7Nq2Lw9Xr4Tz6Hm1",
+        "CONNECTOR_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "BREVO_API_KEY": "xkeysib-k8s-test-brevo-key-Lw9Xr4Tz6Hm1",
+    }
+    env = {key: filled[key] for key in SECRET_NEEDS[process] if filled[key]}
+    settings = load_settings(path, env=env)
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    if process == "receiver":
+        assert settings.calendly.webhook.keys and settings.security.admin_token is not None
+        assert settings.brevo.api_key is None
+    if process == "worker":
+        assert not settings.embedded
+        settings.require_brevo()
+        assert not settings.dry_run
+        assert settings.security.admin_token is None and not settings.calendly.webhook.keys
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 def test_migrations_run_as_a_job_named_after_the_release_and_cleaned_up(
     objects: list[dict[str, Any]],
@@ -337,12 +447,16 @@ def test_every_config_map_and_secret_reference_resolves(objects: list[dict[str, 
         for volume in spec["volumes"]:
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in config_maps, where
+        example = set(yaml.safe_load((BASE / "secret.example.yaml").read_text())["stringData"])
         for container in _containers(spec):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
                     assert source["configMapRef"]["name"] in config_maps, where
-                if "secretRef" in source:
-                    assert source["secretRef"]["name"] == SECRET_NAME, where
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref is not None:
+                    assert ref["name"] == SECRET_NAME, where
+                    assert ref["key"] in example, (where, ref["key"])
         assert spec["serviceAccountName"] in {
             o["metadata"]["name"] for o in _find(objects, "ServiceAccount")
         }
@@ -369,19 +483,43 @@ def test_the_worker_metrics_service_is_headless(objects: list[dict[str, Any]]) -
     assert [p["port"] for p in service["spec"]["ports"]] == [9191]
 
 
-def test_the_ingress_exposes_only_the_webhook_and_oauth_paths(
+def _receiver_ports(objs: list[dict[str, Any]]) -> tuple[int, int]:
+    """(public, admin) container ports of the receiver, as its PORT and ADMIN_PORT say."""
+    deployment = _one(objs, "Deployment", "calendly-brevo-receiver")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    public, admin = int(env["PORT"]), int(env["ADMIN_PORT"])
+    assert {public, admin} <= {p["containerPort"] for p in container["ports"]}
+    assert public != admin
+    return public, admin
+
+
+def _service_target(objs: list[dict[str, Any]], service: str, port: int | str) -> int:
+    """The receiver container port a Service port (by name or number) lands on."""
+    spec = _one(objs, "Service", service)["spec"]
+    (entry,) = [p for p in spec["ports"] if port in (p["name"], p["port"])]
+    deployment = _one(objs, "Deployment", "calendly-brevo-receiver")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return _container_port(container, entry["targetPort"])
+
+
+def test_the_ingress_routes_only_the_webhook_and_the_oauth_callback_to_the_public_port(
     objects: list[dict[str, Any]],
 ) -> None:
     ingress = _one(objects, "Ingress", "calendly-brevo-receiver")
-    services = {s["metadata"]["name"]: s for s in _find(objects, "Service")}
+    public, admin = _receiver_ports(objects)
     paths = set()
     for rule in ingress["spec"]["rules"]:
         for path in rule["http"]["paths"]:
-            paths.add(path["path"])
+            paths.add((path["path"], path["pathType"]))
             backend = path["backend"]["service"]
-            ports = {p["name"] for p in services[backend["name"]]["spec"]["ports"]}
-            assert backend["port"]["name"] in ports
-    assert paths == {"/webhooks/calendly", "/oauth/calendly"}
+            port = backend["port"].get("name") or backend["port"]["number"]
+            assert _service_target(objects, backend["name"], port) == public, path
+    assert "defaultBackend" not in ingress["spec"]
+    # Exact paths: /oauth/calendly/start, /admin/* and /metrics are not even on the public port,
+    # and no prefix could reach them if they were.
+    assert paths == {("/webhooks/calendly", "Exact"), ("/oauth/calendly/callback", "Exact")}
+    assert admin != public
 
 
 def test_the_disruption_budget_keeps_a_receiver_while_there_are_two(
@@ -394,7 +532,7 @@ def test_the_disruption_budget_keeps_a_receiver_while_there_are_two(
     assert receiver["spec"]["replicas"] > pdb["spec"]["minAvailable"]
 
 
-def test_network_policies_let_in_only_webhooks_and_metrics_scrapes(
+def test_network_policies_open_the_public_port_and_the_admin_port_only_to_prometheus_and_peers(
     objects: list[dict[str, Any]],
 ) -> None:
     policies = {p["metadata"]["name"]: p["spec"] for p in _find(objects, "NetworkPolicy")}
@@ -402,9 +540,18 @@ def test_network_policies_let_in_only_webhooks_and_metrics_scrapes(
         selector = spec["podSelector"].get("matchLabels", {})
         assert any(_matches(selector, t["metadata"]["labels"]) for _, t in _templates(objects))
 
+    public, admin = _receiver_ports(objects)
     receiver = policies["calendly-brevo-receiver-ingress"]
-    assert [r["ports"] for r in receiver["ingress"]] == [[{"port": 8080, "protocol": "TCP"}]]
-    assert all("from" not in r for r in receiver["ingress"]), "webhooks come from anywhere"
+    open_rules = [r for r in receiver["ingress"] if "from" not in r]
+    assert [r["ports"] for r in open_rules] == [[{"port": public, "protocol": "TCP"}]], (
+        "webhooks come from anywhere, on the public port only"
+    )
+    (admin_rule,) = [r for r in receiver["ingress"] if "from" in r]
+    assert admin_rule["ports"] == [{"port": admin, "protocol": "TCP"}]
+    assert admin_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {"podSelector": {}},  # this namespace only: a podSelector alone never crosses namespaces
+    ]
 
     (worker_rule,) = policies["calendly-brevo-worker-ingress"]["ingress"]
     assert worker_rule["ports"] == [{"port": 9191, "protocol": "TCP"}]
@@ -432,6 +579,19 @@ def test_every_pod_is_covered_by_an_ingress_policy(objects: list[dict[str, Any]]
     for where, template in _templates(objects):
         labels = template["metadata"]["labels"]
         assert any("Ingress" in p["policyTypes"] and selects(p, labels) for p in policies), where
+
+
+def test_pod_scrape_annotations_point_at_the_port_that_serves_metrics(
+    objects: list[dict[str, Any]],
+) -> None:
+    public, admin = _receiver_ports(objects)
+    expected = {"calendly-brevo-receiver": admin, "calendly-brevo-worker": 9191}
+    for name, port in expected.items():
+        template = _one(objects, "Deployment", name)["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert int(annotations["prometheus.io/port"]) == port != public
 
 
 # --- autoscaling and monitoring -------------------------------------------------------------------
@@ -487,6 +647,10 @@ def test_service_monitors_scrape_the_receiver_and_worker_services(
             assert endpoint["port"] in ports
             assert endpoint["path"] == "/metrics"
         scraped.add(service["metadata"]["name"])
+    (receiver_monitor,) = _find(objs, "ServiceMonitor", "calendly-brevo-receiver")
+    (endpoint,) = receiver_monitor["spec"]["endpoints"]
+    admin_port = _receiver_ports(objs)[1]
+    assert _service_target(objs, "calendly-brevo-receiver", endpoint["port"]) == admin_port
     # The job label is the Service name; alerts.yml and the dashboard rely on these two.
     assert scraped == {"calendly-brevo-receiver", "calendly-brevo-worker"}
 

@@ -106,7 +106,10 @@ def test_compose_prometheus_scrapes_both_processes_and_loads_the_rules() -> None
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
-    assert jobs["calendly-brevo-receiver"] == ["receiver:8080"]
+    # The receiver's admin port: compose's ADMIN_PORT; /metrics is not on the public 8080.
+    compose = yaml.safe_load((PROMETHEUS.parents[1] / "docker-compose.yml").read_text())
+    admin_port = compose["x-app"]["environment"]["ADMIN_PORT"]
+    assert jobs["calendly-brevo-receiver"] == [f"receiver:{admin_port}"] != ["receiver:8080"]
     assert jobs["calendly-brevo-worker"] == ["worker:9191"]
 
 

@@ -28,7 +28,8 @@ def free_port() -> int:
 class Proc:
     """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL.
     ``args`` follow ``command`` (by default the calendly-brevo CLI; ``command=[]`` runs
-    ``args`` as a whole command line)."""
+    ``args`` as a whole command line). Unless ``env`` names an ``ADMIN_PORT``, the process gets a
+    free one: every receiver opens an admin listener, and two on the default 8001 would collide."""
 
     def __init__(
         self,
@@ -41,9 +42,11 @@ class Proc:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        full = {**os.environ, **env}
+        full.setdefault("ADMIN_PORT", str(free_port()))
         self.popen = subprocess.Popen(
             command + args,
-            env={**os.environ, **env},
+            env=full,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

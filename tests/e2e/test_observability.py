@@ -159,6 +159,7 @@ def test_every_metric_log_line_and_redaction_after_real_traffic(
     calendly = FakeCalendly()
     calendly.add_pat(CALENDLY_TOKEN)
     port, metrics_port, down_port = free_port(), free_port(), free_port()
+    admin_port, down_admin_port = free_port(), free_port()
     callback = f"http://127.0.0.1:{port}/webhooks/calendly"
     calendly.subscriptions["https://api.calendly.com/webhook_subscriptions/WH1"] = {
         "uri": "https://api.calendly.com/webhook_subscriptions/WH1",
@@ -200,13 +201,18 @@ def test_every_metric_log_line_and_redaction_after_real_traffic(
             "REDIS_URL": redis_url,
             "PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PORT": str(port),
+            "ADMIN_PORT": str(admin_port),
             "METRICS_PORT": str(metrics_port),
             "LOG_FORMAT": "json",
         }
         migrated = run_cli(["migrate"], env)
         assert migrated.returncode == 0, migrated.stderr
         worker_env = env | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-        down_env = env | {"PORT": str(down_port), "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        down_env = env | {
+            "PORT": str(down_port),
+            "ADMIN_PORT": str(down_admin_port),
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        }
         with (
             started(["receiver"], env, tmp_path / "receiver.log") as receiver,
             started(["receiver"], down_env, tmp_path / "receiver-down.log") as down,
@@ -281,8 +287,8 @@ def test_every_metric_log_line_and_redaction_after_real_traffic(
                 what="gauges refreshed",
             )
 
-            rx = Scrape.get(f"http://127.0.0.1:{port}/metrics")
-            rx_down = Scrape.get(f"http://127.0.0.1:{down_port}/metrics")
+            rx = Scrape.get(f"http://127.0.0.1:{admin_port}/metrics")
+            rx_down = Scrape.get(f"http://127.0.0.1:{down_admin_port}/metrics")
             wk = Scrape.get(worker_metrics)
             state = fake.snapshot()
             logs = [receiver.log(), down.log(), worker.log()]

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from calendly_brevo.errors import QueueUnavailable
 from calendly_brevo.signature import HEADER, sign
-from receiver.app import create_app
+from receiver.app import create_admin_app, create_app
 from tests.conftest import SIGNING_KEY, make_settings
 
 BODY = json.dumps(
@@ -56,6 +56,12 @@ def queue() -> FakeQueue:
 async def client(aiohttp_client: Any, tmp_path: Path, queue: FakeQueue) -> TestClient:  # type: ignore[type-arg]
     settings = make_settings(tmp_path)
     return await aiohttp_client(create_app(settings, queue=queue))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def admin(aiohttp_client: Any, tmp_path: Path) -> TestClient:  # type: ignore[type-arg]
+    """The admin listener (``server.admin_port``): /metrics lives there."""
+    return await aiohttp_client(create_admin_app(make_settings(tmp_path)))  # type: ignore[no-any-return]
 
 
 async def test_signed_webhook_is_accepted_and_enqueued_raw(
@@ -139,10 +145,10 @@ async def test_healthz_and_readyz(client: TestClient, queue: FakeQueue) -> None:
     assert (await client.get("/readyz")).status == 503
 
 
-async def test_metrics_count_outcomes_by_event(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_metrics_count_outcomes_by_event(client: TestClient, admin: TestClient) -> None:  # type: ignore[type-arg]
     await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY))
     await client.post("/webhooks/calendly", data=BODY, headers={})
-    text = await (await client.get("/metrics")).text()
+    text = await (await admin.get("/metrics")).text()
     assert (
         'calendly_brevo_webhooks_received_total{event="invitee.created",outcome="accepted"}' in text
     )
@@ -150,10 +156,10 @@ async def test_metrics_count_outcomes_by_event(client: TestClient) -> None:  # t
     assert "calendly_brevo_webhook_receive_seconds_bucket" in text
 
 
-async def test_metrics_name_the_running_version(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_metrics_name_the_running_version(admin: TestClient) -> None:  # type: ignore[type-arg]
     from calendly_brevo import __version__
 
-    text = await (await client.get("/metrics")).text()
+    text = await (await admin.get("/metrics")).text()
     assert f'calendly_brevo_build_info{{version="{__version__}"}} 1.0' in text
 
 

@@ -53,7 +53,9 @@ def _chromium() -> str:
 
 @dataclass
 class Console:
+    #: The admin listener, where the console lives; the public one serves only webhooks.
     base: str
+    public: str
     proc: Proc
     data_dir: Path
     dead_letter_id: int
@@ -79,7 +81,7 @@ def _deliver(url: str, doc: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     tmp = tmp_path_factory.mktemp("console")
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     with running_fake_brevo(api_key=BREVO_KEY) as brevo, running_fake_calendly() as calendly:
         for name, kind in (
             ("CALENDLY_EVENT_TYPE", "text"),
@@ -98,15 +100,16 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             "BREVO_API_URL": brevo.base_url,
             "PUBLIC_URL": "https://connector.example.com",
             "PORT": str(port),
+            "ADMIN_PORT": str(admin_port),
             "LOG_FORMAT": "json",
             "REDIS_URL": "",
             "DATABASE_URL": "",
         }
         proc = Proc(["run"], env, tmp / "run.log")
         try:
-            base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/readyz", proc)
-            hook = f"{base}/webhooks/calendly"
+            public = f"http://127.0.0.1:{port}"
+            wait_http(f"{public}/readyz", proc)
+            hook = f"{public}/webhooks/calendly"
             _deliver(hook, p.invitee_created(email=ADA, name="Ada Lovelace"))
             _deliver(
                 hook,
@@ -134,7 +137,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                 (dl_id,) = conn.execute(
                     "SELECT id FROM dead_letters WHERE reason = 'no_email'"
                 ).fetchone()
-            yield Console(base, proc, tmp / "data", int(dl_id))
+            yield Console(f"http://127.0.0.1:{admin_port}", public, proc, tmp / "data", int(dl_id))
         finally:
             proc.stop()
 
@@ -278,6 +281,11 @@ def test_logging_out_ends_the_session(page: Any, console: Console) -> None:
     assert "/console/login" in page.url
     page.goto(console.url())
     assert "/console/login" in page.url
+
+
+def test_the_console_is_not_served_on_the_public_port(console: Console) -> None:
+    for path in ("/console/", "/console/login"):
+        assert httpx.get(console.public + path, timeout=10).status_code == 404
 
 
 def test_every_console_answer_forbids_framing_scripts_and_caching(console: Console) -> None:

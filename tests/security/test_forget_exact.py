@@ -65,17 +65,24 @@ def test_forget_normalises_unicode_like_the_worker(tmp_path: Path) -> None:
 def test_forget_removes_the_persons_waiting_messages_from_the_embedded_queue(
     tmp_path: Path,
 ) -> None:
+    from calendly_brevo.queue_erasure import SqliteWaiting
     from calendly_brevo.queueing import QUEUE_NAME, SqliteEnqueuer, SqliteQueue
 
     _pipeline, _brevo, services = make_pipeline(tmp_path)
     queue = SqliteQueue(tmp_path / "queue.db")
     enqueuer = SqliteEnqueuer(queue)
+    held = payloads.invitee_created(
+        email="JOSÉ@example.com", invitee_uri=payloads.invitee_uri("H", "1")
+    )
+    enqueuer.enqueue(payloads.body(held).decode(), received_at=1.0, source="webhook")
+    assert queue.take(QUEUE_NAME, now_ms=2**62) is not None  # a worker holds it now
     for email in ("José@example.com", "jose@example.com", "other@example.com"):
         body = payloads.body(payloads.invitee_created(email=email)).decode()
         enqueuer.enqueue(body, received_at=1.0, source="webhook")
     queue.put(QUEUE_NAME, "not-json", b"\xff garbage")
-    result = forget(services.sessions, "Jose\u0301@EXAMPLE.com", queue)
-    assert result.queued == 1
+    result = forget(services.sessions, "Jose\u0301@EXAMPLE.com", SqliteWaiting(queue))
+    assert (result.queued, result.held) == (1, 1)
     assert queue.count(QUEUE_NAME) == 3  # jose@ (no accent), other@ and the garbage stay
+    assert queue.count(QUEUE_NAME, "taken") == 1  # left to its worker
     queue.close()
     services.close()

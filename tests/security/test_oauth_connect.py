@@ -51,7 +51,7 @@ async def test_starting_a_connection_without_the_admin_token_or_a_link_is_refuse
         assert start.status == 401
         assert "oauth connect-url" in await start.text()
         assert "Location" not in start.headers and "calendly_oauth" not in start.cookies
-    forged = await web_client.get("/oauth/calendly/start?link=guessed", allow_redirects=False)
+    forged = await web_client.get("/oauth/calendly/callback?link=guessed", allow_redirects=False)
     assert forged.status == 403 and "connect-url" in await forged.text()
     assert connects("refused_auth") == before + 3
 
@@ -62,8 +62,9 @@ async def test_a_connect_link_works_once_and_connects_calendly(
     settings = oauth_settings(tmp_path, cal)
     store = store_for(settings)
     web_client = await oauth_app(aiohttp_client, settings, store, http)
-    link = issue_link(store.sessions, "http://127.0.0.1")
+    link = issue_link(store.sessions, "http://127.0.0.1/oauth/calendly/callback")
     path = link.removeprefix("http://127.0.0.1")
+    assert path.startswith("/oauth/calendly/callback?link=")
     before = connects("connected")
 
     callback = await web_client.get(f"/oauth/calendly/callback?{await authorize(web_client, path)}")
@@ -111,7 +112,7 @@ async def test_a_replace_link_lets_the_operator_switch_calendly_accounts(
     web_client = await oauth_app(aiohttp_client, settings, store, http)
     await web_client.get(f"/oauth/calendly/callback?{await authorize(web_client)}")
     become_outsider(cal)
-    path = issue_link(store.sessions, "", replace=True)
+    path = issue_link(store.sessions, "/oauth/calendly/callback", replace=True)
     before = connects("replaced")
     switched = await web_client.get(f"/oauth/calendly/callback?{await authorize(web_client, path)}")
     assert switched.status == 200, await switched.text()
@@ -143,7 +144,9 @@ def test_oauth_connect_url_prints_a_one_time_link_that_the_receiver_accepts(
     result = CliRunner().invoke(cli, ["oauth", "connect-url", "--replace"], env=env)
     assert result.exit_code == 0, result.output
     url = result.stdout.strip()
-    assert url.startswith("https://connector.example/oauth/calendly/start?link=")
+    # The link is on the public callback (the only OAuth path the internet reaches, issue 13
+    # point 7): it works once, so the admin port is not needed for it.
+    assert url.startswith("https://connector.example/oauth/calendly/callback?link=")
     sessions = make_sessionmaker(engine_for(settings))
     assert consume_link(sessions, url.split("link=")[1]) is True
     assert consume_link(sessions, url.split("link=")[1]) is None

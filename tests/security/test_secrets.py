@@ -76,7 +76,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
 @pytest.mark.timeout(120)
 def test_no_secret_or_email_reaches_logs_metrics_or_error_answers(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG)
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     env = {
         "CONNECTOR_CONFIG": str(tmp_path / "config.yaml"),
         "CONNECTOR_DATA_DIR": str(tmp_path / "data"),
@@ -86,6 +86,7 @@ def test_no_secret_or_email_reaches_logs_metrics_or_error_answers(tmp_path: Path
         "CONNECTOR_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "BREVO_API_KEY": BREVO_KEY,
         "PORT": str(port),
+        "ADMIN_PORT": str(admin_port),
         "LOG_FORMAT": "json",
     }
     seen: list[str] = []  # every answer body and CLI output
@@ -135,7 +136,12 @@ def test_no_secret_or_email_reaches_logs_metrics_or_error_answers(tmp_path: Path
             wait_for(lambda: len(fake.state.events) >= len(PEOPLE) - 1, timeout=60)
             assert "event_dead_lettered" in proc.log()
 
-            # Admin needs the bearer token; a wrong one is told nothing more.
+            # Admin is on the admin port and needs the bearer token; a wrong one is told
+            # nothing more.
+            admin = f"http://127.0.0.1:{admin_port}"
+            for path in ("/admin/status", "/metrics", "/oauth/calendly/start"):
+                auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                assert httpx.get(f"{base}{path}", headers=auth, timeout=10).status_code == 404
             for headers in (
                 {},
                 {"Authorization": "Bearer wrong"},
@@ -143,19 +149,19 @@ def test_no_secret_or_email_reaches_logs_metrics_or_error_answers(tmp_path: Path
                 {"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"},
                 {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
             ):
-                r = httpx.get(f"{base}/admin/status", headers=headers, timeout=10)
+                r = httpx.get(f"{admin}/admin/status", headers=headers, timeout=10)
                 assert r.status_code == 401, headers
                 seen.append(r.text)
             ok = httpx.get(
-                f"{base}/admin/status",
+                f"{admin}/admin/status",
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                 timeout=10,
             )
             assert ok.status_code == 200
             seen.append(ok.text)
-            r = httpx.post(f"{base}/admin/scheduling-links", json={}, timeout=10)
+            r = httpx.post(f"{admin}/admin/scheduling-links", json={}, timeout=10)
             assert r.status_code == 401
-            metrics = httpx.get(f"{base}/metrics", timeout=10).text
+            metrics = httpx.get(f"{admin}/metrics", timeout=10).text
             seen.append(metrics)
         for args in (["dlq", "list"], ["status"], ["dlq", "list", "--json"]):
             out = run_cli(args, env)
@@ -180,15 +186,10 @@ async def test_without_an_admin_token_the_admin_api_does_not_exist(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     from receiver.admin import setup_admin
-    from receiver.app import create_app
-    from tests.security.server import RecordingQueue
+    from receiver.app import create_admin_app
 
     settings = make_settings(tmp_path)
-    app = create_app(
-        settings,
-        queue=RecordingQueue(),
-        extra_setup=[lambda a: setup_admin(a, settings, object())],
-    )
+    app = create_admin_app(settings, extra_setup=[lambda a: setup_admin(a, settings, object())])
     client = await aiohttp_client(app)
     for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
         r = await client.get("/admin/status", headers=headers)

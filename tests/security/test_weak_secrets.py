@@ -90,3 +90,14 @@ def test_embedded_mode_with_a_brevo_key_is_not_exempt() -> None:
 def test_the_embedded_dry_run_demo_accepts_a_short_key(tmp_path: Path) -> None:
     s = load_settings(None, env={"CALENDLY_WEBHOOK_SIGNING_KEY": "k"})
     assert s.embedded and s.dry_run
+
+
+def test_a_job_with_a_database_but_no_redis_or_brevo_key_is_not_exempt() -> None:
+    """A Kubernetes CronJob gets only the secrets it reads (issue 13 point 11): no REDIS_URL and
+    no Brevo key, which looks like the embedded dry run, but it is production and is checked."""
+    env = {
+        "DATABASE_URL": "postgresql://calendly_brevo:pw@postgres:5432/calendly_brevo",
+        "CONNECTOR_ENCRYPTION_KEY": "your-fernet-key",
+    }
+    with pytest.raises(ConfigError, match="encryption_key"):
+        load_settings(None, env=env)
