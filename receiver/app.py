@@ -8,7 +8,7 @@ factories with fakes:
   :mod:`receiver.main`, the OAuth callback.
 - ``create_admin_app(settings)``: the admin port (``server.admin_port``): ``GET /metrics`` and,
   added by :mod:`receiver.main`, the admin API and the OAuth start, which need the admin token.
-  Anything an operator drives (a console, when there is one) belongs here too, never on the
+  Anything an operator drives (the console at /console/) belongs here too, never on the
   public port.
   Anything else on the public port is a 404.
 
