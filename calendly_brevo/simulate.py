@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -42,6 +43,14 @@ def _id() -> str:
     return secrets.token_hex(8).upper()
 
 
+@dataclass(frozen=True)
+class Cancellation:
+    """How an ``invitee.canceled`` example is cancelled: part of a reschedule or not, and why."""
+
+    rescheduled: bool = False
+    reason: str = ""
+
+
 def build_event(
     event: str,
     *,
@@ -50,9 +59,8 @@ def build_event(
     invitee_uri: str | None = None,
     event_type_uri: str | None = None,
     start_time: datetime | None = None,
-    rescheduled: bool = False,
     old_invitee: str | None = None,
-    reason: str = "",
+    cancel: Cancellation = Cancellation(),
 ) -> dict[str, Any]:
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}; choose one of {', '.join(EVENTS)}")
@@ -87,13 +95,13 @@ def build_event(
     payload["old_invitee"] = old_invitee
     if event == "invitee.canceled":
         payload["status"] = "canceled"
-        payload["rescheduled"] = rescheduled
+        payload["rescheduled"] = cancel.rescheduled
         payload["new_invitee"] = (
-            f"{API}/scheduled_events/{_id()}/invitees/{_id()}" if rescheduled else None
+            f"{API}/scheduled_events/{_id()}/invitees/{_id()}" if cancel.rescheduled else None
         )
         payload["cancellation"] = {
             "canceled_by": full,
-            "reason": reason,
+            "reason": cancel.reason,
             "canceler_type": "invitee",
             "created_at": stamp,
         }

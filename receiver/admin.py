@@ -74,37 +74,72 @@ def admin_guard(settings: Settings, request: web.Request) -> web.Response | None
     return _guard(settings, request)
 
 
+def _create_link(
+    settings: Settings, services: Any, event_type: str, email: str | None, attribute: str
+) -> dict[str, Any]:
+    from calendly_brevo.brevo.client import client_for
+    from calendly_brevo.calendly import make_client
+    from calendly_brevo.calendly.links import create_links, resolve_event_type
+
+    injected = getattr(services, "http_client", None)
+    http = injected or httpx.Client(timeout=15.0)
+    try:
+        client = make_client(settings, http, services.sessions)
+        uri = resolve_event_type(client, settings, event_type)
+        brevo = client_for(services, settings) if email else None
+        (result,) = create_links(
+            client, uri, emails=[email] if email else [], brevo=brevo, attribute=attribute
+        )
+    finally:
+        if injected is None:
+            http.close()
+    out: dict[str, Any] = {
+        "booking_url": result.booking_url,
+        "event_type": uri,
+        "email": result.email,
+        "attribute": attribute if result.written else None,
+    }
+    if email and not result.written:
+        out["not_written"] = NOT_WRITTEN
+    return out
+
+
+def _link_request(body: Any) -> tuple[str, str | None, str] | str:
+    """``(event_type, email, attribute)`` from a scheduling-links body, or what is wrong."""
+    if not isinstance(body, dict):
+        return "'event_type' is required"
+    event_type, email = body.get("event_type"), body.get("email")
+    if not isinstance(event_type, str) or not event_type:
+        return "'event_type' is required"
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        return "'email' must be an address"
+    return event_type, email, str(body.get("attribute", "CALENDLY_BOOKING_LINK"))
+
+
+def _status_snapshot(settings: Settings, services: Any) -> dict[str, Any]:
+    from calendly_brevo.calendly.backfill import BACKFILL_STATE, load_cursor
+    from calendly_brevo.calendly.subscriptions import remembered
+
+    out: dict[str, Any] = {"mode": "embedded" if settings.embedded else "redis"}
+    try:
+        out["queue"] = services.enqueuer.depth()
+    except ConnectorError as exc:
+        out["queue"] = {"error": str(exc)}
+    try:
+        out["webhook_subscription"] = remembered(services.sessions)
+        cursor = load_cursor(services.sessions, BACKFILL_STATE)
+        out["backfill"] = (
+            {"done": cursor.done, "stats": cursor.stats} if cursor is not None else None
+        )
+    except Exception as exc:
+        out["database"] = {"error": type(exc).__name__}
+    return out
+
+
 def setup_admin(app: web.Application, settings: Settings, services: Any) -> None:
     """Add the admin routes. ``services`` is a :class:`calendly_brevo.bootstrap.Services`
     (``brevo_client`` / ``http_client`` attributes, when set, are used instead of real ones)."""
     limiter_for(app)
-
-    def create_link(event_type: str, email: str | None, attribute: str) -> dict[str, Any]:
-        from calendly_brevo.brevo.client import client_for
-        from calendly_brevo.calendly import make_client
-        from calendly_brevo.calendly.links import create_links, resolve_event_type
-
-        injected = getattr(services, "http_client", None)
-        http = injected or httpx.Client(timeout=15.0)
-        try:
-            client = make_client(settings, http, services.sessions)
-            uri = resolve_event_type(client, settings, event_type)
-            brevo = client_for(services, settings) if email else None
-            (result,) = create_links(
-                client, uri, emails=[email] if email else [], brevo=brevo, attribute=attribute
-            )
-        finally:
-            if injected is None:
-                http.close()
-        out: dict[str, Any] = {
-            "booking_url": result.booking_url,
-            "event_type": uri,
-            "email": result.email,
-            "attribute": attribute if result.written else None,
-        }
-        if email and not result.written:
-            out["not_written"] = NOT_WRITTEN
-        return out
 
     async def scheduling_links(request: web.Request) -> web.Response:
         if (denied := _guard(settings, request)) is not None:
@@ -113,15 +148,11 @@ def setup_admin(app: web.Application, settings: Settings, services: Any) -> None
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "body must be JSON"}, status=400)
-        event_type = body.get("event_type") if isinstance(body, dict) else None
-        email = body.get("email") if isinstance(body, dict) else None
-        attribute = body.get("attribute", "CALENDLY_BOOKING_LINK") if isinstance(body, dict) else ""
-        if not isinstance(event_type, str) or not event_type:
-            return web.json_response({"error": "'event_type' is required"}, status=400)
-        if email is not None and (not isinstance(email, str) or "@" not in email):
-            return web.json_response({"error": "'email' must be an address"}, status=400)
+        parsed = _link_request(body)
+        if isinstance(parsed, str):
+            return web.json_response({"error": parsed}, status=400)
         try:
-            result = await asyncio.to_thread(create_link, event_type, email, str(attribute))
+            result = await asyncio.to_thread(_create_link, settings, services, *parsed)
         except ConfigError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except PermanentError as exc:
@@ -130,29 +161,10 @@ def setup_admin(app: web.Application, settings: Settings, services: Any) -> None
             return web.json_response({"error": str(exc)}, status=503)
         return web.json_response(result, status=201)
 
-    def status_snapshot() -> dict[str, Any]:
-        from calendly_brevo.calendly.backfill import BACKFILL_STATE, load_cursor
-        from calendly_brevo.calendly.subscriptions import remembered
-
-        out: dict[str, Any] = {"mode": "embedded" if settings.embedded else "redis"}
-        try:
-            out["queue"] = services.enqueuer.depth()
-        except ConnectorError as exc:
-            out["queue"] = {"error": str(exc)}
-        try:
-            out["webhook_subscription"] = remembered(services.sessions)
-            cursor = load_cursor(services.sessions, BACKFILL_STATE)
-            out["backfill"] = (
-                {"done": cursor.done, "stats": cursor.stats} if cursor is not None else None
-            )
-        except Exception as exc:
-            out["database"] = {"error": type(exc).__name__}
-        return out
-
     async def status(request: web.Request) -> web.Response:
         if (denied := _guard(settings, request)) is not None:
             return denied
-        return web.json_response(await asyncio.to_thread(status_snapshot))
+        return web.json_response(await asyncio.to_thread(_status_snapshot, settings, services))
 
     app.router.add_post("/admin/scheduling-links", scheduling_links)
     app.router.add_get("/admin/status", status)

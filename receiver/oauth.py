@@ -116,6 +116,32 @@ def setup_oauth_start(
     app.router.add_get(oauth.START_PATH, start)
 
 
+def _complete(
+    settings: Settings,
+    token_store: OAuthTokenStore,
+    http: httpx.Client | None,
+    code: str,
+    pending: oauth.Pending,
+) -> str | None:
+    """Exchange the code and store the token, refusing another account unless replacing."""
+    client = http or httpx.Client(timeout=15.0)
+    try:
+        response = oauth.exchange_code(client, settings, code, pending)
+        if not pending.replace and not same_account(token_store.load(), response):
+            raise AccountMismatch(response.get("owner"), response.get("organization"))
+        stored = token_store.save(response)
+    finally:
+        if http is None:
+            client.close()
+    return stored.owner_uri
+
+
+def _no_code(error: str | None) -> web.Response:
+    if error:
+        return _page("Calendly did not authorize", error, 400)
+    return _page("Missing code", "Calendly sent no authorization code.", 400)
+
+
 def setup_oauth_callback(
     app: web.Application,
     settings: Settings,
@@ -155,18 +181,6 @@ def setup_oauth_callback(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    def complete(code: str, pending: oauth.Pending) -> str | None:
-        client = http or httpx.Client(timeout=15.0)
-        try:
-            response = oauth.exchange_code(client, settings, code, pending)
-            if not pending.replace and not same_account(token_store.load(), response):
-                raise AccountMismatch(response.get("owner"), response.get("organization"))
-            stored = token_store.save(response)
-        finally:
-            if http is None:
-                client.close()
-        return stored.owner_uri
-
     async def callback(request: web.Request) -> web.StreamResponse:
         if not oauth.oauth_configured(settings):
             return _page("OAuth not configured", NOT_CONFIGURED, 404)
@@ -183,13 +197,11 @@ def setup_oauth_callback(
                 400,
             )
         replaced = pending.replace
-        if query.get("error"):
-            return _page("Calendly did not authorize", str(query.get("error")), 400)
         code = query.get("code")
-        if not code:
-            return _page("Missing code", "Calendly sent no authorization code.", 400)
+        if query.get("error") or not code:
+            return _no_code(query.get("error"))
         try:
-            owner = await asyncio.to_thread(complete, code, pending)
+            owner = await asyncio.to_thread(_complete, settings, token_store, http, code, pending)
         except AccountMismatch as exc:
             return _refused(
                 "refused_account",

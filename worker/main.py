@@ -230,7 +230,7 @@ def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
         services.close()
 
 
-def supervise(settings: Settings, processes: int, threads: int) -> int:
+def supervise(settings: Settings, processes: int, threads: int) -> int:  # noqa: C901
     """Run ``processes`` worker processes until SIGTERM; restart any that die."""
     from calendly_brevo.logs import configure_logging, get_logger
 

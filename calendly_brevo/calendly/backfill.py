@@ -198,6 +198,26 @@ def _save_cursor(sessions: sessionmaker[Session], name: str, cursor: Cursor) -> 
             row.updated_at = now
 
 
+@dataclass(frozen=True)
+class WalkHooks:
+    """How a walk reports and paces itself: progress callbacks, Calendly's page size, and the
+    clock that stamps ``received_at`` (and, for ``reconcile``, says what "now" is)."""
+
+    on_progress: Callable[[WalkStats], None] | None = None
+    on_page: Callable[[int, WalkStats], None] | None = None
+    page_size: int = 100
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a backfill keeps its cursor and whether it continues it (``restart`` forgets it)."""
+
+    restart: bool = False
+    resume: bool = True
+    state_name: str = BACKFILL_STATE
+
+
 def backfill(
     client: CalendlyClient,
     enqueuer: Enqueue,
@@ -205,20 +225,16 @@ def backfill(
     window: Window,
     *,
     created_by: str,
-    restart: bool = False,
-    resume: bool = True,
-    on_progress: Callable[[WalkStats], None] | None = None,
-    on_page: Callable[[int, WalkStats], None] | None = None,
-    state_name: str = BACKFILL_STATE,
-    page_size: int = 100,
-    clock: Callable[[], float] = time.time,
+    resume: Resume = Resume(),
+    hooks: WalkHooks = WalkHooks(),
 ) -> WalkStats:
     """Walk ``window`` and enqueue every invitee's envelopes (resumable, see module doc)."""
     stats = WalkStats()
     cursor = Cursor(window=window.key())
-    saved = None if restart else load_cursor(sessions, state_name)
+    state_name, clock = resume.state_name, hooks.clock
+    saved = None if resume.restart else load_cursor(sessions, state_name)
     skip_until: str | None = None
-    if resume and saved is not None and saved.window == window.key() and not saved.done:
+    if resume.resume and saved is not None and saved.window == window.key() and not saved.done:
         cursor = saved
         skip_until = saved.last_event_uri
         stats = WalkStats(
@@ -226,7 +242,10 @@ def backfill(
         )
         stats.resumed = True
     for page in client.pages(
-        "scheduled_events", _event_params(window), page_token=cursor.page_token, count=page_size
+        "scheduled_events",
+        _event_params(window),
+        page_token=cursor.page_token,
+        count=hooks.page_size,
     ):
         cursor.page_token = page.page_token
         events = page.collection
@@ -244,16 +263,16 @@ def backfill(
             cursor.last_event_uri = event["uri"]
             cursor.stats = asdict(stats)
             _save_cursor(sessions, state_name, cursor)
-            if on_progress:
-                on_progress(stats)
+            if hooks.on_progress:
+                hooks.on_progress(stats)
         stats.pages += 1
         cursor.page_token = page.next_page_token
         cursor.last_event_uri = None
         cursor.done = page.next_page_token is None
         cursor.stats = asdict(stats)
         _save_cursor(sessions, state_name, cursor)
-        if on_page:
-            on_page(stats.pages, stats)
+        if hooks.on_page:
+            hooks.on_page(stats.pages, stats)
     if not cursor.done:  # an empty walk never saw a last page
         cursor.done = True
         _save_cursor(sessions, state_name, cursor)
@@ -269,17 +288,15 @@ def reconcile(
     created_by: str,
     organization: str | None = None,
     user: str | None = None,
-    now: datetime | None = None,
-    on_progress: Callable[[WalkStats], None] | None = None,
-    page_size: int = 100,
-    clock: Callable[[], float] = time.time,
+    hooks: WalkHooks = WalkHooks(),
 ) -> WalkStats:
     """Enqueue what the ledger has not settled (applied, ignored or dead-lettered), for meetings
-    from now-window on."""
-    start = (now or datetime.now(UTC)) - window
+    from now-window on ("now" is ``hooks.clock``)."""
+    start = datetime.fromtimestamp(hooks.clock(), UTC) - window
     walk = Window(since=start, organization=organization, user=user)
     stats = WalkStats()
-    for page in client.pages("scheduled_events", _event_params(walk), count=page_size):
+    clock = hooks.clock
+    for page in client.pages("scheduled_events", _event_params(walk), count=hooks.page_size):
         for event in page.collection:
             envelopes = list(_walk_event(client, event, created_by, stats))
             done = ledger.settled(envelope_event_id(e) for e in envelopes)
@@ -293,7 +310,7 @@ def reconcile(
                 BACKFILL_ENVELOPES.labels("reconcile", "enqueued").inc()
             stats.events += 1
             stats.position = event.get("start_time")
-            if on_progress:
-                on_progress(stats)
+            if hooks.on_progress:
+                hooks.on_progress(stats)
         stats.pages += 1
     return stats

@@ -293,7 +293,7 @@ def backfill(
     as_json: bool,
 ) -> None:
     """Replay past and future bookings, cancellations and no-shows as webhook events."""
-    from calendly_brevo.calendly.backfill import Window
+    from calendly_brevo.calendly.backfill import Resume, WalkHooks, Window
     from calendly_brevo.calendly.backfill import backfill as run_backfill
 
     with _calendly() as (obj, settings, client):
@@ -312,9 +312,8 @@ def backfill(
                 obj.sessions,
                 window,
                 created_by=created_by,
-                restart=restart,
-                resume=resume,
-                on_progress=update,
+                resume=Resume(restart=restart, resume=resume),
+                hooks=WalkHooks(on_progress=update),
             )
     if as_json:
         click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "resumed")))
@@ -332,6 +331,7 @@ def backfill(
 @JSON
 def reconcile(window: timedelta, scope: str, as_json: bool) -> None:
     """Enqueue what webhooks missed: meetings from now-WINDOW on (future ones included)."""
+    from calendly_brevo.calendly.backfill import WalkHooks
     from calendly_brevo.calendly.backfill import reconcile as run_reconcile
 
     with _calendly() as (obj, settings, client):
@@ -345,7 +345,7 @@ def reconcile(window: timedelta, scope: str, as_json: bool) -> None:
                 created_by=created_by,
                 organization=org,
                 user=user,
-                on_progress=update,
+                hooks=WalkHooks(on_progress=update),
             )
     if as_json:
         click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "skipped")))

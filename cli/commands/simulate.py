@@ -61,7 +61,7 @@ def _signing_key(obj: LazyServices, key: str | None) -> str:
 def _docs(
     obj: LazyServices, event: str | None, email: str, same: bool, options: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    from calendly_brevo.simulate import NoBookingToFollow, build_event, same_booking
+    from calendly_brevo.simulate import Cancellation, NoBookingToFollow, build_event, same_booking
 
     if options["payload"]:
         return [_read_json_file(options["payload"])]
@@ -90,8 +90,7 @@ def _docs(
             name=options["name"],
             invitee_uri=options["invitee_uri"],
             event_type_uri=options["event_type_uri"],
-            rescheduled=options["rescheduled"],
-            reason=options["reason"],
+            cancel=Cancellation(rescheduled=options["rescheduled"], reason=options["reason"]),
         )
     ]
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,9 @@ from click.testing import CliRunner
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.backfill import (
+    Resume,
+    WalkHooks,
+    WalkStats,
     Window,
     backfill,
     envelope_event_id,
@@ -43,7 +47,15 @@ def got(services: Services) -> Counter[tuple[str, str]]:
     )
 
 
-def run(services: Services, client: CalendlyClient, cal: FakeCalendlyServer, **kw: Any) -> Any:
+def run(
+    services: Services,
+    client: CalendlyClient,
+    cal: FakeCalendlyServer,
+    *,
+    on_page: Callable[[int, WalkStats], None] | None = None,
+    on_progress: Callable[[WalkStats], None] | None = None,
+    **resume: Any,
+) -> Any:
     window = Window(since=SINCE, organization=cal.state.org)
     return backfill(
         client,
@@ -51,8 +63,8 @@ def run(services: Services, client: CalendlyClient, cal: FakeCalendlyServer, **k
         services.sessions,
         window,
         created_by=cal.state.user["uri"],
-        page_size=25,
-        **kw,
+        resume=Resume(**resume),
+        hooks=WalkHooks(page_size=25, on_page=on_page, on_progress=on_progress),
     )
 
 
@@ -192,7 +204,7 @@ def test_reconcile_enqueues_only_what_was_not_processed(
         window=timedelta(hours=48),
         created_by="u",
         organization=cal.state.org,
-        now=now,
+        hooks=WalkHooks(clock=now.timestamp),
     )
     queued = queued_envelopes(services.settings)
     assert {envelope_event_id(e) for _s, e in queued} == {
