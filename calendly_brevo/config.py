@@ -276,6 +276,10 @@ class WorkerSettings(Strict):
     heartbeat_timeout_seconds: float = Field(default=60.0, ge=1)
     #: Redis broker: commands per million that also run queue maintenance (dead-worker requeue).
     maintenance_chance: int = Field(default=1000, ge=1, le=1_000_000)
+    #: Redis broker: the supervisor (or ``run``) also runs queue maintenance this often, one
+    #: process per deployment per interval, so a killed worker's messages are requeued within
+    #: ``heartbeat_timeout_seconds + maintenance_interval_seconds`` at any traffic level.
+    maintenance_interval_seconds: float = Field(default=15.0, ge=0.5, le=300)
 
 
 class StorageSettings(Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 
 import dramatiq
 from aiohttp import web
@@ -87,9 +88,21 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             await asyncio.sleep(5)
 
     refresher = asyncio.create_task(gauges())
+    # Redis queue: requeue what a killed worker (or a killed ``run``) held, on a timer. The
+    # SQLite queue needs none: the broker made every row a dead process held ready at start.
+    maintenance_stop = threading.Event()
+    maintenance = None
+    if settings.storage.redis_url:
+        from worker.maintenance import maintain_queues
+
+        maintenance = threading.Thread(
+            target=maintain_queues, args=(settings, maintenance_stop), daemon=True
+        )
+        maintenance.start()
     await stop.wait()
     log.info("shutting_down")
     refresher.cancel()
+    maintenance_stop.set()
     await runner.cleanup()
     await asyncio.to_thread(worker.stop, int(settings.worker.shutdown_timeout_seconds * 1000))
     runtime.broker.close()

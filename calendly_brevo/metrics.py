@@ -95,6 +95,13 @@ QUEUE_DEPTH = Gauge(
     ["queue", "kind"],
     multiprocess_mode="max",
 )
+STALE_WORKER_MESSAGES = Gauge(
+    f"{PREFIX}_stale_worker_messages",
+    "Messages held by Redis workers whose heartbeat is older than "
+    "worker.heartbeat_timeout_seconds (a killed worker's); queue maintenance requeues them "
+    "within worker.maintenance_interval_seconds.",
+    multiprocess_mode="max",
+)
 
 # --- Brevo ------------------------------------------------------------------------------------
 EVENT_RESEND_CHECKS = Counter(

@@ -6,8 +6,9 @@ prometheus-client multiprocess mode) and ``/healthz`` on ``worker.metrics_port``
 the queue-depth and dead-letter gauges. On SIGTERM it forwards SIGTERM to the children, each of
 which stops taking messages, finishes what it holds within ``worker.shutdown_timeout_seconds``
 and requeues the rest, including a message still running when the budget is spent (see
-:func:`_requeue_unfinished`); Redis requeues anything a *killed* child held only after the
-heartbeat timeout.
+:func:`_requeue_unfinished`). What a *killed* worker held is requeued by the queue maintenance
+thread (:mod:`worker.maintenance`) within ``worker.heartbeat_timeout_seconds +
+worker.maintenance_interval_seconds``.
 """
 
 from __future__ import annotations
@@ -97,12 +98,11 @@ def _requeue_unfinished(broker: Any) -> int:
 
     After ``Worker.stop`` these are the messages still running when the shutdown budget ran
     out, plus any Dramatiq's consumer had prefetched but not handed over when it stopped.
-    Without this they sit in this broker's ack set until another worker notices the missed
-    heartbeat (``worker.heartbeat_timeout_seconds``, at its next maintenance roll), a minute or
-    more. Requeueing one that is still running is safe: the next attempt waits on the contact
-    lock until this process exits, and the claim and recorded effects make it finish the work
-    rather than redo it (the one-commit window in :mod:`worker.store` is the same as for a
-    crash).
+    Without this they sit in this broker's ack set until queue maintenance notices the missed
+    heartbeat (:mod:`worker.maintenance`), a minute or more. Requeueing one that is still
+    running is safe: the next attempt waits on the contact lock until this process exits, and
+    the claim and recorded effects make it finish the work rather than redo it (the one-commit
+    window in :mod:`worker.store` is the same as for a crash).
     """
     from dramatiq.brokers.redis import RedisBroker
 
@@ -284,6 +284,9 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.info("worker_metrics_listening", port=settings.worker.metrics_port)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
+    from worker.maintenance import maintain_queues
+
+    threading.Thread(target=maintain_queues, args=(settings, stopping), daemon=True).start()
 
     for _ in range(processes):
         p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
