@@ -57,6 +57,16 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     services = Services(settings)
     if services.engine.dialect.name == "sqlite":
         upgrade(services.engine)
+    # Redis queue: requeue what a killed worker (or a killed ``run``) held, at start and on a
+    # timer, before anything that may wait on Brevo. The SQLite queue needs none: the broker
+    # makes every row a dead process held ready when it starts (a killed ``run`` restarted).
+    maintenance_stop = threading.Event()
+    if settings.storage.redis_url:
+        from worker.maintenance import maintain_queues
+
+        threading.Thread(
+            target=maintain_queues, args=(settings, maintenance_stop), daemon=True
+        ).start()
     check_brevo_ready(services)
     from calendly_brevo.metrics import set_dry_run
 
@@ -88,17 +98,6 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
             await asyncio.sleep(5)
 
     refresher = asyncio.create_task(gauges())
-    # Redis queue: requeue what a killed worker (or a killed ``run``) held, on a timer. The
-    # SQLite queue needs none: the broker made every row a dead process held ready at start.
-    maintenance_stop = threading.Event()
-    maintenance = None
-    if settings.storage.redis_url:
-        from worker.maintenance import maintain_queues
-
-        maintenance = threading.Thread(
-            target=maintain_queues, args=(settings, maintenance_stop), daemon=True
-        )
-        maintenance.start()
     await stop.wait()
     log.info("shutting_down")
     refresher.cancel()

@@ -238,8 +238,13 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     configure_logging(settings)
     log = get_logger("calendly_brevo.worker")
     from calendly_brevo.bootstrap import Services
+    from worker.maintenance import maintain_queues
     from worker.runtime import check_brevo_ready
 
+    # First, before anything that may wait on Brevo: a killed worker's messages come back
+    # whatever state Brevo is in.
+    stopping = threading.Event()
+    threading.Thread(target=maintain_queues, args=(settings, stopping), daemon=True).start()
     check_services = Services(settings)
     try:
         check_brevo_ready(check_services)
@@ -248,7 +253,6 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     if settings.dry_run:
         log.warning("brevo_dry_run", detail="DRY RUN: Brevo calls are logged, not sent")
     ctx = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.set()
@@ -284,9 +288,6 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.info("worker_metrics_listening", port=settings.worker.metrics_port)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
-    from worker.maintenance import maintain_queues
-
-    threading.Thread(target=maintain_queues, args=(settings, stopping), daemon=True).start()
 
     for _ in range(processes):
         p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
