@@ -55,6 +55,8 @@ class DoctorContext:
     engine_factory: Callable[[], Engine]
     sessions_factory: Callable[[], sessionmaker[Session]]
     redis_ping: Callable[[], bool] | None = None
+    #: The Redis client, for the dead-worker check (``None``: embedded, or not reachable).
+    redis_client: Callable[[], Any] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -328,6 +330,27 @@ def check_redis(ctx: DoctorContext) -> Check:
     )
 
 
+def check_dead_workers(ctx: DoctorContext) -> Check:
+    """Messages held by workers whose heartbeat is stale: fine for one maintenance interval,
+    a FAIL (no maintenance anywhere) past it."""
+    name = "messages held by dead workers"
+    if not ctx.settings.storage.redis_url:
+        return Check(name, "OK", "embedded: `run` releases what it held when it starts")
+    if ctx.redis_client is None or ctx._cache.get("redis_error"):
+        return Check(name, "WARN", "not checked (Redis not reachable)")
+    from worker.maintenance import describe_stale, stale_holders
+
+    timeout_ms = int(ctx.settings.worker.heartbeat_timeout_seconds * 1000)
+    try:
+        holders = stale_holders(ctx.redis_client(), heartbeat_timeout_ms=timeout_ms)
+    except Exception as exc:  # a check reports, never raises
+        return Check(name, "WARN", f"not checked ({type(exc).__name__})")
+    detail, fix = describe_stale(holders, ctx.settings)
+    if fix:
+        return Check(name, "FAIL", detail, fix)
+    return Check(name, "WARN" if holders.messages else "OK", detail)
+
+
 def check_database(ctx: DoctorContext) -> Check:
     from calendly_brevo.db.migrate import is_current
 
@@ -355,6 +378,7 @@ CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
     check_brevo_lists,
     check_brevo_attributes,
     check_redis,
+    check_dead_workers,
     check_database,
 )
 

@@ -77,6 +77,44 @@ def queues_of(names: Iterable[str] = (QUEUE_NAME,)) -> tuple[str, ...]:
     return tuple(q for name in names for q in (name, dq_name(name)))
 
 
+@dataclass(frozen=True)
+class StaleHolders:
+    """Workers whose heartbeat is older than the timeout and still hold messages."""
+
+    messages: int
+    workers: int
+    oldest_seconds: float  # age of the oldest such heartbeat (0 when none)
+
+
+def stale_holders(
+    client: redis.Redis,
+    *,
+    heartbeat_timeout_ms: int,
+    namespace: str = NAMESPACE,
+    queues: Iterable[str] = queues_of(),
+    now_ms: int | None = None,
+) -> StaleHolders:
+    """What the next maintenance run will requeue: the messages in the ack sets of workers
+    whose heartbeat is older than the timeout (``calendly_brevo_stale_worker_messages``)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    stale: list[tuple[bytes | str, float]] = client.zrangebyscore(  # type: ignore[assignment]
+        f"{namespace}:__heartbeats__", 0, now - heartbeat_timeout_ms, withscores=True
+    )
+    queue_names = tuple(queues)
+    total = workers = 0
+    oldest = 0.0
+    for raw, score in stale:
+        worker_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+        held = sum(
+            int(client.scard(f"{namespace}:__acks__.{worker_id}.{queue}")) for queue in queue_names
+        )
+        if held:
+            total += held
+            workers += 1
+            oldest = max(oldest, (now - float(score)) / 1000)
+    return StaleHolders(total, workers, oldest)
+
+
 def held_by_stale_workers(
     client: redis.Redis,
     *,
@@ -85,17 +123,34 @@ def held_by_stale_workers(
     queues: Iterable[str] = queues_of(),
     now_ms: int | None = None,
 ) -> int:
-    """Messages in the ack sets of workers whose heartbeat is older than the timeout: what
-    the next maintenance run will requeue (the ``calendly_brevo_stale_worker_messages`` gauge)."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    stale = client.zrangebyscore(f"{namespace}:__heartbeats__", 0, now - heartbeat_timeout_ms)
-    queue_names = tuple(queues)
-    total = 0
-    for raw in stale:
-        worker_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-        for queue in queue_names:
-            total += int(client.scard(f"{namespace}:__acks__.{worker_id}.{queue}"))
-    return total
+    """Messages held by workers whose heartbeat is stale (see :func:`stale_holders`)."""
+    return stale_holders(
+        client,
+        heartbeat_timeout_ms=heartbeat_timeout_ms,
+        namespace=namespace,
+        queues=queues,
+        now_ms=now_ms,
+    ).messages
+
+
+def describe_stale(holders: StaleHolders, settings: Settings) -> tuple[str, str | None]:
+    """A line for ``status`` and ``doctor``: ``(detail, fix)``; ``fix`` is ``None`` when all is
+    well. Past the bound, the maintenance is not running anywhere: that is the fix to make."""
+    w = settings.worker
+    bound = w.heartbeat_timeout_seconds + w.maintenance_interval_seconds
+    if not holders.messages:
+        return f"none (a dead worker's messages are requeued within {bound:.0f}s)", None
+    detail = (
+        f"{holders.messages} message(s) held by {holders.workers} worker(s) silent for "
+        f"{holders.oldest_seconds:.0f}s"
+    )
+    if holders.oldest_seconds <= bound + w.maintenance_interval_seconds:
+        return detail + f"; requeued within {bound:.0f}s of the kill", None
+    return detail, (
+        "no queue maintenance is running: start a worker supervisor (`calendly-brevo worker`) "
+        "or `calendly-brevo run` with this REDIS_URL; it requeues them at start-up and every "
+        "worker.maintenance_interval_seconds"
+    )
 
 
 class QueueMaintenance:

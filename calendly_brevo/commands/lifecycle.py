@@ -76,6 +76,32 @@ def _subscription(sub: dict[str, Any] | None) -> str:
     return f"[{colour}]{state}[/{colour}] {where}{checked}"
 
 
+def _held_by_dead(obj: LazyServices) -> str:
+    """Messages a killed worker still holds (Redis), or that a process has taken (SQLite)."""
+    settings = obj.settings
+    if settings.embedded:
+        from calendly_brevo.queueing import QUEUE_NAME, SqliteQueue, sqlite_queue_path
+
+        queue = SqliteQueue(sqlite_queue_path(settings.storage.data_dir))
+        try:
+            taken = queue.count(QUEUE_NAME, "taken") + queue.count(f"{QUEUE_NAME}.DQ", "taken")
+        finally:
+            queue.close()
+        return f"{taken} taken by `run` (if it died, released when it starts again)"
+    from worker.maintenance import describe_stale, stale_holders
+
+    try:
+        holders = stale_holders(
+            obj.redis, heartbeat_timeout_ms=int(settings.worker.heartbeat_timeout_seconds * 1000)
+        )
+    except Exception as exc:  # status reports what it can
+        return f"[red]unavailable: {exc}[/red]"
+    detail, fix = describe_stale(holders, settings)
+    if fix:
+        return f"[red]{detail}[/red]; fix: {fix}"
+    return f"[yellow]{detail}[/yellow]" if holders.messages else detail
+
+
 @click.command()
 @pass_services
 def status(obj: LazyServices) -> None:
@@ -90,6 +116,7 @@ def status(obj: LazyServices) -> None:
         table.add_row("queue", ", ".join(f"{k} {v}" for k, v in depth.items()))
     except Exception as exc:  # status reports what it can
         table.add_row("queue", f"[red]unavailable: {exc}[/red]")
+    table.add_row("held by dead workers", _held_by_dead(obj))
     try:
         n = status_numbers(obj.sessions)
         last = n["last_applied_at"]

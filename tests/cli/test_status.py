@@ -194,3 +194,31 @@ def test_with_a_token_the_probe_asks_calendly_at_most_every_interval(
             assert (remembered(services.sessions) or {}).get("state") == "active"
         finally:
             services.close()
+
+
+def test_status_shows_what_a_killed_embedded_run_holds(populated: Any, env: dict[str, str]) -> None:
+    table = rows(invoke(env, "status").output)
+    assert table["held by dead workers"].startswith("0 taken by `run`")
+
+
+@pytest.mark.integration
+def test_status_names_the_messages_a_dead_redis_worker_holds_and_the_fix_once_overdue(
+    tmp_path: Path, env: dict[str, str], redis_url: str
+) -> None:
+    import redis
+
+    from tests.worker.test_maintenance import dead_worker_holding
+
+    client = redis.Redis.from_url(redis_url)
+    broker = dead_worker_holding(client, 2)
+    env = env | {"REDIS_URL": redis_url}
+    assert rows(invoke(env, "status").output)["held by dead workers"].startswith("none")
+    # Silent for 70 s (past the 60 s timeout, within one interval of it): requeue is due.
+    client.zadd("dramatiq:__heartbeats__", {broker.broker_id: (time.time() - 70) * 1000})
+    line = rows(invoke(env, "status").output)["held by dead workers"]
+    assert line.startswith("2 message(s) held by 1 worker(s) silent for 70s; requeued within 75s")
+    # Silent for ten minutes: nothing is maintaining the queue.
+    client.zadd("dramatiq:__heartbeats__", {broker.broker_id: (time.time() - 600) * 1000})
+    line = rows(invoke(env, "status").output)["held by dead workers"]
+    assert "silent for 600s" in line and "fix: no queue maintenance is running" in line
+    client.close()

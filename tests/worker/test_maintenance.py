@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dramatiq
+import httpx
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
@@ -148,3 +150,29 @@ def test_a_redis_error_skips_one_pass_and_the_timer_carries_on(redis_url: str) -
     assert ticks == [0.5, 0.5]
     assert client.get("test:lock:d") is not None  # the second pass ran
     client.close()
+
+
+def test_doctor_fails_only_when_a_dead_workers_messages_outlive_the_bound(
+    client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from calendly_brevo.doctor import DoctorContext, check_dead_workers
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, REDIS_URL=redis_url)
+    ctx = DoctorContext(
+        settings,
+        httpx.Client(),
+        engine_factory=lambda: None,  # type: ignore[arg-type,return-value]
+        sessions_factory=lambda: None,  # type: ignore[arg-type,return-value]
+        redis_ping=lambda: True,
+        redis_client=lambda: client,
+    )
+    assert check_dead_workers(ctx).status == "OK"
+    broker = dead_worker_holding(client, 3)
+    client.zadd(f"{NAMESPACE}:__heartbeats__", {broker.broker_id: (time.time() - 65) * 1000})
+    due = check_dead_workers(ctx)
+    assert due.status == "WARN" and due.detail.startswith("3 message(s) held by 1 worker(s)")
+    client.zadd(f"{NAMESPACE}:__heartbeats__", {broker.broker_id: (time.time() - 300) * 1000})
+    overdue = check_dead_workers(ctx)
+    assert overdue.status == "FAIL"
+    assert overdue.fix and "calendly-brevo worker" in overdue.fix
