@@ -245,6 +245,9 @@ class BrevoSettings(Strict):
     #: after the request was sent, a 504, a worker that died mid-event), look it up with
     #: ``GET /events``; found means it is not sent twice. Off: such an event may fire twice.
     check_before_resend: bool = True
+    #: ``brevo setup``, ``doctor`` and the worker's set-up check at start retry transient
+    #: answers (5xx, 429, timeouts) with backoff for this long before giving up.
+    startup_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
 
     @property
     def runs_dry(self) -> bool:

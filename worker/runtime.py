@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dramatiq
@@ -66,14 +68,17 @@ def build_runtime(
     return WorkerRuntime(broker, pipe, actor)
 
 
-def check_brevo_ready(services: Services) -> None:
+def check_brevo_ready(services: Services, *, sleep: Callable[[float], None] = time.sleep) -> None:
     """Refuse to start when Brevo lacks an attribute or list the mapping needs.
 
-    Raises :class:`BrevoSetupError` with what is missing and the command that fixes it. A Brevo
-    outage at start is not a reason to refuse: events wait in the queue and retry.
+    Raises :class:`BrevoSetupError` with what is missing and the command that fixes it. A
+    transient answer (5xx, 429, timeout) is waited out for ``brevo.startup_wait_seconds``
+    (:mod:`calendly_brevo.brevo.patience`); past that, a Brevo outage at start is still not a
+    reason to refuse: events wait in the queue and retry.
     """
+    from calendly_brevo.brevo.patience import wait_out
     from calendly_brevo.brevo.setup import require_setup
-    from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+    from calendly_brevo.errors import BrevoPermanentError, TransientError
     from calendly_brevo.logs import get_logger
 
     settings = services.settings
@@ -82,9 +87,16 @@ def check_brevo_ready(services: Services) -> None:
         return
     client = BrevoClient.from_settings(settings, make_limiter(services))
     try:
-        require_setup(client, settings)
-    except BrevoTransientError as exc:
-        get_logger("calendly_brevo.worker").warning("brevo_setup_check_skipped", error=str(exc))
+        wait_out(
+            lambda: require_setup(client, settings),
+            what="Brevo's answer to the set-up check (attributes and lists)",
+            budget_seconds=settings.brevo.startup_wait_seconds,
+            sleep=sleep,
+        )
     except BrevoPermanentError as exc:
         # 401: bad key or IP not allow-listed. Say so now rather than dead-letter every event.
         raise BrevoSetupError(f"Brevo refused the set-up check: {exc}") from exc
+    except TransientError as exc:
+        get_logger("calendly_brevo.worker").warning("brevo_setup_check_skipped", error=str(exc))
+    finally:
+        client.close()
