@@ -248,6 +248,32 @@ class BrevoSettings(Strict):
     #: ``brevo setup``, ``doctor`` and the worker's set-up check at start retry transient
     #: answers (5xx, 429, timeouts) with backoff for this long before giving up.
     startup_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
+    #: Share of the "other" family (100 requests/hour) the in-doubt lookups (``GET /events``)
+    #: may use; the rest stays free for set-up, doctor and list calls.
+    lookup_share: float = Field(default=0.5, gt=0, le=1)
+    #: When the lookup share is spent, custom events (Brevo names) that are sent again without
+    #: a lookup because their automations tolerate a duplicate; any other in-doubt event is
+    #: dead-lettered with reason ``in_doubt`` for an operator to check and replay.
+    resend_in_doubt_events: list[str] = []
+
+    @model_validator(mode="after")
+    def _resend_names_are_events(self) -> BrevoSettings:
+        known = {v for v in self.events.model_dump().values() if v}
+        unknown = sorted(set(self.resend_in_doubt_events) - known)
+        if unknown:
+            raise ValueError(
+                f"resend_in_doubt_events: {', '.join(unknown)} is not one of the custom events "
+                f"this connector sends ({', '.join(sorted(known))})"
+            )
+        return self
+
+    def lookup_bucket(self) -> Bucket:
+        """The in-doubt lookups' share of the "other" family's bucket."""
+        other = self.bucket("other")
+        return Bucket(
+            rate=other.rate * self.lookup_share,
+            burst=max(1, int(other.burst * self.lookup_share)),
+        )
 
     @property
     def runs_dry(self) -> bool:

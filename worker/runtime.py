@@ -11,7 +11,7 @@ from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
-from calendly_brevo.errors import BrevoSetupError
+from calendly_brevo.errors import BrevoSetupError, RateLimited
 from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
@@ -26,6 +26,7 @@ def make_limiter(services: Services) -> TokenBucket:
         return cached
     settings = services.settings
     buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
+    buckets[LOOKUPS] = settings.brevo.lookup_bucket()
     backend = RedisBackend(services.redis) if settings.storage.redis_url else MemoryBackend()
     limiter = TokenBucket(backend, buckets=buckets)
     services._limiter = limiter  # type: ignore[attr-defined]
@@ -43,9 +44,32 @@ def make_brevo(services: Services) -> BrevoClient:
     )
 
 
+#: The bucket of in-doubt lookups: a share of "other" (each lookup still takes an "other" token).
+LOOKUPS = "lookups"
+#: A lookup waits this long for its token at most; longer means the share is spent.
+LOOKUP_MAX_WAIT = 1.0
+
+
+class BucketLookupBudget:
+    """:class:`~worker.pipeline.LookupBudget` on the shared bucket: a token now, or none."""
+
+    def __init__(self, limiter: TokenBucket) -> None:
+        self.limiter = limiter
+
+    def take(self) -> bool:
+        try:
+            self.limiter.acquire(LOOKUPS, LOOKUP_MAX_WAIT)
+        except RateLimited:
+            return False
+        return True
+
+
 def build_pipeline(services: Services, brevo: BrevoClient | None = None) -> Pipeline:
     return Pipeline(
-        services.settings, Store(services.engine, services.sessions), brevo or make_brevo(services)
+        services.settings,
+        Store(services.engine, services.sessions),
+        brevo or make_brevo(services),
+        BucketLookupBudget(make_limiter(services)),
     )
 
 
