@@ -479,9 +479,13 @@ class ChaosRun:
         for n, index in enumerate(last_traffic):  # duplicates: no new effect, but messages
             self._post_until_accepted(scenario.body(index), ports[n % len(ports)])
         deadline = time.monotonic() + 60
-        while self._held(rds) == {} and time.monotonic() < deadline:
-            time.sleep(0.05)
         children = self._worker_children(supervisor)
+        # Every child up (none mid-restart, which would survive the kill) and something held.
+        while time.monotonic() < deadline and (
+            len(children) < self.worker_processes or self._held(rds) == {}
+        ):
+            time.sleep(0.05)
+            children = self._worker_children(supervisor)
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -118,6 +119,8 @@ def test_a_killed_workers_messages_are_applied_within_the_bound_with_no_traffic(
                 what="every logical event applied",
             )
             applied_after = time.monotonic() - killed_at
+            # Exported by the supervisor, and 0 once nothing is left to requeue.
+            assert stale_gauge(env2["METRICS_PORT"]) == 0
         finally:
             second.stop()
         print(
@@ -129,6 +132,15 @@ def test_a_killed_workers_messages_are_applied_within_the_bound_with_no_traffic(
         assert "dead_worker_messages_requeued" in second.log()
         assert brevo_events(fake) == want.events  # each custom event once
         assert fake.call(lambda: list(fake.state.violations)) == []
+
+
+def stale_gauge(port: str) -> float:
+    """``calendly_brevo_stale_worker_messages`` on the worker supervisor's ``/metrics``."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("calendly_brevo_stale_worker_messages "):
+            return float(line.split()[1])
+    return -1.0
 
 
 def embedded_env(tmp_path: Path, brevo_url: str, port: int) -> dict[str, str]:
