@@ -246,8 +246,9 @@ class BrevoSettings(Strict):
     #: ``GET /events``; found means it is not sent twice. Off: such an event may fire twice.
     check_before_resend: bool = True
     #: ``brevo setup``, ``doctor`` and the worker's set-up check at start retry transient
-    #: answers (5xx, 429, timeouts) with backoff for this long before giving up.
-    startup_wait_seconds: float = Field(default=120.0, ge=0, le=3600)
+    #: answers (5xx, 429, timeouts) with backoff for this long before giving up. Keep it
+    #: under the worker pod's startupProbe budget (60 s in deploy/k8s).
+    startup_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
     #: Share of the "other" family (100 requests/hour) the in-doubt lookups (``GET /events``)
     #: may use; the rest stays free for set-up, doctor and list calls.
     lookup_share: float = Field(default=0.5, gt=0, le=1)

@@ -212,3 +212,32 @@ def test_a_killed_embedded_run_applies_what_it_held_once_it_restarts(tmp_path: P
         assert applied_after <= MARGIN + 10, second.tail()
         assert brevo_events(fake) == want.events
         assert fake.call(lambda: list(fake.state.violations)) == []
+
+
+def test_run_takes_webhooks_while_it_waits_out_502s_from_brevo_and_then_applies_them(
+    tmp_path: Path,
+) -> None:
+    stream = build_stream(contacts=2, groups=0)
+    data_dir = tmp_path / "data"
+    with running_fake_brevo(api_key=BREVO_KEY, lists=STREAM_LISTS) as fake:
+        setup_fake(fake)
+        fake.inject("5xx", status=502, path=r"/contacts/(attributes|lists)$", count=3)
+        port = free_port()
+        env = embedded_env(tmp_path, fake.base_url, port)
+        proc = Proc(["run"], env, tmp_path / "run.log")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
+            enqueuer = SqliteEnqueuer(SqliteQueue(sqlite_queue_path(data_dir)))
+            for doc in stream.logical:
+                enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+            wait_for(
+                lambda: embedded_claims(data_dir) == Counter({"applied": len(stream.logical)}),
+                timeout=60,
+                interval=0.2,
+                what="every event applied once Brevo answered",
+            )
+            assert proc.alive()
+        finally:
+            proc.stop()
+        assert proc.log().count('"brevo_waiting"') == 3
+        assert "not ready for this mapping" not in proc.log()
