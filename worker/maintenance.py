@@ -255,7 +255,10 @@ def maintain_queues(settings: Settings, stop: threading.Event) -> None:
     url = settings.storage.redis_url
     if not url:
         return
-    client = redis.Redis.from_url(url, health_check_interval=30)
+    # Timeouts: a half-open connection must cost one pass, not stop the timer for good.
+    client = redis.Redis.from_url(
+        url, health_check_interval=30, socket_timeout=10, socket_connect_timeout=5
+    )
     try:
         maintenance_for(
             client,

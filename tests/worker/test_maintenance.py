@@ -176,3 +176,23 @@ def test_doctor_fails_only_when_a_dead_workers_messages_outlive_the_bound(
     overdue = check_dead_workers(ctx)
     assert overdue.status == "FAIL"
     assert overdue.fix and "calendly-brevo worker" in overdue.fix
+
+
+def test_the_gauge_refresher_counts_a_dead_workers_messages_even_without_maintenance(
+    client: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    from calendly_brevo import metrics
+    from calendly_brevo.bootstrap import Services
+    from calendly_brevo.db.migrate import upgrade
+    from tests.conftest import make_settings
+    from worker.gauges import GaugeRefresher
+
+    broker = dead_worker_holding(client, 2)
+    client.zadd(f"{NAMESPACE}:__heartbeats__", {broker.broker_id: (time.time() - 600) * 1000})
+    services = Services(make_settings(tmp_path, REDIS_URL=redis_url))
+    try:
+        upgrade(services.engine)
+        GaugeRefresher(services).refresh()
+    finally:
+        services.close()
+    assert metrics.STALE_WORKER_MESSAGES._value.get() == 2
