@@ -245,6 +245,36 @@ class BrevoSettings(Strict):
     #: after the request was sent, a 504, a worker that died mid-event), look it up with
     #: ``GET /events``; found means it is not sent twice. Off: such an event may fire twice.
     check_before_resend: bool = True
+    #: ``brevo setup``, ``doctor`` and the worker's set-up check at start retry transient
+    #: answers (5xx, 429, timeouts) with backoff for this long before giving up. Keep it
+    #: under the worker pod's startupProbe budget (60 s in deploy/k8s).
+    startup_wait_seconds: float = Field(default=30.0, ge=0, le=3600)
+    #: Share of the "other" family (100 requests/hour) the in-doubt lookups (``GET /events``)
+    #: may use; the rest stays free for set-up, doctor and list calls.
+    lookup_share: float = Field(default=0.5, gt=0, le=1)
+    #: When the lookup share is spent, custom events (Brevo names) that are sent again without
+    #: a lookup because their automations tolerate a duplicate; any other in-doubt event is
+    #: dead-lettered with reason ``in_doubt`` for an operator to check and replay.
+    resend_in_doubt_events: list[str] = []
+
+    @model_validator(mode="after")
+    def _resend_names_are_events(self) -> BrevoSettings:
+        known = {v for v in self.events.model_dump().values() if v}
+        unknown = sorted(set(self.resend_in_doubt_events) - known)
+        if unknown:
+            raise ValueError(
+                f"resend_in_doubt_events: {', '.join(unknown)} is not one of the custom events "
+                f"this connector sends ({', '.join(sorted(known))})"
+            )
+        return self
+
+    def lookup_bucket(self) -> Bucket:
+        """The in-doubt lookups' share of the "other" family's bucket."""
+        other = self.bucket("other")
+        return Bucket(
+            rate=other.rate * self.lookup_share,
+            burst=max(1, int(other.burst * self.lookup_share)),
+        )
 
     @property
     def runs_dry(self) -> bool:
@@ -291,6 +321,10 @@ class WorkerSettings(Strict):
     heartbeat_timeout_seconds: float = Field(default=60.0, ge=1)
     #: Redis broker: commands per million that also run queue maintenance (dead-worker requeue).
     maintenance_chance: int = Field(default=1000, ge=1, le=1_000_000)
+    #: Redis broker: the supervisor (or ``run``) also runs queue maintenance this often, one
+    #: process per deployment per interval, so a killed worker's messages are requeued within
+    #: ``heartbeat_timeout_seconds + maintenance_interval_seconds`` at any traffic level.
+    maintenance_interval_seconds: float = Field(default=15.0, ge=0.5, le=300)
 
 
 class StorageSettings(Strict):

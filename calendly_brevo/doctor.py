@@ -8,6 +8,7 @@ never raises for the condition it checks: it reports it.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -56,6 +57,10 @@ class DoctorContext:
     engine_factory: Callable[[], Engine]
     sessions_factory: Callable[[], sessionmaker[Session]]
     redis_ping: Callable[[], bool] | None = None
+    #: The Redis client, for the dead-worker check (``None``: embedded, or not reachable).
+    redis_client: Callable[[], Any] | None = None
+    #: How the Brevo checks wait between retries of a transient answer (tests pass their own).
+    sleep: Callable[[float], None] = time.sleep
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
@@ -67,15 +72,48 @@ class DoctorContext:
         return make_client(self.settings, self.http, sessions)
 
     def brevo_get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        key = self.settings.brevo.api_key
-        return self.http.get(
-            f"{self.settings.brevo.api_url.rstrip('/')}/{path.lstrip('/')}",
-            params=params,
-            headers={
-                "api-key": key.get_secret_value() if key else "",
-                "accept": "application/json",
-            },
+        """``GET`` a Brevo path, waiting out 5xx, 429 and timeouts for
+        ``brevo.startup_wait_seconds``; past that, the last answer (or error) is the result."""
+        from calendly_brevo.brevo.patience import (
+            raise_if_transient,
+            transport_errors_as_transient,
+            wait_out,
         )
+        from calendly_brevo.errors import TransientError
+
+        key = self.settings.brevo.api_key
+        what = f"Brevo GET /{path.lstrip('/')}"
+        last: list[httpx.Response] = []
+
+        def once() -> httpx.Response:
+            last.clear()
+            response = transport_errors_as_transient(
+                lambda: self.http.get(
+                    f"{self.settings.brevo.api_url.rstrip('/')}/{path.lstrip('/')}",
+                    params=params,
+                    headers={
+                        "api-key": key.get_secret_value() if key else "",
+                        "accept": "application/json",
+                    },
+                ),
+                what,
+            )
+            last[:] = [response]
+            return raise_if_transient(response, what)
+
+        try:
+            return wait_out(
+                once,
+                what=what,
+                budget_seconds=self.settings.brevo.startup_wait_seconds,
+                sleep=self.sleep,
+            )
+        except TransientError as exc:
+            if last:
+                return last[0]
+            if isinstance(exc.__cause__, httpx.HTTPError):
+                raise exc.__cause__ from None  # the checks report transport errors themselves
+            raise
 
 
 # --- Calendly -----------------------------------------------------------------------------------
@@ -329,6 +367,27 @@ def check_redis(ctx: DoctorContext) -> Check:
     )
 
 
+def check_dead_workers(ctx: DoctorContext) -> Check:
+    """Messages held by workers whose heartbeat is stale: fine for one maintenance interval,
+    a FAIL (no maintenance anywhere) past it."""
+    name = "messages held by dead workers"
+    if not ctx.settings.storage.redis_url:
+        return Check(name, "OK", "embedded: `run` releases what it held when it starts")
+    if ctx.redis_client is None or ctx._cache.get("redis_error"):
+        return Check(name, "WARN", "not checked (Redis not reachable)")
+    from calendly_brevo.queue_health import describe_stale, stale_holders
+
+    timeout_ms = int(ctx.settings.worker.heartbeat_timeout_seconds * 1000)
+    try:
+        holders = stale_holders(ctx.redis_client(), heartbeat_timeout_ms=timeout_ms)
+    except Exception as exc:  # a check reports, never raises
+        return Check(name, "WARN", f"not checked ({type(exc).__name__})")
+    detail, fix = describe_stale(holders, ctx.settings)
+    if fix:
+        return Check(name, "FAIL", detail, fix)
+    return Check(name, "WARN" if holders.messages else "OK", detail)
+
+
 def check_database(ctx: DoctorContext) -> Check:
     from calendly_brevo.db.migrate import is_current
 
@@ -358,6 +417,7 @@ CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
     check_brevo_lists,
     check_brevo_attributes,
     check_redis,
+    check_dead_workers,
     check_database,
 )
 

@@ -16,6 +16,7 @@
     │   ├── UnmappableEvent         a payload that cannot be mapped (missing email, bad shape, ...)
     │   ├── BrevoPermanentError     4xx from Brevo that a retry will not fix (400, 401, 403, 404)
     │   ├── BrevoSetupError         attributes or lists the mapping needs do not exist in Brevo
+    │   ├── EventInDoubt            a custom event may already be in Brevo and no lookup is left
     │   └── CalendlyPermanentError  4xx from Calendly that a retry will not fix
     │       ├── CalendlyAuthError       401: token expired, revoked or refresh token rejected
     │       ├── CalendlyForbidden       403: missing scope or plan
@@ -126,6 +127,14 @@ class BrevoPermanentError(PermanentError):
 
 class BrevoSetupError(PermanentError):
     code = "brevo_setup"
+
+
+class EventInDoubt(PermanentError):
+    """An earlier attempt may have sent the custom event, the in-doubt lookup share
+    (``brevo.lookup_share``) is spent, and the event is not one that may be sent twice
+    (``brevo.resend_in_doubt_events``): an operator checks Brevo, then replays or purges it."""
+
+    code = "in_doubt"
 
 
 class CalendlyPermanentError(PermanentError):

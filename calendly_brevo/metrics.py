@@ -95,13 +95,22 @@ QUEUE_DEPTH = Gauge(
     ["queue", "kind"],
     multiprocess_mode="max",
 )
+STALE_WORKER_MESSAGES = Gauge(
+    f"{PREFIX}_stale_worker_messages",
+    "Messages held by Redis workers whose heartbeat is older than "
+    "worker.heartbeat_timeout_seconds (a killed worker's); queue maintenance requeues them "
+    "within worker.maintenance_interval_seconds.",
+    multiprocess_mode="max",
+)
 
 # --- Brevo ------------------------------------------------------------------------------------
 EVENT_RESEND_CHECKS = Counter(
     f"{PREFIX}_event_resend_checks_total",
     "Custom events whose earlier attempt had an unknown outcome, looked up in Brevo before "
     "sending again, by result (found: not sent again; absent: sent; unavailable: the lookup "
-    "failed for good, so it was sent).",
+    "failed for good, so it was sent; budget_spent_resent: brevo.lookup_share spent, sent "
+    "again as brevo.resend_in_doubt_events allows; budget_spent_in_doubt: share spent, "
+    "dead-lettered as in_doubt).",
     ["result"],
 )
 BREVO_REQUESTS = Counter(

@@ -85,6 +85,32 @@ def _buckets(settings: Settings, sources: StatusSources) -> dict[str, Any] | Non
     return state
 
 
+def _held_part(settings: Settings, sources: StatusSources) -> dict[str, Any]:
+    """Messages held by dead workers (Redis), or taken by a ``run`` (SQLite); not ``ok`` once
+    they wait past the recovery bound, which means no queue maintenance runs anywhere."""
+    if not settings.storage.redis_url:
+        from calendly_brevo.queueing import QUEUE_NAME
+
+        try:
+            queue = sources.enqueuer.queue
+        except ServiceUnavailable:  # no queue yet: nothing can be held
+            return {"ok": True, "messages": 0, "detail": "none"}
+        taken = int(queue.count(QUEUE_NAME, "taken")) + int(
+            queue.count(f"{QUEUE_NAME}.DQ", "taken")
+        )
+        detail = f"{taken} taken by `run` (if it died, released when it starts again)"
+        return {"ok": True, "messages": taken, "detail": detail}
+    from calendly_brevo.queue_health import describe_stale, stale_holders
+
+    timeout_ms = int(settings.worker.heartbeat_timeout_seconds * 1000)
+    holders = stale_holders(sources.redis, heartbeat_timeout_ms=timeout_ms)
+    detail, fix = describe_stale(holders, settings)
+    part: dict[str, Any] = {"ok": fix is None, "messages": holders.messages, "detail": detail}
+    if fix:
+        part["fix"] = fix
+    return part
+
+
 def status_report(settings: Settings, sources: StatusSources) -> dict[str, Any]:
     """Every part, read independently (see the module docstring)."""
     parts: dict[str, Any] = {}
@@ -94,6 +120,10 @@ def status_report(settings: Settings, sources: StatusSources) -> dict[str, Any]:
         parts["queue"] = {"ok": True, "ready": 0, "delayed": 0, "dead": 0, "note": str(exc)}
     except Exception as exc:  # a status report shows every part it can reach
         parts["queue"] = _problem(exc, settings)
+    try:
+        parts["held_by_dead_workers"] = _held_part(settings, sources)
+    except Exception as exc:
+        parts["held_by_dead_workers"] = _problem(exc, settings)
     try:
         parts["database"] = _database_part(sources.sessions)
     except Exception as exc:

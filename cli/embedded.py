@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 
@@ -57,15 +60,21 @@ async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> N
     services = Services(settings)
     if services.engine.dialect.name == "sqlite":
         upgrade(services.engine)
-    check_brevo_ready(services)
+    # Redis queue: requeue what a killed worker (or a killed ``run``) held, at start and on a
+    # timer, before anything that may wait on Brevo. The SQLite queue needs none: the broker
+    # makes every row a dead process held ready when it starts (a killed ``run`` restarted).
+    maintenance_stop = threading.Event()
+    if settings.storage.redis_url:
+        from worker.maintenance import maintain_queues
+
+        threading.Thread(
+            target=maintain_queues, args=(settings, maintenance_stop), daemon=True
+        ).start()
+    settings.require_brevo()  # a config error stops us before anything listens
     from calendly_brevo.metrics import set_dry_run
 
     set_dry_run(settings.dry_run)
-    runtime = build_runtime(services)
-    worker = dramatiq.Worker(
-        runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
-    )
-    worker.start()
+    runtime = build_runtime(services)  # SQLite: what a killed ``run`` held is ready again
     listening = await listen(
         build_apps(settings), settings, host=host, port=port, admin_port=admin_port
     )
@@ -88,13 +97,64 @@ async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> N
             await asyncio.sleep(5)
 
     refresher = asyncio.create_task(gauges())
-    await stop.wait()
-    log.info("shutting_down")
-    refresher.cancel()
-    await listening.close()
-    await asyncio.to_thread(worker.stop, int(settings.worker.shutdown_timeout_seconds * 1000))
-    runtime.broker.close()
-    services.close()
+    worker: dramatiq.Worker | None = None
+    try:
+        # Webhooks are taken (durably queued) while the set-up check waits out a flaky Brevo;
+        # the worker starts once Brevo has what the mapping needs, and a definite "missing"
+        # (or a 401) stops ``run`` with the fix, the queued events kept for the next start.
+        if await _brevo_ready_or_stopped(services, stop, check_brevo_ready):
+            worker = dramatiq.Worker(
+                runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
+            )
+            worker.start()
+            await stop.wait()
+    finally:
+        log.info("shutting_down")
+        refresher.cancel()
+        maintenance_stop.set()
+        await listening.close()
+        if worker is not None:
+            timeout_ms = int(settings.worker.shutdown_timeout_seconds * 1000)
+            await asyncio.to_thread(worker.stop, timeout_ms)
+        runtime.broker.close()
+        services.close()
+
+
+async def _brevo_ready_or_stopped(
+    services: Services, stop: asyncio.Event, check: Callable[[Services], None]
+) -> bool:
+    """Run the (possibly long) set-up check in a daemon thread; ``False`` when SIGTERM came
+    first. The check's error, if any, is raised here."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if outcome.done():
+            return
+        if error is None:
+            outcome.set_result(None)
+        else:
+            outcome.set_exception(error)
+
+    def target() -> None:
+        try:
+            check(services)
+        except BaseException as exc:  # handed to the event loop, raised there
+            loop.call_soon_threadsafe(settle, exc)
+        else:
+            loop.call_soon_threadsafe(settle, None)
+
+    threading.Thread(target=target, name="brevo-setup-check", daemon=True).start()
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    waiters: set[asyncio.Future[Any]] = {outcome, stopped}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if outcome.done():
+        outcome.result()
+        return True
+    return False
 
 
 def run(

@@ -58,8 +58,10 @@ def make_broker(
 ) -> dramatiq.Broker:
     """Redis when ``REDIS_URL`` is set, else the durable SQLite queue in the data dir.
 
-    A killed worker's unacked messages come back after ``worker.heartbeat_timeout_seconds``,
-    at the next queue maintenance (``worker.maintenance_chance`` per million commands)."""
+    A killed worker's unacked messages come back once its heartbeat is
+    ``worker.heartbeat_timeout_seconds`` old, at the next queue maintenance: by chance
+    (``worker.maintenance_chance`` per million commands) and on a timer
+    (:mod:`worker.maintenance`, every ``worker.maintenance_interval_seconds``)."""
     middleware = default_middleware(settings) + list(extra or [])
     broker: dramatiq.Broker
     if settings.storage.redis_url:

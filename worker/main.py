@@ -6,8 +6,9 @@ prometheus-client multiprocess mode) and ``/healthz`` on ``worker.metrics_port``
 the queue-depth and dead-letter gauges. On SIGTERM it forwards SIGTERM to the children, each of
 which stops taking messages, finishes what it holds within ``worker.shutdown_timeout_seconds``
 and requeues the rest, including a message still running when the budget is spent (see
-:func:`_requeue_unfinished`); Redis requeues anything a *killed* child held only after the
-heartbeat timeout.
+:func:`_requeue_unfinished`). What a *killed* worker held is requeued by the queue maintenance
+thread (:mod:`worker.maintenance`) within ``worker.heartbeat_timeout_seconds +
+worker.maintenance_interval_seconds``.
 """
 
 from __future__ import annotations
@@ -97,12 +98,11 @@ def _requeue_unfinished(broker: Any) -> int:
 
     After ``Worker.stop`` these are the messages still running when the shutdown budget ran
     out, plus any Dramatiq's consumer had prefetched but not handed over when it stopped.
-    Without this they sit in this broker's ack set until another worker notices the missed
-    heartbeat (``worker.heartbeat_timeout_seconds``, at its next maintenance roll), a minute or
-    more. Requeueing one that is still running is safe: the next attempt waits on the contact
-    lock until this process exits, and the claim and recorded effects make it finish the work
-    rather than redo it (the one-commit window in :mod:`calendly_brevo.ledger` is the same as
-    for a crash).
+    Without this they sit in this broker's ack set until queue maintenance notices the missed
+    heartbeat (:mod:`worker.maintenance`), a minute or more. Requeueing one that is still
+    running is safe: the next attempt waits on the contact lock until this process exits, and
+    the claim and recorded effects make it finish the work rather than redo it (the one-commit
+    window in :mod:`calendly_brevo.ledger` is the same as for a crash).
     """
     from dramatiq.brokers.redis import RedisBroker
 
@@ -230,7 +230,63 @@ def _refresh_gauges(settings: Settings, stop: threading.Event) -> None:
         services.close()
 
 
-def supervise(settings: Settings, processes: int, threads: int) -> int:  # noqa: C901
+def _start_metrics_server(settings: Settings, healthy: Callable[[], bool], log: Any) -> Any:
+    """The supervisor's ``/metrics`` and ``/healthz`` server, or ``None`` without a port."""
+    if not settings.worker.metrics_port:
+        return None
+    try:
+        server = serve_metrics(
+            "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
+            settings.worker.metrics_port,
+            _metrics_app(settings, healthy),
+        )
+    except OSError as exc:
+        from calendly_brevo.errors import ConfigError
+
+        raise ConfigError(
+            "worker.metrics_port",
+            f"cannot listen on port {settings.worker.metrics_port}: {exc.strerror}",
+            "a free port per worker supervisor on the host (METRICS_PORT), or 0 for none",
+        ) from exc
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log.info("worker_metrics_listening", port=settings.worker.metrics_port)
+    return server
+
+
+def _keep_children_alive(
+    children: list[Any], spawn: Callable[[], Any], stopping: threading.Event, log: Any
+) -> None:
+    """Until ``stopping``: replace any worker process that died, backing off as they repeat."""
+    restarts = 0
+    while not stopping.wait(0.5):
+        for i, p in enumerate(children):
+            if p.is_alive() or stopping.is_set():
+                continue
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(p.pid or 0)
+            restarts += 1
+            log.warning("worker_process_died", pid=p.pid, exitcode=p.exitcode, restarts=restarts)
+            time.sleep(min(5.0, 0.2 * restarts))
+            children[i] = spawn()
+
+
+def _stop_children(children: list[Any], settings: Settings, log: Any) -> None:
+    """SIGTERM every child, wait for the shutdown budget, then kill what is left."""
+    log.info("worker_supervisor_stopping", children=len(children))
+    for p in children:
+        if p.is_alive() and p.pid:
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + settings.worker.shutdown_timeout_seconds + 5
+    for p in children:
+        p.join(max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            log.error("worker_process_killed", pid=p.pid)
+            p.kill()
+            p.join(5)
+
+
+def supervise(settings: Settings, processes: int, threads: int) -> int:
     """Run ``processes`` worker processes until SIGTERM; restart any that die."""
     from calendly_brevo.logs import configure_logging, get_logger
 
@@ -238,8 +294,13 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:  # noqa:
     configure_logging(settings)
     log = get_logger("calendly_brevo.worker")
     from calendly_brevo.bootstrap import Services
+    from worker.maintenance import maintain_queues
     from worker.runtime import check_brevo_ready
 
+    # First, before anything that may wait on Brevo: a killed worker's messages come back
+    # whatever state Brevo is in.
+    stopping = threading.Event()
+    threading.Thread(target=maintain_queues, args=(settings, stopping), daemon=True).start()
     check_services = Services(settings)
     try:
         check_brevo_ready(check_services)
@@ -248,7 +309,6 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:  # noqa:
     if settings.dry_run:
         log.warning("brevo_dry_run", detail="DRY RUN: Brevo calls are logged, not sent")
     ctx = multiprocessing.get_context("spawn")
-    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopping.set()
@@ -265,56 +325,16 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:  # noqa:
             for p in children
         )
 
-    server = None
-    if settings.worker.metrics_port:
-        try:
-            server = serve_metrics(
-                "0.0.0.0",  # noqa: S104 - the metrics port is meant to be scraped
-                settings.worker.metrics_port,
-                _metrics_app(settings, healthy),
-            )
-        except OSError as exc:
-            from calendly_brevo.errors import ConfigError
-
-            raise ConfigError(
-                "worker.metrics_port",
-                f"cannot listen on port {settings.worker.metrics_port}: {exc.strerror}",
-                "a free port per worker supervisor on the host (METRICS_PORT), or 0 for none",
-            ) from exc
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        log.info("worker_metrics_listening", port=settings.worker.metrics_port)
-    threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
-
-    for _ in range(processes):
+    def spawn() -> Any:
         p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
         p.start()
-        children.append(p)
-    restarts = 0
-    while not stopping.wait(0.5):
-        for i, p in enumerate(children):
-            if not p.is_alive() and not stopping.is_set():
-                from prometheus_client import multiprocess
+        return p
 
-                multiprocess.mark_process_dead(p.pid or 0)
-                restarts += 1
-                log.warning(
-                    "worker_process_died", pid=p.pid, exitcode=p.exitcode, restarts=restarts
-                )
-                time.sleep(min(5.0, 0.2 * restarts))
-                q = ctx.Process(target=_child, args=(settings, threads), daemon=False)
-                q.start()
-                children[i] = q
-    log.info("worker_supervisor_stopping", children=len(children))
-    for p in children:
-        if p.is_alive() and p.pid:
-            os.kill(p.pid, signal.SIGTERM)
-    deadline = time.monotonic() + settings.worker.shutdown_timeout_seconds + 5
-    for p in children:
-        p.join(max(0.1, deadline - time.monotonic()))
-        if p.is_alive():
-            log.error("worker_process_killed", pid=p.pid)
-            p.kill()
-            p.join(5)
+    server = _start_metrics_server(settings, healthy, log)
+    threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
+    children.extend(spawn() for _ in range(processes))
+    _keep_children_alive(children, spawn, stopping, log)
+    _stop_children(children, settings, log)
     if server is not None:
         server.shutdown()
     if created_dir:

@@ -24,6 +24,7 @@ from calendly_brevo import metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import (
     BrevoTransientError,
+    EventInDoubt,
     PermanentError,
     TransientError,
     UnmappableEvent,
@@ -92,6 +93,14 @@ class BrevoPort(Protocol):
 EVENT_IN_DOUBT = "event_in_doubt"
 
 
+class LookupBudget(Protocol):
+    """The in-doubt lookups' share of Brevo's "other" family (``brevo.lookup_share``)."""
+
+    def take(self) -> bool:
+        """A lookup may be made now (a token is taken); ``False``: the share is spent."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Last:
     """Whether this attempt is the last: for a failure (``worker.max_retries`` spent, or
@@ -110,10 +119,18 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, ledger: Ledger, brevo: BrevoPort) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        brevo: BrevoPort,
+        lookups: LookupBudget | None = None,
+    ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.brevo = brevo
+        #: ``None``: lookups are limited only by the "other" family's bucket itself.
+        self.lookups = lookups
 
     def process(
         self,
@@ -327,8 +344,26 @@ class Pipeline:
         return True
 
     def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
+        """Whether Brevo holds the in-doubt event. When the lookup share is spent the rule is:
+        send again if ``brevo.resend_in_doubt_events`` lists the event (its automations take a
+        duplicate), else raise :class:`EventInDoubt` (dead-lettered ``in_doubt``), rather than
+        wait up to an hour for the "other" family to refill."""
         if not self.settings.brevo.check_before_resend:
             return False
+        if self.lookups is not None and not self.lookups.take():
+            if event.name in self.settings.brevo.resend_in_doubt_events:
+                metrics.EVENT_RESEND_CHECKS.labels("budget_spent_resent").inc()
+                log.warning("event_resend_check_skipped", reason="lookup_share_spent")
+                return False
+            metrics.EVENT_RESEND_CHECKS.labels("budget_spent_in_doubt").inc()
+            raise EventInDoubt(
+                f"custom event {event.name} may already be in Brevo (an earlier attempt got no "
+                "answer) and the in-doubt lookup share (brevo.lookup_share) is spent. Check "
+                f"Brevo for it (event property {EVENT_ID_PROPERTY} = {ident.event_id}); if it "
+                "is missing, `calendly-brevo dlq replay` looks it up again and sends it, if it "
+                "is there, `dlq purge` the row. Or list the event in "
+                "brevo.resend_in_doubt_events if its automations tolerate a duplicate."
+            )
         try:
             found = self.brevo.event_recorded(
                 event.name,

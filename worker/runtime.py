@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dramatiq
@@ -9,7 +11,7 @@ from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
-from calendly_brevo.errors import BrevoSetupError
+from calendly_brevo.errors import BrevoSetupError, RateLimited
 from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
@@ -23,6 +25,7 @@ def make_limiter(services: Services) -> TokenBucket:
         return cached
     settings = services.settings
     buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
+    buckets[LOOKUPS] = settings.brevo.lookup_bucket()
     backend = RedisBackend(services.redis) if settings.storage.redis_url else MemoryBackend()
     limiter = TokenBucket(backend, buckets=buckets)
     services._limiter = limiter  # type: ignore[attr-defined]
@@ -40,8 +43,33 @@ def make_brevo(services: Services) -> BrevoClient:
     )
 
 
+#: The bucket of in-doubt lookups: a share of "other" (each lookup still takes an "other" token).
+LOOKUPS = "lookups"
+#: A lookup waits this long for its token at most; longer means the share is spent.
+LOOKUP_MAX_WAIT = 1.0
+
+
+class BucketLookupBudget:
+    """:class:`~worker.pipeline.LookupBudget` on the shared bucket: a token now, or none."""
+
+    def __init__(self, limiter: TokenBucket) -> None:
+        self.limiter = limiter
+
+    def take(self) -> bool:
+        try:
+            self.limiter.acquire(LOOKUPS, LOOKUP_MAX_WAIT)
+        except RateLimited:
+            return False
+        return True
+
+
 def build_pipeline(services: Services, brevo: BrevoClient | None = None) -> Pipeline:
-    return Pipeline(services.settings, services.ledger, brevo or make_brevo(services))
+    return Pipeline(
+        services.settings,
+        services.ledger,
+        brevo or make_brevo(services),
+        BucketLookupBudget(make_limiter(services)),
+    )
 
 
 @dataclass
@@ -63,14 +91,17 @@ def build_runtime(
     return WorkerRuntime(broker, pipe, actor)
 
 
-def check_brevo_ready(services: Services) -> None:
+def check_brevo_ready(services: Services, *, sleep: Callable[[float], None] = time.sleep) -> None:
     """Refuse to start when Brevo lacks an attribute or list the mapping needs.
 
-    Raises :class:`BrevoSetupError` with what is missing and the command that fixes it. A Brevo
-    outage at start is not a reason to refuse: events wait in the queue and retry.
+    Raises :class:`BrevoSetupError` with what is missing and the command that fixes it. A
+    transient answer (5xx, 429, timeout) is waited out for ``brevo.startup_wait_seconds``
+    (:mod:`calendly_brevo.brevo.patience`); past that, a Brevo outage at start is still not a
+    reason to refuse: events wait in the queue and retry.
     """
+    from calendly_brevo.brevo.patience import wait_out
     from calendly_brevo.brevo.setup import require_setup
-    from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+    from calendly_brevo.errors import BrevoPermanentError, TransientError
     from calendly_brevo.logs import get_logger
 
     settings = services.settings
@@ -79,9 +110,16 @@ def check_brevo_ready(services: Services) -> None:
         return
     client = BrevoClient.from_settings(settings, make_limiter(services))
     try:
-        require_setup(client, settings)
-    except BrevoTransientError as exc:
-        get_logger("calendly_brevo.worker").warning("brevo_setup_check_skipped", error=str(exc))
+        wait_out(
+            lambda: require_setup(client, settings),
+            what="Brevo's answer to the set-up check (attributes and lists)",
+            budget_seconds=settings.brevo.startup_wait_seconds,
+            sleep=sleep,
+        )
     except BrevoPermanentError as exc:
         # 401: bad key or IP not allow-listed. Say so now rather than dead-letter every event.
         raise BrevoSetupError(f"Brevo refused the set-up check: {exc}") from exc
+    except TransientError as exc:
+        get_logger("calendly_brevo.worker").warning("brevo_setup_check_skipped", error=str(exc))
+    finally:
+        client.close()

@@ -198,6 +198,10 @@ class BrevoClient:
     def dry_run(self) -> bool:
         return self.__api_key is None
 
+    def close(self) -> None:
+        """Close the HTTP pool (for one-off clients; the worker's lives as long as it does)."""
+        self._http.close()
+
     def __repr__(self) -> str:
         key = "None" if self.dry_run else "'**********'"
         return f"BrevoClient(base_url={str(self._http.base_url)!r}, api_key={key})"

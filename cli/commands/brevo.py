@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
 from calendly_brevo.bootstrap import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
+T = TypeVar("T")
 
 
 @click.group()
@@ -25,13 +28,33 @@ def _client(obj: LazyServices):  # type: ignore[no-untyped-def]
     return BrevoClient.from_settings(obj.settings, make_limiter(obj.services))
 
 
+def _patiently(obj: LazyServices, call: Callable[[], T]) -> T:
+    """Wait out 5xx, 429 and timeouts for ``brevo.startup_wait_seconds`` (creating an attribute
+    twice is harmless: the second run finds it). Past that, fail and say what we waited for."""
+    from calendly_brevo.brevo.patience import wait_out
+    from calendly_brevo.errors import TransientError
+
+    budget = obj.settings.brevo.startup_wait_seconds
+    try:
+        return wait_out(call, what="Brevo's attributes and lists", budget_seconds=budget)
+    except TransientError as exc:
+        raise click.ClickException(
+            f"Brevo kept answering with a transient error for {budget:.0f}s "
+            f"(brevo.startup_wait_seconds): {exc}. Try again later."
+        ) from exc
+
+
 @brevo.command()
 @pass_services
 def setup(obj: LazyServices) -> None:
     """Create the attributes the mapping writes (text, date) and check the mapped lists exist."""
     from calendly_brevo.brevo.setup import apply_setup
 
-    created, report = apply_setup(_client(obj), obj.settings)
+    client = _client(obj)
+    try:
+        created, report = _patiently(obj, lambda: apply_setup(client, obj.settings))
+    finally:
+        client.close()
     for name in created:
         click.echo(f"created attribute {name}")
     click.secho(report.describe(), fg="green" if report.ok else "red")
@@ -44,7 +67,11 @@ def check(obj: LazyServices) -> None:
     """Report what the mapping needs that Brevo does not have (exit 1 if anything)."""
     from calendly_brevo.brevo.setup import check_setup
 
-    report = check_setup(_client(obj), obj.settings)
+    client = _client(obj)
+    try:
+        report = _patiently(obj, lambda: check_setup(client, obj.settings))
+    finally:
+        client.close()
     click.secho(report.describe(), fg="green" if report.ok else "red")
     sys.exit(0 if report.ok else 1)
 

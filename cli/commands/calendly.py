@@ -423,6 +423,7 @@ def doctor(as_json: bool) -> None:
             engine_factory=lambda: obj.engine,
             sessions_factory=lambda: obj.sessions,
             redis_ping=ping if settings.storage.redis_url else None,
+            redis_client=(lambda: obj.redis) if settings.storage.redis_url else None,
         )
         results = run_checks(ctx)
     finally:

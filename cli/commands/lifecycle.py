@@ -96,7 +96,7 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for name in ("queue", "database", "rate_limiter"):
         part = report[name]
-        if not part["ok"]:
+        if not part["ok"] and "error" in part:
             fix = f"; fix: {part['fix']}" if part.get("fix") else ""
             rows.append((name.replace("_", " "), f"[red]unavailable: {part['error']}{fix}[/red]"))
     queue = report["queue"]
@@ -104,6 +104,13 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         note = f" ({queue['note']})" if queue.get("note") else ""
         depth = f"ready {queue['ready']}, delayed {queue['delayed']}, dead {queue['dead']}"
         rows.append(("queue", depth + note))
+    held = report["held_by_dead_workers"]
+    if "detail" in held:
+        fix = f"; fix: {held['fix']}" if held.get("fix") else ""
+        colour = "red" if fix else ("yellow" if held["messages"] else "green")
+        rows.append(("held by dead workers", f"[{colour}]{held['detail']}{fix}[/{colour}]"))
+    else:
+        rows.append(("held by dead workers", f"[red]unavailable: {held['error']}[/red]"))
     db = report["database"]
     if db["ok"]:
         last = db["last_applied_at"]

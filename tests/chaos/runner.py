@@ -13,8 +13,14 @@ What happens (``ChaosRun(...).run()``):
    :mod:`tests.chaos.scenario`, 10% of them twice) signed at send time, paced over
    ``send_seconds``, and resend anything that did not get a 2xx, like Calendly.
 3. Meanwhile a worker child is SIGKILLed every ``kill_every`` seconds (the supervisor restarts
-   it; Redis hands its unacked messages to others after the heartbeat timeout), Redis is
-   SIGKILLed and restarted once, Postgres is crash-stopped (``-m immediate``) and restarted once.
+   it; its queue maintenance requeues the dead child's unacked messages once the heartbeat is
+   stale), Redis is SIGKILLed and restarted once, Postgres is crash-stopped (``-m immediate``)
+   and restarted once.
+3b. The last kill, then no traffic (issue 18): a few duplicate deliveries go out while Brevo is
+   slow, so workers hold messages; every worker child is SIGKILLed at once (so every ack set
+   then in Redis is a dead worker's); nothing more is sent. The dead children's messages must
+   be back on the queue within ``heartbeat_timeout_seconds + maintenance_interval_seconds``
+   plus :data:`RECOVERY_MARGIN` (Dramatiq's chance maintenance is all but off in this config).
 4. Drain: wait until no message is ready, delayed or unacked anywhere in Redis and every logical
    event is ``applied`` or ``dead`` in Postgres.
 5. Check: dead letters == injected 400s; clear the faults, ``calendly-brevo dlq replay --all``,
@@ -68,6 +74,8 @@ FAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("timeout", 0.005, {"apply_effect": True}),  # Brevo applied it; the answer is lost
     ("400", 0.02, {"family": "events", "sticky": "event_properties.connector_event_id"}),
 )
+#: What a busy machine may add to the recovery bound (the supervisor's timer thread, a fetch).
+RECOVERY_MARGIN = 8.0
 #: Contact writes and custom events (and their lookups); not the set-up reads.
 FAULT_PATH = r"^/v3/(events|contacts(/(?!attributes$|lists$)[^/]+)?)$"
 
@@ -104,6 +112,9 @@ class Report:
     spec_violations: int = 0
     seconds: float = 0.0
     kinds: str = ""
+    held_at_last_kill: int = 0
+    recovery_seconds: float = 0.0
+    recovery_bound: float = 0.0
 
     def summary(self) -> str:
         lines = [
@@ -122,6 +133,9 @@ class Report:
             f"{self.fired_custom_events}, duplicated {self.duplicated_effects}, "
             f"missing {self.missing_effects}; in-doubt lookups (GET /events) {self.lookups}, "
             f"answers lost after Brevo applied the request {self.lost_answers}",
+            f"  last kill with no traffic after it: {self.held_at_last_kill} messages held, "
+            f"requeued after {self.recovery_seconds:.1f}s (bound {self.recovery_bound:.0f}s "
+            f"+ {RECOVERY_MARGIN:.0f}s margin)",
             f"  contacts differing from the model: {len(self.contact_mismatches)}; "
             f"dramatiq dead-letter queue {self.dramatiq_dead}; spec violations "
             f"{self.spec_violations}",
@@ -150,6 +164,13 @@ class Report:
             found.append(f"{self.dramatiq_dead} messages in Dramatiq's dead-letter queue")
         if self.spec_violations:
             found.append(f"{self.spec_violations} requests violated Brevo's spec")
+        if not self.held_at_last_kill:
+            found.append("no worker held a message at the last kill: recovery was not tested")
+        elif self.recovery_seconds > self.recovery_bound + RECOVERY_MARGIN:
+            found.append(
+                f"a killed worker's messages came back after {self.recovery_seconds:.1f}s, "
+                f"past the bound {self.recovery_bound:.0f}s + {RECOVERY_MARGIN:.0f}s"
+            )
         return found
 
 
@@ -305,6 +326,7 @@ class ChaosRun:
 
         ids = [e.event_id for e in scenario.events]
         rds = redis.Redis.from_url(redis_srv.url, socket_timeout=5)
+        self._last_kill_then_silence(scenario, ports, supervisor, fake, rds, settings, rng)
         self._drain(rds, pg.url, ids)
         statuses = self._statuses(pg.url, ids)
         r.applied_before_replay = sum(1 for s in statuses.values() if s == "applied")
@@ -436,6 +458,71 @@ class ChaosRun:
                     self.report.kills += 1
                 next_kill += self.kill_every * rng.uniform(0.6, 1.4)
             time.sleep(0.1)
+
+    def _last_kill_then_silence(
+        self,
+        scenario: sc.Scenario,
+        ports: list[int],
+        supervisor: Proc,
+        fake: FakeBrevoServer,
+        rds: redis.Redis,
+        settings: Settings,
+        rng: random.Random,
+    ) -> None:
+        """Kill every worker child while they hold messages, send nothing more, and time how
+        long the dead children's messages take to get back on the queue."""
+        r = self.report
+        w = settings.worker
+        r.recovery_bound = w.heartbeat_timeout_seconds + w.maintenance_interval_seconds
+        fake.inject("slow", path=FAULT_PATH, delay=1.5, count=60)  # workers hold what they fetch
+        last_traffic = rng.sample(range(len(scenario.events)), min(12, len(scenario.events)))
+        for n, index in enumerate(last_traffic):  # duplicates: no new effect, but messages
+            self._post_until_accepted(scenario.body(index), ports[n % len(ports)])
+        deadline = time.monotonic() + 60
+        children = self._worker_children(supervisor)
+        # Every child up (none mid-restart, which would survive the kill) and something held.
+        while time.monotonic() < deadline and (
+            len(children) < self.worker_processes or self._held(rds) == {}
+        ):
+            time.sleep(0.05)
+            children = self._worker_children(supervisor)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        r.kills += len(children)
+        # Every ack set in Redis now is a dead child's: the supervisor holds none, and the
+        # children it restarts are not up yet.
+        held = self._held(rds)
+        r.held_at_last_kill = sum(len(members) for members in held.values())
+        self.say(f"last kill: {len(children)} worker processes holding {r.held_at_last_kill}")
+        deadline = killed_at + r.recovery_bound + RECOVERY_MARGIN + 60
+        while time.monotonic() < deadline:
+            if all(int(rds.scard(key)) == 0 for key in held):
+                break
+            time.sleep(0.2)
+        r.recovery_seconds = time.monotonic() - killed_at
+        self.say(f"the dead workers' messages were requeued after {r.recovery_seconds:.1f}s")
+
+    def _held(self, rds: redis.Redis) -> dict[bytes, set[bytes]]:
+        held = {}
+        for key in rds.scan_iter("dramatiq:__acks__.*"):
+            members = rds.smembers(key)
+            if members:
+                held[key] = set(members)
+        return held
+
+    def _post_until_accepted(self, raw: bytes, port: int) -> None:
+        with httpx.Client(timeout=10) as client:
+            for attempt in range(1, 60):
+                headers = {HEADER: sign(SIGNING_KEY, raw, int(time.time()))}
+                headers["Content-Type"] = "application/json"
+                with contextlib.suppress(httpx.HTTPError):
+                    url = f"http://127.0.0.1:{port}/webhooks/calendly"
+                    if 200 <= client.post(url, content=raw, headers=headers).status_code < 300:
+                        return
+                time.sleep(min(2.0, 0.1 * attempt))
+        raise AssertionError("a receiver did not accept a delivery for a minute")
 
     # -- observing ---------------------------------------------------------------------------
     def _statuses(self, pg_url: str, ids: list[str]) -> dict[str, str]:

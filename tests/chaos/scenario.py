@@ -61,7 +61,8 @@ worker:
   max_backoff_seconds: 1.0
   shutdown_timeout_seconds: 5
   heartbeat_timeout_seconds: 5
-  maintenance_chance: 50000
+  maintenance_interval_seconds: 2
+  maintenance_chance: 1  # Dramatiq's chance maintenance all but off: the timer must recover
 """
 LISTS = {10: "Intro", 11: "Demo", 20: "Re-engage", 21: "No-show"}
 ATTRIBUTES = (

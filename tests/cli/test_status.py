@@ -195,3 +195,31 @@ def test_status_json_counts_the_events_applied_in_the_last_quarter_hour(
     assert report["database"]["applied_per_minute"] == round(2 / 15, 2)
     assert report["queue"] == {"ok": True, "ready": 3, "delayed": 0, "dead": 0}
     assert report["rate_limiter"] == {"ok": True, "buckets": None}
+
+
+def test_status_shows_what_a_killed_embedded_run_holds(populated: Any, env: dict[str, str]) -> None:
+    table = rows(invoke(env, "status").output)
+    assert table["held by dead workers"].startswith("0 taken by `run`")
+
+
+@pytest.mark.integration
+def test_status_names_the_messages_a_dead_redis_worker_holds_and_the_fix_once_overdue(
+    tmp_path: Path, env: dict[str, str], redis_url: str
+) -> None:
+    import redis
+
+    from tests.worker.test_maintenance import dead_worker_holding
+
+    client = redis.Redis.from_url(redis_url)
+    broker = dead_worker_holding(client, 2)
+    env = env | {"REDIS_URL": redis_url}
+    assert rows(invoke(env, "status").output)["held by dead workers"].startswith("none")
+    # Silent for 70 s (past the 60 s timeout, within one interval of it): requeue is due.
+    client.zadd("dramatiq:__heartbeats__", {broker.broker_id: (time.time() - 70) * 1000})
+    line = rows(invoke(env, "status").output)["held by dead workers"]
+    assert line.startswith("2 message(s) held by 1 worker(s) silent for 70s; requeued within 75s")
+    # Silent for ten minutes: nothing is maintaining the queue.
+    client.zadd("dramatiq:__heartbeats__", {broker.broker_id: (time.time() - 600) * 1000})
+    line = rows(invoke(env, "status").output)["held by dead workers"]
+    assert "silent for 600s" in line and "fix: no queue maintenance is running" in line
+    client.close()

@@ -101,6 +101,7 @@ def test_the_dashboard_shows_what_the_runbook_needs(dashboard: dict[str, Any]) -
         "calendly_brevo_brevo_429_total",
         "calendly_brevo_ratelimit_wait_seconds_bucket",
         "calendly_brevo_queue_depth",
+        "calendly_brevo_stale_worker_messages",
         "up",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",

@@ -89,6 +89,7 @@ def test_the_alerts_the_design_asks_for_exist(rule_file: dict[str, Any]) -> None
         "CalendlyBrevoNoEventsApplied": "absent(calendly_brevo_last_event_applied_timestamp",
         "CalendlyBrevoQueueDepthHigh": "calendly_brevo_queue_depth",
         "CalendlyBrevoWorkerDown": 'up{job="calendly-brevo-worker"}',
+        "CalendlyBrevoDeadWorkerMessagesStuck": "calendly_brevo_stale_worker_messages",
     }
     for name, fragment in expected.items():
         assert fragment in alerts[name]["expr"], name
