@@ -17,6 +17,7 @@ Each can run alone with its own options: ``python -m benchmarks ratelimit --help
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 import time
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, args in groups:
         opts = subs[name].parse_args(args)
         opts.quick, opts.long = gopts.quick, gopts.long
-        runs.append((name, lambda m=BENCHES[name], o=opts: m.run(o)))
+        runs.append((name, functools.partial(BENCHES[name].run, opts)))
     for name, fn in runs:
         t0 = time.monotonic()
         log(f"--- {name}")

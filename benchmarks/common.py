@@ -27,7 +27,8 @@ from typing import Any
 from calendly_brevo.signature import HEADER, sign
 from calendly_brevo.simulate import build_event
 from tests.e2e import procs
-from tests.e2e.procs import Proc, free_port
+from tests.e2e.procs import Proc as Proc
+from tests.e2e.procs import free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

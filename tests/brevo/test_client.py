@@ -599,7 +599,7 @@ def test_the_api_key_never_shows_in_repr_logs_or_errors(
         client = make_client(logger=structlog.get_logger())
         client.upsert_contact(EMAIL, {"SMS": "+31612345678"})
         messages = []
-        for call in (lambda: client.get_account(), lambda: client.get_account()):
+        for call in (client.get_account, client.get_account):
             with pytest.raises(BrevoTransientError) as caught:
                 call()
             messages.append(repr(caught.value) + str(caught.value))

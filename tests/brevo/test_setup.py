@@ -20,9 +20,11 @@ class InMemoryAccount:
     def get_lists(self) -> list[dict[str, Any]]:
         return []
 
-    def create_attribute(self, category: str, name: str, kind: str) -> None:
+    def create_attribute(
+        self, category: Any, name: str, type_: Any = None, enumeration: Any = None
+    ) -> None:
         assert category == "normal"
-        self.attributes[name] = kind
+        self.attributes[name] = str(type_)
 
 
 def test_brevo_setup_creates_the_booking_link_attribute_that_links_create_writes(

@@ -266,7 +266,7 @@ class ChaosRun:
         for name, kind in sc.ATTRIBUTES:
             fake.add_attribute(name, kind)
         for family in ("contacts", "events"):
-            fake.set_limit(family, 300, 1.0)  # type: ignore[arg-type]
+            fake.set_limit(family, 300, 1.0)
         # Brevo's "other" window is an hour; a 429 there pauses the family until its reset, so
         # an injected one on a GET /events lookup would stall the run for up to an hour.
         fake.set_limit("other", 10_000, 10.0)
@@ -504,8 +504,8 @@ class ChaosRun:
         r.recovery_seconds = time.monotonic() - killed_at
         self.say(f"the dead workers' messages were requeued after {r.recovery_seconds:.1f}s")
 
-    def _held(self, rds: redis.Redis) -> dict[bytes, set[bytes]]:
-        held = {}
+    def _held(self, rds: redis.Redis) -> dict[bytes | str, set[bytes | str]]:
+        held: dict[bytes | str, set[bytes | str]] = {}
         for key in rds.scan_iter("dramatiq:__acks__.*"):
             members = rds.smembers(key)
             if members:

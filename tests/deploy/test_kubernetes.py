@@ -90,7 +90,7 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def _container_port(container: dict[str, Any], port: int | str) -> int:
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for p in container["ports"] if p.get("name") == port)
+    return int(next(p["containerPort"] for p in container["ports"] if p.get("name") == port))
 
 
 # --- rendering ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from calendly_brevo.signature import HEADER, sign
 from calendly_brevo.simulate import build_event
 from tests.conftest import SIGNING_KEY
 from tests.e2e.procs import free_port, run_cli, started, wait_for, wait_http
-from tests.fakes.brevo import running_fake_brevo
+from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,7 @@ def post_signed(url: str, doc: dict[str, object]) -> httpx.Response:
     return httpx.post(url, content=body, headers=headers, timeout=10)
 
 
-def brevo_fake():  # type: ignore[no-untyped-def]
+def brevo_fake() -> AbstractContextManager[FakeBrevoServer]:
     return running_fake_brevo(
         api_key=BREVO_KEY,
         lists={11: "Demo"},

@@ -324,7 +324,10 @@ def test_dead_letters_filter_and_purge(ledger: Ledger) -> None:
     a = dead_letter(ledger, "a", "Brevo said 400", reason="brevo_permanent")
     b = dead_letter(ledger, "b", "Boom", event_name="invitee.canceled")
     c = dead_letter(ledger, "c", "Boom", reason="unmappable")
-    ids = lambda f: [r.id for r in ledger.dead_letters(f)]  # noqa: E731
+
+    def ids(f: DeadLetterFilter) -> list[int]:
+        return [r.id for r in ledger.dead_letters(f)]
+
     assert ids(DeadLetterFilter()) == [a, b, c]
     assert ids(DeadLetterFilter(event="invitee.canceled")) == [b]
     assert ids(DeadLetterFilter(error="400")) == [a]

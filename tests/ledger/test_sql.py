@@ -14,8 +14,8 @@ from calendly_brevo.db.engine import make_engine
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.db.models import ProcessedEvent, Tombstone
 from calendly_brevo.ledger.base import lock_key, now, record_durably, striped_lock
-from calendly_brevo.ledger.common import SqlLedger
 from calendly_brevo.ledger.postgres import PostgresLedger
+from calendly_brevo.ledger.sqlite import SqliteLedger
 from calendly_brevo.state import InviteeRecord
 from tests.conftest import PG_BASE
 from tests.ledger.conftest import A, B, record
@@ -23,7 +23,9 @@ from tests.ledger.test_contract import claim, status
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def sql_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlLedger]:
+def sql_ledger(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[SqliteLedger | PostgresLedger]:
     from calendly_brevo.ledger import open_ledger
 
     if request.param == "sqlite":
@@ -33,7 +35,7 @@ def sql_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlLe
     engine = make_engine(url)
     upgrade(engine)
     ledger = open_ledger(engine)
-    assert isinstance(ledger, SqlLedger)
+    assert isinstance(ledger, SqliteLedger | PostgresLedger)
     yield ledger
     engine.dispose()
 
@@ -46,7 +48,9 @@ def pg_ledger(postgres_url: str) -> Iterator[PostgresLedger]:
     engine.dispose()
 
 
-def test_a_claim_fills_in_a_payload_retention_removed(sql_ledger: SqlLedger) -> None:
+def test_a_claim_fills_in_a_payload_retention_removed(
+    sql_ledger: SqliteLedger | PostgresLedger,
+) -> None:
     with sql_ledger.sessions.begin() as s:
         ts = now()
         s.add(
@@ -68,7 +72,7 @@ def test_a_claim_fills_in_a_payload_retention_removed(sql_ledger: SqlLedger) -> 
     assert row is not None and row.payload == "now"
 
 
-def test_tombstones_store_no_pii(sql_ledger: SqlLedger) -> None:
+def test_tombstones_store_no_pii(sql_ledger: SqliteLedger | PostgresLedger) -> None:
     sql_ledger.add_tombstone(A, ["https://api.calendly.com/invitees/1"])
     with sql_ledger.sessions() as s:
         rows = s.execute(select(Tombstone.key_hash, Tombstone.kind)).all()

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from calendly_brevo.errors import QueueUnavailable
@@ -23,6 +24,8 @@ BODY = json.dumps(
         "payload": {"email": "ada@example.com", "uri": "https://api.calendly.com/x/invitees/1"},
     }
 ).encode()
+
+Client = TestClient[web.Request, web.Application]
 
 
 class FakeQueue:
@@ -53,20 +56,20 @@ def queue() -> FakeQueue:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path, queue: FakeQueue) -> TestClient:  # type: ignore[type-arg]
+async def client(aiohttp_client: Any, tmp_path: Path, queue: FakeQueue) -> Client:
     settings = make_settings(tmp_path)
     return await aiohttp_client(create_app(settings, queue=queue))  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-async def admin(aiohttp_client: Any, tmp_path: Path) -> TestClient:  # type: ignore[type-arg]
+async def admin(aiohttp_client: Any, tmp_path: Path) -> Client:
     """The admin listener (``server.admin_port``): /metrics lives there."""
     return await aiohttp_client(create_admin_app(make_settings(tmp_path)))  # type: ignore[no-any-return]
 
 
 async def test_signed_webhook_is_accepted_and_enqueued_raw(
-    client: TestClient, queue: FakeQueue
-) -> None:  # type: ignore[type-arg]
+    client: Client, queue: FakeQueue
+) -> None:
     before = time.time()
     r = await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY))
     assert r.status == 202
@@ -87,7 +90,7 @@ async def test_signed_webhook_is_accepted_and_enqueued_raw(
     ],
 )
 async def test_bad_signatures_get_401_and_are_never_enqueued(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     queue: FakeQueue,
     make_headers: Any,
     reason: str,
@@ -111,16 +114,16 @@ async def test_bad_signatures_get_401_and_are_never_enqueued(
     ],
 )
 async def test_signed_but_malformed_body_gets_400_and_is_not_enqueued(
-    client: TestClient,
+    client: Client,
     queue: FakeQueue,
-    body: bytes,  # type: ignore[type-arg]
+    body: bytes,
 ) -> None:
     r = await client.post("/webhooks/calendly", data=body, headers=signed(body))
     assert r.status in (400, 413)
     assert queue.items == []
 
 
-async def test_oversized_body_gets_413(client: TestClient, queue: FakeQueue) -> None:  # type: ignore[type-arg]
+async def test_oversized_body_gets_413(client: Client, queue: FakeQueue) -> None:
     body = b'{"event":"invitee.created","payload":{"x":"' + b"a" * 300_000 + b'"}}'
     r = await client.post("/webhooks/calendly", data=body, headers=signed(body))
     assert r.status == 413
@@ -128,16 +131,14 @@ async def test_oversized_body_gets_413(client: TestClient, queue: FakeQueue) -> 
     assert queue.items == []
 
 
-async def test_queue_down_gets_503_so_calendly_retries(
-    client: TestClient, queue: FakeQueue
-) -> None:  # type: ignore[type-arg]
+async def test_queue_down_gets_503_so_calendly_retries(client: Client, queue: FakeQueue) -> None:
     queue.down = True
     r = await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY))
     assert r.status == 503
     assert (await r.json())["reason"] == "queue_down"
 
 
-async def test_healthz_and_readyz(client: TestClient, queue: FakeQueue) -> None:  # type: ignore[type-arg]
+async def test_healthz_and_readyz(client: Client, queue: FakeQueue) -> None:
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
     queue.down = True
@@ -145,7 +146,7 @@ async def test_healthz_and_readyz(client: TestClient, queue: FakeQueue) -> None:
     assert (await client.get("/readyz")).status == 503
 
 
-async def test_metrics_count_outcomes_by_event(client: TestClient, admin: TestClient) -> None:  # type: ignore[type-arg]
+async def test_metrics_count_outcomes_by_event(client: Client, admin: Client) -> None:
     await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY))
     await client.post("/webhooks/calendly", data=BODY, headers={})
     text = await (await admin.get("/metrics")).text()
@@ -156,7 +157,7 @@ async def test_metrics_count_outcomes_by_event(client: TestClient, admin: TestCl
     assert "calendly_brevo_webhook_receive_seconds_bucket" in text
 
 
-async def test_metrics_name_the_running_version(admin: TestClient) -> None:  # type: ignore[type-arg]
+async def test_metrics_name_the_running_version(admin: Client) -> None:
     from calendly_brevo import __version__
 
     text = await (await admin.get("/metrics")).text()
@@ -180,8 +181,8 @@ async def test_rotated_previous_key_still_accepted(aiohttp_client: Any, tmp_path
 
 
 async def test_replay_of_a_captured_request_after_the_tolerance_is_refused(
-    client: TestClient,
-    queue: FakeQueue,  # type: ignore[type-arg]
+    client: Client,
+    queue: FakeQueue,
 ) -> None:
     headers = signed(BODY, t=int(time.time()) - 200)
     r = await client.post("/webhooks/calendly", data=BODY, headers=headers)

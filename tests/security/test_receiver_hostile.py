@@ -9,6 +9,7 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,11 +51,11 @@ def http(receiver: ThreadedReceiver) -> Iterator[httpx.Client]:
         yield client
 
 
-def post(http: httpx.Client, body: bytes, headers: dict[str, str | bytes]) -> httpx.Response:
+def post(http: httpx.Client, body: bytes, headers: dict[str, Any]) -> httpx.Response:
     return http.post("/webhooks/calendly", content=body, headers=headers)
 
 
-def signed(body: bytes, t: int | None = None) -> dict[str, str | bytes]:
+def signed(body: bytes, t: int | None = None) -> dict[str, Any]:
     return {HEADER: sign(SIGNING_KEY, body, int(time.time()) if t is None else t)}
 
 

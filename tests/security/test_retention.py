@@ -131,8 +131,12 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
     class Recorder:
         sent: list[str] = []
 
-        def enqueue(self, body: str, **_: object) -> None:
+        def enqueue(self, body: str, *, received_at: float, source: str) -> str:
             self.sent.append(body)
+            return str(len(self.sent))
+
+        def depth(self) -> dict[str, int]:
+            return {"ready": len(self.sent)}
 
     assert replay(services.ledger, Recorder(), DeadLetterFilter()) == []  # nothing left to replay
     assert Recorder.sent == []

@@ -110,6 +110,6 @@ def test_postgres_engines_get_a_connect_and_a_statement_timeout(postgres_url: st
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
             # ... and the URL's own options (the test schema's search_path) still apply
-            assert conn.exec_driver_sql("SHOW search_path").scalar() in postgres_url
+            assert str(conn.exec_driver_sql("SHOW search_path").scalar()) in postgres_url
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from calendly_brevo.ledger import DeadLetterFilter
+from calendly_brevo.ledger.common import SqlLedger
 from tests import payloads
 from tests.worker.fakes import RecordingBrevo
 from tests.worker.stub_worker import drain
@@ -223,6 +224,7 @@ def test_a_batch_of_strange_payloads_all_finish_through_a_real_dramatiq_worker(
     bodies = [raw(c[1]) for c in CASES] * 2  # every case twice: the second is a duplicate
     broker = drain(pipe, [(body, time.time()) for body in bodies], threads=4)
     assert broker.dead_letters == []
+    assert isinstance(pipe.ledger, SqlLedger)
     with pipe.ledger.sessions() as s:
         from sqlalchemy import func, select
 

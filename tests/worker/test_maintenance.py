@@ -14,8 +14,9 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from calendly_brevo.queue_health import held_by_stale_workers
 from calendly_brevo.queueing import NAMESPACE, QUEUE_NAME
-from worker.maintenance import QueueMaintenance, held_by_stale_workers
+from worker.maintenance import QueueMaintenance
 
 HEARTBEAT_MS = 5_000
 

@@ -156,10 +156,10 @@ def test_an_attempt_that_died_mid_event_is_looked_up_before_resending(
             raise SystemExit("killed")  # nothing after this line runs, like SIGKILL
         real_record(*args, **kwargs)
 
-    pipeline.ledger.record_effect = die_after_brevo_took_it  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = die_after_brevo_took_it
     with pytest.raises(SystemExit):
         send(pipeline, env)
-    pipeline.ledger.record_effect = real_record  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = real_record
     assert len(brevo.events) == 1
     assert send(pipeline, env, attempt=1) == "applied"  # a redelivery starts at attempt 1
     assert len(brevo.events) == 1 and len(brevo.lookups) == 1
@@ -178,10 +178,10 @@ def test_an_attempt_that_died_before_its_contact_was_recorded_needs_no_lookup(
     def die_after_the_upsert(*args: Any, **kwargs: Any) -> None:
         raise SystemExit("killed")
 
-    pipeline.ledger.record_effect = die_after_the_upsert  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = die_after_the_upsert
     with pytest.raises(SystemExit):
         send(pipeline, env)
-    pipeline.ledger.record_effect = real_record  # type: ignore[method-assign]
+    pipeline.ledger.record_effect = real_record
     assert brevo.events == []
     assert send(pipeline, env) == "applied"
     assert len(brevo.events) == 1 and brevo.lookups == []
