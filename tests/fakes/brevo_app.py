@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import brevo_account as account
+from tests.fakes import brevo_bulk as bulk
 from tests.fakes import brevo_events as events
 from tests.fakes import brevo_ops as ops
 from tests.fakes import brevo_strict as strict
@@ -280,6 +281,14 @@ _ROUTES: list[tuple[str, str, Op]] = [
     ),
     ("GET", "/v3/account", lambda s, r, b, q: account.get_account(s)),
     ("POST", "/v3/events", lambda s, r, b, q: events.create_event(s, b, q)),
+    ("POST", "/v3/events/batch", lambda s, r, b, q: bulk.create_batch_events(s, b, q)),
+    ("POST", "/v3/contacts/batch", lambda s, r, b, q: bulk.update_batch_contacts(s, b, q)),
+    ("POST", "/v3/contacts/import", lambda s, r, b, q: bulk.import_contacts(s, b, q)),
+    (
+        "GET",
+        r"/v3/processes/{process_id:\d+}",
+        lambda s, r, b, q: bulk.get_process(s, int(r.match_info["process_id"])),
+    ),
     ("GET", "/v3/events", lambda s, r, b, q: events.get_events(s, r.query)),
 ]
 

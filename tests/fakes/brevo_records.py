@@ -18,7 +18,7 @@ def family_of(method: str, path: str) -> Family:
     relative = path.removeprefix("/v3")
     if relative == "/contacts" or relative.startswith("/contacts/"):
         return "contacts"
-    if method.upper() == "POST" and relative == "/events":
+    if method.upper() == "POST" and relative in ("/events", "/events/batch"):
         return "events"
     return "other"
 

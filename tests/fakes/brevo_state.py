@@ -102,6 +102,12 @@ class FakeBrevo:
         self._contact_ids = itertools.count(1)
         self._rule_ids = itertools.count(1)
         self._seq = itertools.count(1)
+        #: Bulk endpoints (tests/fakes/brevo_bulk.py): /events/batch items to refuse (by their
+        #: ``connector_event_id``), import processes, and how long an import stays in_process.
+        self.rejected_batch_items: set[str] = set()
+        self.processes: dict[int, dict[str, Any]] = {}
+        self.import_polls_in_process = 1
+        self._process_ids = itertools.count(1)
         for list_id, name in self._initial_lists.items():
             self.add_list(name, list_id=list_id)
         for attribute in (*DEFAULT_ATTRIBUTES, *self._initial_attributes):
@@ -118,6 +124,13 @@ class FakeBrevo:
         self.lists[list_id] = name or f"List {list_id}"
         self.list_folders[list_id] = folder_id
         return list_id
+
+    def next_process_id(self) -> int:
+        return next(self._process_ids)
+
+    def reject_batch_items(self, *connector_event_ids: str) -> None:
+        """``POST /events/batch`` refuses these items (a 207 naming them); the rest go in."""
+        self.rejected_batch_items.update(connector_event_ids)
 
     def add_attribute(self, name: str, type: str = "text", category: str = "normal") -> None:
         self.attributes[name] = Attribute(name, type, category)

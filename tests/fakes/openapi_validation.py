@@ -17,8 +17,9 @@ Patches applied to the spec (see reference/brevo-api.md §7):
   reports the empty body as missing data;
 - numeric keywords that YAML left as strings (``maximum: '1E+2'``) become numbers, and the
   spec itself is not re-validated at load (it does not pass, and it costs time);
-- ``GET /events``, which the saved file predates, is added from ``spec/get-events.yaml``
-  (transcribed from Brevo's current definition; the file names its source).
+- ``GET /events`` and ``POST /events/batch``, which the saved file predates, are added from
+  ``spec/get-events.yaml`` and ``spec/post-events-batch.yaml`` (transcribed from Brevo's
+  current documentation; each file names its sources and what is not documented).
 
 On top of the spec, :func:`strict_body_errors` rejects what Brevo would silently ignore: top-level
 body fields the operation's schema does not name. Checks that need account state (date
@@ -41,7 +42,10 @@ from openapi_core.datatypes import RequestParameters
 
 SPEC_DIR = Path(__file__).parent / "spec"
 DEFAULT_SPEC_PATH = SPEC_DIR / "brevo-openapi.yaml"
-ADDED_OPERATIONS = {("/events", "get"): SPEC_DIR / "get-events.yaml"}
+ADDED_OPERATIONS = {
+    ("/events", "get"): SPEC_DIR / "get-events.yaml",
+    ("/events/batch", "post"): SPEC_DIR / "post-events-batch.yaml",
+}
 SPEC_HOST = "http://fake-brevo.invalid"
 SPEC_SERVER = f"{SPEC_HOST}/v3"
 _ONE_OF_TO_ANY_OF = (
@@ -91,7 +95,7 @@ def _load_spec(path: Path) -> dict[str, Any]:
     for (template, method), source in ADDED_OPERATIONS.items():
         with source.open("rb") as handle:
             added = _normalise(yaml.load(handle, Loader=loader))  # noqa: S506 - a SafeLoader
-        spec["paths"][template][method] = added[method]
+        spec["paths"].setdefault(template, {})[method] = added[method]
     return spec
 
 
