@@ -86,6 +86,17 @@ def _batch_identifier(item: dict[str, Any]) -> tuple[str, str | None]:
     raise BrevoError(400, "missing_parameter", "each contact needs an email, id or sms")
 
 
+#: What one /contacts/batch item may change (its identifier aside).
+_BATCH_FIELDS = (
+    "attributes",
+    "listIds",
+    "unlinkListIds",
+    "ext_id",
+    "emailBlacklisted",
+    "smsBlacklisted",
+)
+
+
 def update_batch_contacts(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
     items = body.get("contacts") or []
     resolved = [_batch_identifier(item) for item in items]
@@ -93,9 +104,9 @@ def update_batch_contacts(state: FakeBrevo, body: dict[str, Any], seq: int) -> R
         if find_contact(state, identifier, kind) is None:
             raise BrevoError(400, "document_not_found", f"Contact does not exist: {identifier}")
     for item, (identifier, kind) in zip(items, resolved, strict=True):
-        fields = ("attributes", "listIds", "unlinkListIds", "ext_id")
-        fields += ("emailBlacklisted", "smsBlacklisted")
-        update_contact(state, identifier, kind, {k: item[k] for k in fields if k in item}, seq)
+        update_contact(
+            state, identifier, kind, {k: item[k] for k in _BATCH_FIELDS if k in item}, seq
+        )
     return 204, None
 
 
