@@ -175,6 +175,13 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
                 select(ProcessedEvent.status, func.count()).group_by(ProcessedEvent.status)
             ).all()
         )
+        suppressed = dict(
+            s.execute(
+                select(ProcessedEvent.last_error, func.count())
+                .where(ProcessedEvent.status == "suppressed")
+                .group_by(ProcessedEvent.last_error)
+            ).all()
+        )
         open_dl = s.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
         )
@@ -187,6 +194,8 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "last_applied_at": last.applied_at if last else None,
         "last_lag_seconds": lag,
         "events_by_status": by_status,
+        #: ``suppressed`` events (stored, not pushed) by reason.
+        "suppressed_by_reason": {str(k or "unknown"): v for k, v in suppressed.items()},
         "dead_letters_open": int(open_dl or 0),
         "subscription": dict(sub.value) if sub else None,
     }

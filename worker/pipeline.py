@@ -5,9 +5,20 @@ client), so it runs the same under Dramatiq, in the embedded mode and in tests (
 ledger). The actor only decides whether this attempt is the last (``final``) and turns
 :class:`TransientError` into ``dramatiq.Retry``.
 
-Outcomes: ``applied``, ``duplicate`` (already processed: nothing done), ``ignored`` (an event
-the connector records but does not map, or a sync switch is off), ``dead_lettered`` (permanent
-failure, or the last attempt failed transiently: stored with its cause, never dropped).
+Stored state is the source of truth (DESIGN invariant 7): every signed, parseable invitee event
+is stored (its record, its no-show mark) whatever the sync switches, the event-type filter and a
+dry run say; they decide only what is *pushed*. Outcomes:
+
+- ``applied``: its Brevo calls were made; the contact's pushed projection is recorded.
+- ``dry_run``: stored; the Brevo client ran dry (logged the calls, sent nothing).
+- ``suppressed``: stored, nothing pushed, with a reason (:data:`SUPPRESSED_REASONS`).
+- ``duplicate`` (already processed: nothing done), ``ignored`` (an event the connector does
+  not handle: ``event_type.created`` …), ``dead_lettered`` (permanent failure, or the last
+  attempt failed transiently: stored with its cause, never dropped).
+
+``dry_run`` and ``suppressed`` events are done for deduplication (a redelivery changes
+nothing) but not for Brevo: ``calendly-brevo resync`` diffs the projection of the stored state
+against the last pushed one and pushes what a dry run or a switch held back.
 """
 
 from __future__ import annotations
@@ -59,7 +70,16 @@ def _elapsed_ms() -> float:
     return round((time.perf_counter() - _STARTED.get()) * 1000, 2)
 
 
+#: Why an event was stored but not pushed (the ``reason`` of ``suppressed``).
+SUPPRESSED_REASONS = ("connector_disabled", "sync_switch", "event_type_filter", "forgotten")
+
+
 class BrevoPort(Protocol):
+    @property
+    def dry_run(self) -> bool:
+        """``True``: the client logs the calls it would make and sends nothing."""
+        ...
+
     def upsert_contact(
         self,
         email: str,
@@ -182,7 +202,7 @@ class Pipeline:
             try:
                 if isinstance(state, UnmappableEvent):
                     raise state
-                status, finished = self._apply(env, ident, claim)
+                status, finished, reason = self._apply(env, ident, claim)
             except PermanentError as exc:
                 return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
             except TransientError as exc:
@@ -206,7 +226,7 @@ class Pipeline:
                     return self._dead_letter(new.failed("error", error, claim.attempts))
                 self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
-            return self._done(ident, status, record=not finished)
+            return self._done(ident, status, record=not finished, reason=reason)
 
     def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
         """The record and mark this event adds to the contact's state, if it adds any.
@@ -216,34 +236,38 @@ class Pipeline:
         ``unmappable`` and nothing of it is stored."""
         if ident.event_name not in INVITEE_EVENTS or not ident.email:
             return None
-        if not any(effects_enabled(ident.event_name, self.settings)):
-            return None
         try:
             return record_from_event(env), mark_from_event(env)
         except UnmappableEvent as exc:
             return exc
 
-    def _apply(self, env: Envelope, ident: EventIdentity, claim: Claim) -> tuple[str, bool]:
-        """Do the event's Brevo effects. Returns the status and whether it is already stored."""
+    def _apply(
+        self, env: Envelope, ident: EventIdentity, claim: Claim
+    ) -> tuple[str, bool, str | None]:
+        """Do the event's Brevo effects. Returns the status, whether it is already stored, and
+        for ``suppressed`` the reason. The state was stored by the claim in every case."""
         settings = self.settings
         effects = claim.effects
         name = ident.event_name
         if name not in HANDLED_EVENTS:
-            return "ignored", False
+            return "ignored", False, None
         contact_on, event_on = effects_enabled(name, settings)
         if not contact_on and not event_on:
-            return "ignored", False
+            reason = "sync_switch" if settings.calendly.enabled else "connector_disabled"
+            return "suppressed", False, reason
         if name == "routing_form_submission.created":
             projection = routing_form_contact(env, settings)
             if projection is None:
-                return "ignored", False
+                return "ignored", False, None
+            if self.brevo.dry_run:
+                return self._dry(ident, env, None, projection if contact_on else None, event_on)
             in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
             finished = self._send_event(
                 ident, env, None, effects, event_on, projection.email, in_doubt=in_doubt
             )
-            return "applied", finished
+            return "applied", finished, None
 
         email = ident.email
         if not email:
@@ -252,11 +276,40 @@ class Pipeline:
             raise RuntimeError("an invitee event was claimed without its state")
         record = claim.record
         projection = project_contact(email, claim.records, claim.marks, settings)
+        if self.brevo.dry_run:
+            return self._dry(ident, env, record, projection if contact_on else None, event_on)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects)
         finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
-        return "applied", finished
+        return "applied", finished, None
+
+    def _dry(
+        self,
+        ident: EventIdentity,
+        env: Envelope,
+        record: Any,
+        projection: ContactProjection | None,
+        event_on: bool,
+    ) -> tuple[str, bool, str | None]:
+        """A dry run: the client logs the calls it would make; nothing is recorded as pushed,
+        so ``resync`` pushes the contact once there is a key."""
+        if projection is not None:
+            self.brevo.upsert_contact(
+                projection.email,
+                projection.attributes,
+                list_ids=projection.list_ids,
+                unlink_list_ids=projection.unlink_list_ids,
+            )
+        event = custom_event(ident, env, record, self.settings) if event_on else None
+        if event is not None and event.email:
+            self.brevo.create_event(
+                event.name,
+                email=event.email,
+                properties=event.properties,
+                event_date=event.event_date,
+            )
+        return "dry_run", False, None
 
     def _upsert(
         self, event_id: str, projection: ContactProjection, effects: dict[str, Any]
@@ -346,18 +399,30 @@ class Pipeline:
         return found
 
     # -------------------------------------------------------------------------------------------
-    def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:
+    def _done(
+        self,
+        ident: EventIdentity,
+        status: str,
+        *,
+        record: bool = True,
+        reason: str | None = None,
+    ) -> Outcome:
         if record:
-            self.ledger.finish(ident.event_id, status)
-        metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
+            # A suppressed event keeps its reason where a failed one keeps its error.
+            self.ledger.finish(ident.event_id, status, reason)
+        label = metrics.event_label(ident.event_name)
+        metrics.EVENTS_PROCESSED.labels(label, status).inc()
+        if reason is not None:
+            metrics.EVENTS_SUPPRESSED.labels(label, reason).inc()
         log.info(
             "event_" + status,
             event_id=ident.event_id,
             event_name=ident.event_name,
             outcome=status,
             duration_ms=_elapsed_ms(),
+            **({"reason": reason} if reason else {}),
         )
-        return Outcome(status, ident.event_name, ident.event_id)
+        return Outcome(status, ident.event_name, ident.event_id, reason)
 
     def _dead_letter(self, failure: Failure) -> Outcome:
         dl_id = self.ledger.dead_letter(failure)

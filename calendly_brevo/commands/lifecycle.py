@@ -95,7 +95,11 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("last event applied", when))
         if db["last_lag_seconds"] is not None:
             rows.append(("lag (last event)", f"{db['last_lag_seconds']:.2f}s"))
-        events = ", ".join(f"{k} {v}" for k, v in db["events_by_status"].items())
+        reasons = db.get("suppressed_by_reason") or {}
+        events = ", ".join(
+            f"{k} {v}" + (_reasons(reasons) if k == "suppressed" and reasons else "")
+            for k, v in db["events_by_status"].items()
+        )
         rows.append(("events", events or "none"))
         colour = "red" if db["dead_letters_open"] else "green"
         rows.append(("dead letters", f"[{colour}]{db['dead_letters_open']} open[/{colour}]"))
@@ -110,6 +114,10 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     brevo = report["brevo"]
     rows.append(("brevo", "[yellow]dry run[/yellow]" if brevo["dry_run"] else brevo["api_url"]))
     return rows
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return " (" + ", ".join(f"{k} {v}" for k, v in reasons.items()) + ")"
 
 
 def _num(value: Any) -> str:

@@ -81,9 +81,9 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
 ) -> None:
     from datetime import UTC, datetime
 
-    from calendly_brevo.replay import replay
     from calendly_brevo.db.models import DeadLetter, ProcessedEvent
     from calendly_brevo.ledger import DeadLetterFilter, Failure
+    from calendly_brevo.replay import replay
 
     _pipeline, _brevo, services = make_pipeline(tmp_path)
     long_ago = datetime.now(UTC) - timedelta(days=90)

@@ -27,6 +27,8 @@ class RecordingBrevo:
     throttle_upserts: int = 0
     throttle_events: int = 0
     throttle_delay: float = 0.01
+    #: A dry-run client: the pipeline calls it to log, and records nothing as pushed.
+    dry_run: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _maybe_fail(self, which: str) -> None:

@@ -1,0 +1,73 @@
+"""Stored state is the source of truth (DESIGN invariant 7): switches and a dry run decide what
+is pushed, never what is stored. On the in-memory ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calendly_brevo.ledger.memory import MemoryLedger
+from tests import payloads
+from tests.worker.fakes import RecordingBrevo
+from worker.pipeline import Pipeline
+
+EMAIL = "ada@example.com"
+
+
+def pipeline_with(brevo: RecordingBrevo | None = None, **overrides: Any) -> Pipeline:
+    return Pipeline(payloads.settings(**overrides), MemoryLedger(), brevo or RecordingBrevo())
+
+
+def process(pipeline: Pipeline, envelope: dict[str, Any]) -> Any:
+    return pipeline.process(payloads.body(envelope).decode(), 1.0)
+
+
+def stored_uris(pipeline: Pipeline) -> list[str]:
+    records, _ = pipeline.ledger.contact_state(EMAIL)
+    return sorted(r.invitee_uri for r in records)
+
+
+def test_a_dry_run_stores_the_record_and_says_dry_run_not_applied() -> None:
+    brevo = RecordingBrevo(dry_run=True)
+    pipeline = pipeline_with(brevo)
+    outcome = process(pipeline, payloads.invitee_created(email=EMAIL))
+    assert outcome.status == "dry_run"
+    assert stored_uris(pipeline) == [payloads.invitee_uri()]
+    row = pipeline.ledger.event(outcome.event_id)
+    assert row is not None and row.status == "dry_run"
+    assert pipeline.ledger.last_pushed(EMAIL) is None  # nothing was pushed
+    assert len(brevo.upserts) == 1 and len(brevo.events) == 1  # the client logged them
+
+
+def test_a_dry_run_event_redelivered_is_a_duplicate() -> None:
+    pipeline = pipeline_with(RecordingBrevo(dry_run=True))
+    env = payloads.invitee_created(email=EMAIL)
+    assert process(pipeline, env).status == "dry_run"
+    assert process(pipeline, env).status == "duplicate"
+
+
+def test_a_cancellation_with_its_switch_off_is_stored_and_suppressed() -> None:
+    brevo = RecordingBrevo()
+    pipeline = pipeline_with(brevo, connectors={"calendly": {"sync": {"cancellations": False}}})
+    assert process(pipeline, payloads.invitee_created(email=EMAIL)).status == "applied"
+    outcome = process(pipeline, payloads.invitee_canceled(email=EMAIL))
+    assert (outcome.status, outcome.detail) == ("suppressed", "sync_switch")
+    records, _ = pipeline.ledger.contact_state(EMAIL)
+    assert [r.status for r in records] == ["canceled"]
+    row = pipeline.ledger.event(outcome.event_id)
+    assert row is not None and (row.status, row.last_error) == ("suppressed", "sync_switch")
+    assert len(brevo.upserts) == 1 and len(brevo.events) == 1
+    assert process(pipeline, payloads.invitee_canceled(email=EMAIL)).status == "duplicate"
+
+
+def test_a_disabled_connector_still_stores_every_invitee_event() -> None:
+    brevo = RecordingBrevo()
+    pipeline = pipeline_with(brevo, connectors={"calendly": {"enabled": False}})
+    outcome = process(pipeline, payloads.invitee_created(email=EMAIL))
+    assert (outcome.status, outcome.detail) == ("suppressed", "connector_disabled")
+    assert stored_uris(pipeline) == [payloads.invitee_uri()]
+    assert brevo.upserts == [] and brevo.events == []
+
+
+def test_events_the_connector_does_not_handle_stay_ignored() -> None:
+    pipeline = pipeline_with()
+    assert process(pipeline, payloads.event_type_created()).status == "ignored"
