@@ -58,6 +58,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
+from calendly_brevo.pushed import pushed_projection
 from calendly_brevo.state import mark_from_event, record_from_event
 
 log = get_logger("calendly_brevo.worker")
@@ -280,7 +281,7 @@ class Pipeline:
             return self._dry(ident, env, record, projection if contact_on else None, event_on)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
-            self._upsert(ident.event_id, projection, effects)
+            self._upsert(ident.event_id, projection, effects, record_pushed=True)
         finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
         return "applied", finished, None
 
@@ -312,8 +313,17 @@ class Pipeline:
         return "dry_run", False, None
 
     def _upsert(
-        self, event_id: str, projection: ContactProjection, effects: dict[str, Any]
+        self,
+        event_id: str,
+        projection: ContactProjection,
+        effects: dict[str, Any],
+        *,
+        record_pushed: bool = False,
     ) -> None:
+        """The contact upsert, once. With ``record_pushed`` (an invitee's projection, not a
+        routing form's), what was pushed is recorded right after the effect, with the same
+        discipline: should that write fail, the retry skips the upsert and the stale record
+        only makes ``resync`` push this contact's projection again (an idempotent upsert)."""
         if effects.get("contact"):
             return
         self.brevo.upsert_contact(
@@ -324,6 +334,16 @@ class Pipeline:
         )
         effects["contact"] = True
         self.ledger.record_effect(event_id, effects)
+        if record_pushed:
+            self.ledger.record_pushed(
+                pushed_projection(
+                    projection.email,
+                    projection.attributes,
+                    projection.list_ids,
+                    self.settings,
+                    event_id,
+                )
+            )
 
     def _send_event(
         self,

@@ -71,3 +71,38 @@ def test_a_disabled_connector_still_stores_every_invitee_event() -> None:
 def test_events_the_connector_does_not_handle_stay_ignored() -> None:
     pipeline = pipeline_with()
     assert process(pipeline, payloads.event_type_created()).status == "ignored"
+
+
+def test_an_applied_upsert_records_the_pushed_projection_with_its_event() -> None:
+    from calendly_brevo.pushed import mapping_fingerprint, projection_hash
+
+    pipeline = pipeline_with()
+    outcome = process(pipeline, payloads.invitee_created(email=EMAIL))
+    pushed = pipeline.ledger.last_pushed(EMAIL)
+    assert pushed is not None
+    assert pushed.event_id == outcome.event_id
+    assert pushed.list_ids == (10,)
+    assert pushed.attributes["BOOKING_STATUS"] == "booked"
+    assert pushed.projection_hash == projection_hash(pushed.attributes, pushed.list_ids)
+    assert pushed.mapping_fingerprint == mapping_fingerprint(pipeline.settings)
+
+
+def test_the_mapping_fingerprint_changes_with_the_mapping_and_only_with_it() -> None:
+    from calendly_brevo.pushed import mapping_fingerprint
+
+    base = payloads.settings()
+    assert mapping_fingerprint(base) == mapping_fingerprint(payloads.settings())
+    moved = payloads.settings(
+        connectors={"calendly": {"event_mapping": {"discovery_call": {"list_id": 12}}}}
+    )
+    switched = payloads.settings(connectors={"calendly": {"sync": {"cancellations": False}}})
+    other = payloads.settings(worker={"threads": 3})
+    assert mapping_fingerprint(moved) != mapping_fingerprint(base)
+    assert mapping_fingerprint(switched) != mapping_fingerprint(base)
+    assert mapping_fingerprint(other) == mapping_fingerprint(base)
+
+
+def test_a_suppressed_or_dry_run_event_records_nothing_as_pushed() -> None:
+    pipeline = pipeline_with(connectors={"calendly": {"enabled": False}})
+    process(pipeline, payloads.invitee_created(email=EMAIL))
+    assert pipeline.ledger.last_pushed(EMAIL) is None
