@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "status": "calendly_brevo.commands.lifecycle:status",
     "prune": "calendly_brevo.commands.lifecycle:prune",
     "forget": "calendly_brevo.commands.lifecycle:forget",
+    "resync": "calendly_brevo.commands.resync:resync",
     "brevo": "calendly_brevo.commands.brevo:brevo",
     "webhooks": "calendly_brevo.commands.calendly:webhooks",
     "backfill": "calendly_brevo.commands.calendly:backfill",

@@ -366,3 +366,17 @@ def test_the_last_pushed_projection_round_trips(opened: Opener) -> None:
     ledger.record_pushed(second)
     assert opened().last_pushed(A) == second
     assert ledger.last_pushed(B) is None
+
+
+def test_contacts_are_every_stored_or_pushed_email_in_keyset_pages(opened: Opener) -> None:
+    ledger = opened()
+    assert ledger.contacts() == []
+    claim(ledger, "e1", email=A, state=(record(uri="u1", email=A), None))
+    claim(ledger, "e2", email=B, state=(record(uri="u2", email=B), None))
+    claim(ledger, "e3", email=A, state=(record(uri="u3", email=A), None))
+    pushed = PushedProjection("c@example.com", {}, (), "h", "f", datetime.now(UTC))
+    ledger.record_pushed(pushed)
+    everyone = sorted({A, B, "c@example.com"})
+    assert ledger.contacts() == everyone
+    assert ledger.contacts(limit=2) == everyone[:2]
+    assert ledger.contacts(after=everyone[0]) == everyone[1:]

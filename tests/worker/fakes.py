@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 
 
@@ -15,6 +16,7 @@ class RecordingBrevo:
         default_factory=list
     )
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    updates: list[tuple[str, dict[str, Any], tuple[int, ...]]] = field(default_factory=list)
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     lists: dict[str, set[int]] = field(default_factory=dict)
     fail_upserts: int = 0
@@ -51,14 +53,33 @@ class RecordingBrevo:
         attributes: dict[str, Any],
         list_ids: Any = (),
         unlink_list_ids: Any = (),
-    ) -> None:
+    ) -> UpsertResult:
         with self.lock:
             self._maybe_fail("upserts")
             self.upserts.append((email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids)))
+            created = email not in self.contacts
             self.contacts.setdefault(email, {}).update(attributes)
             members = self.lists.setdefault(email, set())
             members |= set(list_ids)
             members -= set(unlink_list_ids)
+            return UpsertResult(created=created, contact_id=None)
+
+    def update_contact(
+        self,
+        identifier: str | int,
+        attributes: dict[str, Any] | None = None,
+        list_ids: Any = (),
+        unlink_list_ids: Any = (),
+    ) -> None:
+        email = str(identifier)
+        with self.lock:
+            self._maybe_fail("upserts")
+            if email not in self.contacts:
+                raise BrevoPermanentError("contact not found", status=404)
+            self.updates.append((email, dict(attributes or {}), tuple(unlink_list_ids)))
+            self.contacts[email].update(attributes or {})
+            self.lists.setdefault(email, set()).difference_update(unlink_list_ids)
+            self.lists[email] |= set(list_ids)
 
     def create_event(
         self,
