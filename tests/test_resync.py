@@ -140,3 +140,13 @@ def test_all_pushes_every_whole_projection_and_limit_stops_after_n_pushes() -> N
     assert resync(ledger, brevo, full=True).changed == 2
     run = Resync(ledger, payloads.settings(), brevo, full=True, limit=1)
     assert run.run(selected(ledger, None)).changed == 1
+
+
+def test_resync_honours_the_event_type_filter() -> None:
+    ledger, brevo = MemoryLedger(), RecordingBrevo()
+    deliver(ledger, brevo, payloads.invitee_created(email=ADA))
+    only_demo = {"connectors": {"calendly": {"sync": {"event_types": {"include": ["demo"]}}}}}
+    summary = resync(ledger, brevo, **only_demo)
+    assert summary.changed == 1
+    assert brevo.lists[ADA] == set()  # its only booking is of a type no longer pushed
+    assert resync(ledger, brevo, **only_demo).calls == 0

@@ -49,6 +49,7 @@ from calendly_brevo.events import (
 )
 from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State, record_durably
 from calendly_brevo.logs import get_logger
+from calendly_brevo.mapping import event_type_synced
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
     BrevoEvent,
@@ -276,6 +277,8 @@ class Pipeline:
         if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
             raise RuntimeError("an invitee event was claimed without its state")
         record = claim.record
+        if record is not None and not event_type_synced(record, settings):
+            return "suppressed", False, "event_type_filter"
         projection = project_contact(email, claim.records, claim.marks, settings)
         if self.brevo.dry_run:
             return self._dry(ident, env, record, projection if contact_on else None, event_on)

@@ -106,3 +106,23 @@ def test_a_suppressed_or_dry_run_event_records_nothing_as_pushed() -> None:
     pipeline = pipeline_with(connectors={"calendly": {"enabled": False}})
     process(pipeline, payloads.invitee_created(email=EMAIL))
     assert pipeline.ledger.last_pushed(EMAIL) is None
+
+
+def test_an_excluded_event_type_is_stored_and_suppressed_and_left_out_of_the_projection() -> None:
+    brevo = RecordingBrevo()
+    pipeline = pipeline_with(
+        brevo, connectors={"calendly": {"sync": {"event_types": {"exclude": ["demo"]}}}}
+    )
+    demo = payloads.invitee_created(
+        email=EMAIL,
+        invitee_uri=payloads.invitee_uri("E2", "I2"),
+        event_type_uri=payloads.DEMO_EVENT_TYPE_URI,
+        event_type_name="Demo",
+    )
+    outcome = process(pipeline, demo)
+    assert (outcome.status, outcome.detail) == ("suppressed", "event_type_filter")
+    assert brevo.upserts == [] and brevo.events == []
+    assert stored_uris(pipeline) == [payloads.invitee_uri("E2", "I2")]
+    assert process(pipeline, payloads.invitee_created(email=EMAIL)).status == "applied"
+    [(_, _, lists, _)] = brevo.upserts
+    assert lists == (10,)  # the demo booking's list 11 is not pushed
