@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent, SyncState
+from calendly_brevo.db.models import (
+    DeadLetter,
+    Invitee,
+    NoShow,
+    ProcessedEvent,
+    PushedProjectionRow,
+    SyncState,
+)
 from calendly_brevo.events import normalize_email
 from calendly_brevo.retention import prune_invitee_pii
 
@@ -130,7 +137,9 @@ def forget(
 ) -> ForgetResult:
     """Remove what the connector stores about one person. The address is normalised the way
     the worker keys contacts (:func:`calendly_brevo.events.normalize_email`) and matched
-    exactly. Extend here (Brevo deletion, tombstones, queued messages) rather than beside it."""
+    exactly. Extend here (Brevo deletion, tombstones, queued messages) rather than beside it.
+    Also drops the last pushed projection and leaves a tombstone (hashes of the email and the
+    invitee URIs, no PII). The Brevo contact is deleted by the ``forget`` command."""
     email = normalize_email(email) or email.strip().lower()
     with sessions.begin() as s:
         uris = list(s.scalars(select(Invitee.invitee_uri).where(Invitee.email == email)).all())
@@ -155,9 +164,27 @@ def forget(
         if doomed:
             s.execute(delete(DeadLetter).where(DeadLetter.id.in_(doomed)))
     queued = queue.remove_ready(_message_is_about(email)) if queue is not None else 0
+    _forget_pushed(sessions, email)
+    _tombstone(sessions, email, uris)
     return ForgetResult(
         int(invitees or 0), int(no_shows or 0), int(events or 0), int(dead or 0), queued
     )
+
+
+def _forget_pushed(sessions: sessionmaker[Session], email: str) -> None:
+    """The last pushed projection holds the person's attributes: it goes too."""
+    with sessions.begin() as s:
+        s.execute(delete(PushedProjectionRow).where(PushedProjectionRow.email == email))
+
+
+def _tombstone(sessions: sessionmaker[Session], email: str, invitee_uris: list[str]) -> None:
+    """Remember (as hashes) that this person was forgotten, so that the worker does not store
+    or push a redelivered or backfilled *past* event of theirs again. A new booking has a new
+    invitee URI and is processed as usual."""
+    from calendly_brevo.ledger import open_ledger
+
+    engine = sessions.kw["bind"]
+    open_ledger(engine, sessions).add_tombstone(email, invitee_uris)
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:

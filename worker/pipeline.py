@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -197,14 +197,20 @@ class Pipeline:
     def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
-            state = self._state_of(env, ident)
+            forgotten = self._forgotten(ident)
+            if forgotten:  # its claim keeps the event id (dedup), nothing about the person
+                new = replace(new, invitee_uri=None, email=None, payload="")
+            state = None if forgotten else self._state_of(env, ident)
             claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
                 if isinstance(state, UnmappableEvent):
                     raise state
-                status, finished, reason = self._apply(env, ident, claim)
+                outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
+                if not forgotten:
+                    outcome = self._apply(env, ident, claim)
+                status, finished, reason = outcome
             except PermanentError as exc:
                 return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
             except TransientError as exc:
@@ -229,6 +235,13 @@ class Pipeline:
                 self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
             return self._done(ident, status, record=not finished, reason=reason)
+
+    def _forgotten(self, ident: EventIdentity) -> bool:
+        """A past event of a person ``forget`` removed (its invitee URI is tombstoned): neither
+        stored nor pushed, so a redelivery or a backfill does not bring them back."""
+        if ident.event_name not in INVITEE_EVENTS or not ident.invitee_uri:
+            return False
+        return self.ledger.is_tombstoned(invitee_uri=ident.invitee_uri)
 
     def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
         """The record and mark this event adds to the contact's state, if it adds any.

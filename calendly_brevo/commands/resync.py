@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -53,19 +55,20 @@ def resync(
     if everyone and changed:
         raise click.UsageError("--all and --changed exclude each other")
     settings = obj.settings
-    brevo = None
-    if not dry_run:
-        if settings.dry_run:
-            raise ConnectorError(
-                "Brevo runs dry (no brevo.api_key, or brevo.dry_run: true): a resync would push "
-                "nothing. Set the key, or add --dry-run to see what would be pushed."
-            )
-        brevo = _brevo_client(obj)
-    run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
+    if not dry_run and settings.dry_run:
+        raise ConnectorError(
+            "Brevo runs dry (no brevo.api_key, or brevo.dry_run: true): a resync would push "
+            "nothing. Set the key, or add --dry-run to see what would be pushed."
+        )
     emails = list(selected(obj.ledger, email))
     err = Console(stderr=True)
     columns = (TextColumn("resync"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
+    with ExitStack() as stack:
+        brevo = None if dry_run else stack.enter_context(_brevo_client(obj))
+        run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
+        progress = stack.enter_context(
+            Progress(*columns, console=err, transient=True, disable=as_json)
+        )
         task = progress.add_task("resync", total=len(emails))
         summary = run.run(emails, lambda: progress.advance(task))
     if as_json:
@@ -85,11 +88,11 @@ def resync(
     sys.exit(1 if summary.failures else 0)
 
 
-def _brevo_client(obj: LazyServices) -> BrevoClient:
-    """The worker's Brevo client, under the shared bucket (Redis when configured)."""
-    from calendly_brevo.brevo.client import BrevoClient
-    from calendly_brevo.ratelimit import make_token_bucket
+@contextmanager
+def _brevo_client(obj: LazyServices) -> Iterator[BrevoClient]:
+    """The workers' Brevo client, on their shared token bucket (Redis when configured)."""
+    from calendly_brevo.brevo.client import BrevoClient, make_http_client
+    from worker.runtime import make_limiter
 
-    settings = obj.settings
-    redis = obj.redis if settings.storage.redis_url else None
-    return BrevoClient.from_settings(settings, make_token_bucket(settings.brevo, redis))
+    with make_http_client(obj.settings) as http:
+        yield BrevoClient.from_settings(obj.settings, make_limiter(obj.services), http=http)

@@ -126,3 +126,18 @@ def test_an_excluded_event_type_is_stored_and_suppressed_and_left_out_of_the_pro
     assert process(pipeline, payloads.invitee_created(email=EMAIL)).status == "applied"
     [(_, _, lists, _)] = brevo.upserts
     assert lists == (10,)  # the demo booking's list 11 is not pushed
+
+
+def test_a_forgotten_persons_past_event_is_neither_stored_nor_pushed_but_a_new_booking_is() -> None:
+    brevo = RecordingBrevo()
+    pipeline = pipeline_with(brevo)
+    pipeline.ledger.add_tombstone(EMAIL, [payloads.invitee_uri()])
+    outcome = process(pipeline, payloads.invitee_canceled(email=EMAIL))
+    assert (outcome.status, outcome.detail) == ("suppressed", "forgotten")
+    assert stored_uris(pipeline) == []
+    assert brevo.upserts == [] and brevo.events == []
+    row = pipeline.ledger.event(outcome.event_id)
+    assert row is not None and EMAIL not in (row.payload or "")
+    new = payloads.invitee_created(email=EMAIL, invitee_uri=payloads.invitee_uri("E9", "I9"))
+    assert process(pipeline, new).status == "applied"
+    assert len(brevo.upserts) == 1
