@@ -177,7 +177,11 @@ class Resync:
     summary: Summary = field(default_factory=Summary)
 
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
+        """Check ``emails`` in order. With the connector or contact sync switched off
+        (:func:`contacts_synced`) nothing is pushed: the switches decide what is pushed."""
         self.summary.dry_run = self.brevo is None
+        if not contacts_synced(self.settings):
+            return self.summary
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
                 break
@@ -241,6 +245,11 @@ class Resync:
         )
         self.summary.failures += 1
         self.summary.dead_letter_ids.append(self.ledger.dead_letter(failure))
+
+
+def contacts_synced(settings: Settings) -> bool:
+    """``connectors.calendly.enabled`` and ``connectors.calendly.sync.contacts``."""
+    return settings.calendly.enabled and settings.calendly.sync.contacts
 
 
 def selected(ledger: Ledger, email: str | None, page: int = 500) -> Sequence[str] | Iterable[str]:

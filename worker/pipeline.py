@@ -342,11 +342,20 @@ class Pipeline:
         only makes ``resync`` push this contact's projection again (an idempotent upsert)."""
         if effects.get("contact"):
             return
+        unlink = projection.unlink_list_ids
+        if record_pushed:
+            # Lists the connector added under an earlier config and no longer wants (a list
+            # dropped from event_mapping is no longer managed, but it is still the connector's).
+            last = self.ledger.last_pushed(projection.email)
+            if last is not None:
+                unlink = tuple(
+                    sorted(set(unlink) | (set(last.list_ids) - set(projection.list_ids)))
+                )
         self.brevo.upsert_contact(
             projection.email,
             projection.attributes,
             list_ids=projection.list_ids,
-            unlink_list_ids=projection.unlink_list_ids,
+            unlink_list_ids=unlink,
         )
         effects["contact"] = True
         self.ledger.record_effect(event_id, effects)

@@ -50,11 +50,16 @@ def resync(
     """Push to Brevo what its contacts lack from the stored state: attributes, list adds, and
     unlinks of lists the connector itself added. Never sends custom events. A second run
     pushes nothing; an interrupted run resumes. Exit 1 when a push failed (see `dlq list`)."""
-    from calendly_brevo.resync import Resync, selected
+    from calendly_brevo.resync import Resync, contacts_synced, selected
 
     if everyone and changed:
         raise click.UsageError("--all and --changed exclude each other")
     settings = obj.settings
+    if not contacts_synced(settings):
+        raise ConnectorError(
+            "contacts are not synced (connectors.calendly.enabled or "
+            "connectors.calendly.sync.contacts is false): a resync would push nothing"
+        )
     if not dry_run and settings.dry_run:
         raise ConnectorError(
             "Brevo runs dry (no brevo.api_key, or brevo.dry_run: true): a resync would push "

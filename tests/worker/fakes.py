@@ -29,8 +29,9 @@ class RecordingBrevo:
     throttle_upserts: int = 0
     throttle_events: int = 0
     throttle_delay: float = 0.01
-    #: A dry-run client: the pipeline calls it to log, and records nothing as pushed.
+    #: A dry-run client: calls are only noted in ``dry_calls`` (as the real one logs them).
     dry_run: bool = False
+    dry_calls: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _maybe_fail(self, which: str) -> None:
@@ -55,6 +56,9 @@ class RecordingBrevo:
         unlink_list_ids: Any = (),
     ) -> UpsertResult:
         with self.lock:
+            if self.dry_run:
+                self.dry_calls.append(("upsert", email))
+                return UpsertResult(created=False, contact_id=None)
             self._maybe_fail("upserts")
             self.upserts.append((email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids)))
             created = email not in self.contacts
@@ -91,6 +95,9 @@ class RecordingBrevo:
         event_date: str | None = None,
     ) -> None:
         with self.lock:
+            if self.dry_run:
+                self.dry_calls.append(("event", email))
+                return
             self._maybe_fail("events")
             self.events.append((event_name, email, dict(properties or {})))
             if self.lost_answers:

@@ -35,7 +35,7 @@ def test_a_dry_run_stores_the_record_and_says_dry_run_not_applied() -> None:
     row = pipeline.ledger.event(outcome.event_id)
     assert row is not None and row.status == "dry_run"
     assert pipeline.ledger.last_pushed(EMAIL) is None  # nothing was pushed
-    assert len(brevo.upserts) == 1 and len(brevo.events) == 1  # the client logged them
+    assert brevo.dry_calls == [("upsert", EMAIL), ("event", EMAIL)]  # the client logged them
 
 
 def test_a_dry_run_event_redelivered_is_a_duplicate() -> None:
@@ -141,3 +141,18 @@ def test_a_forgotten_persons_past_event_is_neither_stored_nor_pushed_but_a_new_b
     new = payloads.invitee_created(email=EMAIL, invitee_uri=payloads.invitee_uri("E9", "I9"))
     assert process(pipeline, new).status == "applied"
     assert len(brevo.upserts) == 1
+
+
+def test_a_new_event_unlinks_a_list_the_connector_added_under_an_earlier_mapping() -> None:
+    brevo = RecordingBrevo()
+    ledger = MemoryLedger()
+    Pipeline(payloads.settings(), ledger, brevo).process(
+        payloads.body(payloads.invitee_created(email=EMAIL)).decode(), 1.0
+    )
+    assert brevo.lists[EMAIL] == {10}
+    only_demo = {"connectors": {"calendly": {"event_mapping": {"discovery_call": {"list_id": 12}}}}}
+    second = payloads.invitee_created(email=EMAIL, invitee_uri=payloads.invitee_uri("E2", "I2"))
+    Pipeline(payloads.settings(**only_demo), ledger, brevo).process(
+        payloads.body(second).decode(), 1.0
+    )
+    assert brevo.lists[EMAIL] == {12}
