@@ -156,3 +156,18 @@ def test_a_new_event_unlinks_a_list_the_connector_added_under_an_earlier_mapping
         payloads.body(second).decode(), 1.0
     )
     assert brevo.lists[EMAIL] == {12}
+
+
+def test_brevo_dry_run_true_keeps_the_workers_client_dry_even_with_a_key(tmp_path: Any) -> None:
+    from calendly_brevo.bootstrap import Services
+    from tests.conftest import make_settings
+    from worker.runtime import make_brevo
+
+    settings = make_settings(
+        tmp_path, BREVO_API_KEY="xkeysib-dry-but-keyed-0123456789", BREVO_DRY_RUN="true"
+    )
+    services = Services(settings)
+    try:
+        assert make_brevo(services).dry_run
+    finally:
+        services.close()
