@@ -58,3 +58,20 @@ def test_status_counts_dry_run_events_apart_from_applied(
 ) -> None:
     result = invoke(env, "status", "--json")
     assert json.loads(result.stdout)["database"]["events_by_status"] == {"dry_run": 2}
+
+
+def test_status_shows_suppressed_events_with_their_reason(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    pipeline, _brevo, services = make_pipeline(
+        tmp_path, connectors={"calendly": {"sync": {"cancellations": False}}}
+    )
+    try:
+        for env_ in (payloads.invitee_created(), payloads.invitee_canceled()):
+            pipeline.process(payloads.body(env_).decode(), time.time())
+    finally:
+        services.close()
+    db = json.loads(invoke(env, "status", "--json").stdout)["database"]
+    assert db["events_by_status"] == {"applied": 1, "suppressed": 1}
+    assert db["suppressed_by_reason"] == {"sync_switch": 1}
+    assert "suppressed 1 (sync_switch 1)" in invoke(env, "status").output

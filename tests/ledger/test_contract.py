@@ -108,6 +108,17 @@ def test_ignored_is_done_and_dead_is_claimed_again(ledger: Ledger) -> None:
     assert row is not None and row.payload == '{"n": 1}'  # the first payload is kept
 
 
+def test_dry_run_and_suppressed_are_done_and_keep_their_reason(ledger: Ledger) -> None:
+    claim(ledger, "dry")
+    ledger.finish("dry", "dry_run")
+    claim(ledger, "off")
+    ledger.finish("off", "suppressed", "sync_switch")
+    assert claim(ledger, "dry").duplicate and claim(ledger, "off").duplicate
+    row = ledger.event("off")
+    assert row is not None and (row.status, row.last_error) == ("suppressed", "sync_switch")
+    assert ledger.settled(["dry", "off"]) == {"dry", "off"}
+
+
 def test_effects_are_stored_as_given_and_finish_in_the_same_write(ledger: Ledger) -> None:
     got = claim(ledger)
     ledger.record_effect("ev1", {**got.effects, "contact": True})
