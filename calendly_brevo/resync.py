@@ -15,7 +15,8 @@ pushed projection recorded. Custom events are never sent: a resync is not a book
 - Attributes are set, never cleared: an attribute the mapping no longer produces keeps its last
   value in Brevo. Lists the connector never added (by hand, by a form) are never touched.
 - A push that fails for good (or still fails after a few transient retries) becomes a dead
-  letter (reason ``resync_failed``); re-running ``resync`` retries it.
+  letter (reason ``resync_failed``, source ``resync``); re-running ``resync`` retries it and
+  marks the dead letter replayed once the contact is pushed (``dlq replay`` leaves it alone).
 
 Weak spot: in the embedded mode the running connector's token bucket lives in its own process,
 so a ``resync`` run beside it has a bucket of its own (Brevo's 429s still tighten both).
@@ -34,9 +35,10 @@ from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.events import normalize_email
-from calendly_brevo.ledger import Failure, Ledger, PushedProjection
+from calendly_brevo.ledger import DeadLetterFilter, Failure, Ledger, PushedProjection
 from calendly_brevo.projection import ContactProjection, project_contact
 from calendly_brevo.pushed import projection_hash, pushed_projection
+from calendly_brevo.replay import RESYNC_SOURCE
 
 #: Transient failures (429, 5xx, timeouts) of one contact's push are retried this many times.
 TRANSIENT_TRIES = 3
@@ -175,6 +177,8 @@ class Resync:
     limit: int | None = None
     sleep: Callable[[float], None] = time.sleep
     summary: Summary = field(default_factory=Summary)
+    #: Open dead letters of earlier runs, by email: marked replayed once the contact is pushed.
+    _open: dict[str, list[int]] = field(default_factory=dict)
 
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
         """Check ``emails`` in order. With the connector or contact sync switched off
@@ -182,6 +186,7 @@ class Resync:
         self.summary.dry_run = self.brevo is None
         if not contacts_synced(self.settings):
             return self.summary
+        self._open = _open_failures(self.ledger)
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
                 break
@@ -237,14 +242,29 @@ class Resync:
         self.ledger.record_pushed(
             pushed_projection(p.email, p.attributes, p.list_ids, self.settings)
         )
+        for dl_id in self._open.pop(p.email, []):  # an earlier run's failure is resolved
+            self.ledger.mark_replayed(dl_id)
 
     def _failed(self, change: ContactDiff, error: str, tries: int) -> None:
         payload = json.dumps({"resync": change.as_dict()}, sort_keys=True, default=str)
         failure = Failure(
-            None, "resync", "resync_failed", error, tries, payload, "resync", datetime.now(UTC)
+            None, "resync", "resync_failed", error, tries, payload, RESYNC_SOURCE, datetime.now(UTC)
         )
         self.summary.failures += 1
         self.summary.dead_letter_ids.append(self.ledger.dead_letter(failure))
+
+
+def _open_failures(ledger: Ledger) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for row in ledger.dead_letters(DeadLetterFilter(event="resync"), limit=None):
+        if row.source != RESYNC_SOURCE:
+            continue
+        try:
+            email = json.loads(row.payload)["resync"]["email"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        found.setdefault(str(email), []).append(row.id)
+    return found
 
 
 def contacts_synced(settings: Settings) -> bool:

@@ -123,6 +123,7 @@ def test_a_refused_push_is_a_dead_letter_and_the_next_run_retries_it() -> None:
     assert ledger.last_pushed(ADA) is None
     assert resync(ledger, brevo).changed == 1
     assert brevo.lists[ADA] == {10}
+    assert ledger.dead_letters(DeadLetterFilter()) == []  # resolved: marked replayed
 
 
 def test_transient_failures_are_retried_before_giving_up() -> None:
