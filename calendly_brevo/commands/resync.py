@@ -79,15 +79,15 @@ def resync(
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2, default=str))
     else:
-        verb = "would push" if dry_run else "pushed"
         for change in summary.contacts if dry_run else ():
             click.echo(
                 f"{change['email']}: attributes {sorted(change['attributes']) or '-'}, "
                 f"add lists {change['add_lists'] or '-'}, unlink {change['unlink_lists'] or '-'}"
             )
         click.echo(
-            f"checked {summary.checked}, {verb} {summary.changed}, calls {summary.calls}, "
-            f"failures {summary.failures}"
+            f"checked {summary.checked}, changed {summary.changed}"
+            + (" (dry run: nothing pushed)" if dry_run else "")
+            + f", calls {summary.calls}, failures {summary.failures}"
             + (f" (dead letters {summary.dead_letter_ids})" if summary.failures else "")
         )
     sys.exit(1 if summary.failures else 0)
