@@ -47,10 +47,27 @@ class Strict(BaseModel):
 
 
 # --- the seed's blocks --------------------------------------------------------------------------
+class EventTypeFilter(Strict):
+    """Which event types are pushed to Brevo (events of others are stored, not pushed). Each
+    entry is an event type URI, slug or name, matched as ``event_mapping`` matches. Empty
+    ``include``: every type; ``exclude`` wins over ``include``."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _not_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not item.strip() for item in v):
+            raise ValueError("entries are event type URIs, slugs or names, not blank")
+        return tuple(item.strip() for item in v)
+
+
 class SyncSwitches(Strict):
     contacts: bool = True
     events: bool = True
     cancellations: bool = True
+    event_types: EventTypeFilter = EventTypeFilter()
 
 
 class EventMappingEntry(Strict):

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent, SyncState
+from calendly_brevo.db.models import (
+    DeadLetter,
+    Invitee,
+    NoShow,
+    ProcessedEvent,
+    PushedProjectionRow,
+    SyncState,
+)
 from calendly_brevo.events import normalize_email
 from calendly_brevo.retention import prune_invitee_pii
 
@@ -134,8 +141,9 @@ def forget(
     """Remove what the connector stores about one person. The address is normalised the way
     the worker keys contacts (:func:`calendly_brevo.events.normalize_email`) and matched
     exactly. ``queue`` (:mod:`calendly_brevo.queue_erasure`, either backend) loses the person's
-    waiting messages; those a worker holds are counted in ``held`` and left to finish. Extend
-    here (Brevo deletion, tombstones) rather than beside it."""
+    waiting messages; those a worker holds are counted in ``held`` and left to finish. Also
+    drops the last pushed projection and leaves a tombstone (hashes of the email and the
+    invitee URIs, no PII). The Brevo contact is deleted by the ``forget`` command."""
     email = normalize_email(email) or email.strip().lower()
     with sessions.begin() as s:
         uris = list(s.scalars(select(Invitee.invitee_uri).where(Invitee.email == email)).all())
@@ -160,6 +168,8 @@ def forget(
         if doomed:
             s.execute(delete(DeadLetter).where(DeadLetter.id.in_(doomed)))
     erased = queue.erase(_message_is_about(email)) if queue is not None else None
+    _forget_pushed(sessions, email)
+    _tombstone(sessions, email, uris)
     return ForgetResult(
         int(invitees or 0),
         int(no_shows or 0),
@@ -168,6 +178,22 @@ def forget(
         queued=erased.removed if erased else 0,
         held=erased.held if erased else 0,
     )
+
+
+def _forget_pushed(sessions: sessionmaker[Session], email: str) -> None:
+    """The last pushed projection holds the person's attributes: it goes too."""
+    with sessions.begin() as s:
+        s.execute(delete(PushedProjectionRow).where(PushedProjectionRow.email == email))
+
+
+def _tombstone(sessions: sessionmaker[Session], email: str, invitee_uris: list[str]) -> None:
+    """Remember (as hashes) that this person was forgotten, so that the worker does not store
+    or push a redelivered or backfilled *past* event of theirs again. A new booking has a new
+    invitee URI and is processed as usual."""
+    from calendly_brevo.ledger import open_ledger
+
+    engine = sessions.kw["bind"]
+    open_ledger(engine, sessions).add_tombstone(email, invitee_uris)
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
@@ -185,6 +211,13 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
                 select(ProcessedEvent.status, func.count()).group_by(ProcessedEvent.status)
             ).all()
         )
+        suppressed = dict(
+            s.execute(
+                select(ProcessedEvent.last_error, func.count())
+                .where(ProcessedEvent.status == "suppressed")
+                .group_by(ProcessedEvent.last_error)
+            ).all()
+        )
         open_dl = s.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
         )
@@ -197,6 +230,8 @@ def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "last_applied_at": last.applied_at if last else None,
         "last_lag_seconds": lag,
         "events_by_status": by_status,
+        #: ``suppressed`` events (stored, not pushed) by reason.
+        "suppressed_by_reason": {str(k or "unknown"): v for k, v in suppressed.items()},
         "dead_letters_open": int(open_dl or 0),
         "subscription": dict(sub.value) if sub else None,
     }

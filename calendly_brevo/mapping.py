@@ -208,6 +208,25 @@ def lists_for(record: InviteeRecord, settings: Settings) -> tuple[int, ...]:
     return ()
 
 
+def _names_type(entry: str, record: InviteeRecord) -> bool:
+    """Whether a filter entry (URI, slug or name) names the record's event type."""
+    if entry.startswith(("http://", "https://")):
+        return _uri(entry) == _uri(record.event_type_uri)
+    name = record.event_type_name
+    if not name:
+        return False
+    return slugify(entry) == slugify(name) or words(entry) == words(name)
+
+
+def event_type_synced(record: InviteeRecord, settings: Settings) -> bool:
+    """``connectors.calendly.sync.event_types``: whether this booking's type is pushed. With an
+    ``include`` list, a record of no known type (pre-2023 payloads) is not included."""
+    f = settings.calendly.sync.event_types
+    if f.include and not any(_names_type(e, record) for e in f.include):
+        return False
+    return not any(_names_type(e, record) for e in f.exclude)
+
+
 def managed_lists(settings: Settings) -> frozenset[int]:
     """Every list named anywhere in the config: the connector owns their membership."""
     ids = {i for entry in settings.calendly.event_mapping.values() for i in entry.lists}

@@ -59,8 +59,15 @@ WEBHOOK_RECEIVE_SECONDS = Histogram(
 EVENTS_PROCESSED = Counter(
     f"{PREFIX}_events_processed_total",
     "Events processed by the worker, by event and outcome "
-    "(applied, duplicate, ignored, retried, rate_limited: a wait, dead_lettered).",
+    "(applied; dry_run: stored, calls logged not sent; suppressed: stored, not pushed; "
+    "duplicate, ignored, retried, rate_limited: a wait, dead_lettered).",
     ["event", "outcome"],
+)
+EVENTS_SUPPRESSED = Counter(
+    f"{PREFIX}_events_suppressed_total",
+    "Events stored but not pushed to Brevo, by event and reason (sync_switch, "
+    "connector_disabled, event_type_filter, forgotten).",
+    ["event", "reason"],
 )
 EVENT_PROCESSING_SECONDS = Histogram(
     f"{PREFIX}_event_processing_seconds",

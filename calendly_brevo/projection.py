@@ -28,6 +28,9 @@ from the set of records, and unlinking every managed list not in it, gives the s
 for every delivery order. The price: a managed list is owned by the connector, so a contact added
 to it by hand is removed at its next booking event.
 
+Bookings of event types ``sync.event_types`` leaves out are invisible here: they are stored, and
+count again as soon as the filter lets them in.
+
 With ``sync.cancellations: false`` cancellations are invisible here (canceled bookings count as
 active), so stored cancel records are harmless and turning the switch on recomputes correctly.
 """
@@ -53,6 +56,7 @@ from calendly_brevo.events import (
 )
 from calendly_brevo.mapping import (
     booking_attributes,
+    event_type_synced,
     lists_for,
     managed_lists,
     meeting_date,
@@ -129,7 +133,9 @@ def project_contact(
     set of ``records`` and ``marks``; records of other emails are ignored."""
     key = normalize_email(email) or email.strip().lower()
     bookings = {
-        uri: r for uri, r in merge_records(records).items() if normalize_email(r.email) == key
+        uri: r
+        for uri, r in merge_records(records).items()
+        if normalize_email(r.email) == key and event_type_synced(r, settings)
     }
     marks = tuple(marks)
     if not settings.calendly.sync.cancellations:

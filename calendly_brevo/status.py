@@ -70,6 +70,7 @@ def _database_part(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "last_lag_seconds": n["last_lag_seconds"],
         "applied_per_minute": applied_per_minute(sessions),
         "events_by_status": dict(sorted(n["events_by_status"].items())),
+        "suppressed_by_reason": dict(sorted(n["suppressed_by_reason"].items())),
         "dead_letters_open": n["dead_letters_open"],
         "subscription": n["subscription"],
     }

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "cli.commands.simulate:simulate",
     "preview": "cli.commands.simulate:preview",
     "trace": "cli.commands.trace:trace",
+    "resync": "cli.commands.resync:resync",
     "dlq": "cli.commands.dlq:dlq",
     "status": "cli.commands.lifecycle:status",
     "prune": "cli.commands.lifecycle:prune",

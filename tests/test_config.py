@@ -253,3 +253,12 @@ def test_field_mapping_email_other_than_email_is_refused_with_the_reason(tmp_pat
     assert "always identified by the invitee's email" in str(err.value)
     cfg.write_text("field_mapping:\n  email: email\n")
     assert load_settings(cfg, env={}).mapping.email == "email"
+
+
+def test_a_blank_event_type_filter_entry_names_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "connectors:\n  calendly:\n    sync:\n      event_types:\n        exclude: ['  ']\n"
+    )
+    with pytest.raises(ConfigError, match=r"connectors\.calendly\.sync\.event_types\.exclude"):
+        load_settings(str(path), env={})

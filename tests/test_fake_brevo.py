@@ -337,7 +337,7 @@ def test_a_path_outside_the_spec_is_404_and_an_unimplemented_one_is_501(
     brevo: FakeBrevoServer, client: httpx.Client
 ) -> None:
     assert client.get("/no/such/thing").status_code == 404
-    assert client.delete("/contacts/ada@example.com").status_code == 501
+    assert client.delete("/contacts/lists/5").status_code == 501
     assert len(brevo.state.violations) == 2
 
 
@@ -594,3 +594,12 @@ async def test_the_app_runs_in_process_under_aiohttp_client(aiohttp_client: Any)
 
     assert response.status == 201
     assert state.contact("ada@example.com") is not None
+
+
+def test_deleting_a_contact_answers_204_then_404(
+    brevo: FakeBrevoServer, client: httpx.Client
+) -> None:
+    client.post("/contacts", json={"email": "del@example.com"})
+    assert client.delete("/contacts/del@example.com").status_code == 204
+    assert client.delete("/contacts/del@example.com").status_code == 404
+    assert brevo.snapshot()["violations"] == []

@@ -359,3 +359,29 @@ def test_the_reminder_number_mapping_can_be_switched_off() -> None:
     rec = record(p.invitee_created(text_reminder_number="+12125550199"))
     cfg = p.settings(field_mapping={"text_reminder_number": None})
     assert "SMS" not in attributes_for(rec, None, cfg)
+
+
+def test_the_event_type_filter_matches_uri_slug_or_name_and_exclude_wins() -> None:
+    from calendly_brevo.mapping import event_type_synced
+    from calendly_brevo.state import InviteeRecord
+
+    def synced(include: list[str], exclude: list[str], **record: str | None) -> bool:
+        settings = p.settings(
+            connectors={
+                "calendly": {"sync": {"event_types": {"include": include, "exclude": exclude}}}
+            }
+        )
+        r = InviteeRecord(invitee_uri="u", email="a@example.com", **record)  # type: ignore[arg-type]
+        return event_type_synced(r, settings)
+
+    uri = "https://api.calendly.com/event_types/ABC"
+    call = {"event_type_uri": uri + "/", "event_type_name": "Discovery Call"}
+    assert synced([], [], **call)
+    assert synced([uri], [], **call)
+    assert synced(["discovery_call"], [], **call)
+    assert synced(["discovery call"], [], **call)
+    assert not synced(["demo"], [], **call)
+    assert not synced([], ["Discovery-Call"], **call)
+    assert not synced([uri], [uri], **call)
+    assert not synced(["demo"], [], event_type_uri=None, event_type_name=None)
+    assert synced([], ["demo"], event_type_uri=None, event_type_name=None)

@@ -5,16 +5,27 @@ client), so it runs the same under Dramatiq, in the embedded mode and in tests (
 ledger). The actor only decides whether this attempt is the last (``final``) and turns
 :class:`TransientError` into ``dramatiq.Retry``.
 
-Outcomes: ``applied``, ``duplicate`` (already processed: nothing done), ``ignored`` (an event
-the connector records but does not map, or a sync switch is off), ``dead_lettered`` (permanent
-failure, or the last attempt failed transiently: stored with its cause, never dropped).
+Stored state is the source of truth (DESIGN invariant 7): every signed, parseable invitee event
+is stored (its record, its no-show mark) whatever the sync switches, the event-type filter and a
+dry run say; they decide only what is *pushed*. Outcomes:
+
+- ``applied``: its Brevo calls were made; the contact's pushed projection is recorded.
+- ``dry_run``: stored; the Brevo client ran dry (logged the calls, sent nothing).
+- ``suppressed``: stored, nothing pushed, with a reason (:data:`SUPPRESSED_REASONS`).
+- ``duplicate`` (already processed: nothing done), ``ignored`` (an event the connector does
+  not handle: ``event_type.created`` …), ``dead_lettered`` (permanent failure, or the last
+  attempt failed transiently: stored with its cause, never dropped).
+
+``dry_run`` and ``suppressed`` events are done for deduplication (a redelivery changes
+nothing) but not for Brevo: ``calendly-brevo resync`` diffs the projection of the stored state
+against the last pushed one and pushes what a dry run or a switch held back.
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,6 +50,7 @@ from calendly_brevo.events import (
 )
 from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State, record_durably
 from calendly_brevo.logs import get_logger
+from calendly_brevo.mapping import event_type_synced
 from calendly_brevo.projection import (
     EVENT_ID_PROPERTY,
     BrevoEvent,
@@ -48,6 +60,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
+from calendly_brevo.pushed import pushed_projection
 from calendly_brevo.state import mark_from_event, record_from_event
 
 log = get_logger("calendly_brevo.worker")
@@ -60,7 +73,16 @@ def _elapsed_ms() -> float:
     return round((time.perf_counter() - _STARTED.get()) * 1000, 2)
 
 
+#: Why an event was stored but not pushed (the ``reason`` of ``suppressed``).
+SUPPRESSED_REASONS = ("connector_disabled", "sync_switch", "event_type_filter", "forgotten")
+
+
 class BrevoPort(Protocol):
+    @property
+    def dry_run(self) -> bool:
+        """``True``: the client logs the calls it would make and sends nothing."""
+        ...
+
     def upsert_contact(
         self,
         email: str,
@@ -192,14 +214,20 @@ class Pipeline:
     def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
-            state = self._state_of(env, ident)
+            forgotten = self._forgotten(ident)
+            if forgotten:  # its claim keeps the event id (dedup), nothing about the person
+                new = replace(new, invitee_uri=None, email=None, payload="")
+            state = None if forgotten else self._state_of(env, ident)
             claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
             try:
                 if isinstance(state, UnmappableEvent):
                     raise state
-                status, finished = self._apply(env, ident, claim)
+                outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
+                if not forgotten:
+                    outcome = self._apply(env, ident, claim)
+                status, finished, reason = outcome
             except PermanentError as exc:
                 return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
             except TransientError as exc:
@@ -223,7 +251,14 @@ class Pipeline:
                     return self._dead_letter(new.failed("error", error, claim.attempts))
                 self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
-            return self._done(ident, status, record=not finished)
+            return self._done(ident, status, record=not finished, reason=reason)
+
+    def _forgotten(self, ident: EventIdentity) -> bool:
+        """A past event of a person ``forget`` removed (its invitee URI is tombstoned): neither
+        stored nor pushed, so a redelivery or a backfill does not bring them back."""
+        if ident.event_name not in INVITEE_EVENTS or not ident.invitee_uri:
+            return False
+        return self.ledger.is_tombstoned(invitee_uri=ident.invitee_uri)
 
     def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
         """The record and mark this event adds to the contact's state, if it adds any.
@@ -233,34 +268,38 @@ class Pipeline:
         ``unmappable`` and nothing of it is stored."""
         if ident.event_name not in INVITEE_EVENTS or not ident.email:
             return None
-        if not any(effects_enabled(ident.event_name, self.settings)):
-            return None
         try:
             return record_from_event(env), mark_from_event(env)
         except UnmappableEvent as exc:
             return exc
 
-    def _apply(self, env: Envelope, ident: EventIdentity, claim: Claim) -> tuple[str, bool]:
-        """Do the event's Brevo effects. Returns the status and whether it is already stored."""
+    def _apply(
+        self, env: Envelope, ident: EventIdentity, claim: Claim
+    ) -> tuple[str, bool, str | None]:
+        """Do the event's Brevo effects. Returns the status, whether it is already stored, and
+        for ``suppressed`` the reason. The state was stored by the claim in every case."""
         settings = self.settings
         effects = claim.effects
         name = ident.event_name
         if name not in HANDLED_EVENTS:
-            return "ignored", False
+            return "ignored", False, None
         contact_on, event_on = effects_enabled(name, settings)
         if not contact_on and not event_on:
-            return "ignored", False
+            reason = "sync_switch" if settings.calendly.enabled else "connector_disabled"
+            return "suppressed", False, reason
         if name == "routing_form_submission.created":
             projection = routing_form_contact(env, settings)
             if projection is None:
-                return "ignored", False
+                return "ignored", False, None
+            if self.brevo.dry_run:
+                return self._dry(ident, env, None, projection if contact_on else None, event_on)
             in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
             finished = self._send_event(
                 ident, env, None, effects, event_on, projection.email, in_doubt=in_doubt
             )
-            return "applied", finished
+            return "applied", finished, None
 
         email = ident.email
         if not email:
@@ -268,26 +307,85 @@ class Pipeline:
         if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
             raise RuntimeError("an invitee event was claimed without its state")
         record = claim.record
+        if record is not None and not event_type_synced(record, settings):
+            return "suppressed", False, "event_type_filter"
         projection = project_contact(email, claim.records, claim.marks, settings)
+        if self.brevo.dry_run:
+            return self._dry(ident, env, record, projection if contact_on else None, event_on)
         in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
         if contact_on:
-            self._upsert(ident.event_id, projection, effects)
+            self._upsert(ident.event_id, projection, effects, record_pushed=True)
         finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
-        return "applied", finished
+        return "applied", finished, None
+
+    def _dry(
+        self,
+        ident: EventIdentity,
+        env: Envelope,
+        record: Any,
+        projection: ContactProjection | None,
+        event_on: bool,
+    ) -> tuple[str, bool, str | None]:
+        """A dry run: the client logs the calls it would make; nothing is recorded as pushed,
+        so ``resync`` pushes the contact once there is a key."""
+        if projection is not None:
+            self.brevo.upsert_contact(
+                projection.email,
+                projection.attributes,
+                list_ids=projection.list_ids,
+                unlink_list_ids=projection.unlink_list_ids,
+            )
+        event = custom_event(ident, env, record, self.settings) if event_on else None
+        if event is not None and event.email:
+            self.brevo.create_event(
+                event.name,
+                email=event.email,
+                properties=event.properties,
+                event_date=event.event_date,
+            )
+        return "dry_run", False, None
 
     def _upsert(
-        self, event_id: str, projection: ContactProjection, effects: dict[str, Any]
+        self,
+        event_id: str,
+        projection: ContactProjection,
+        effects: dict[str, Any],
+        *,
+        record_pushed: bool = False,
     ) -> None:
+        """The contact upsert, once. With ``record_pushed`` (an invitee's projection, not a
+        routing form's), what was pushed is recorded right after the effect, with the same
+        discipline: should that write fail, the retry skips the upsert and the stale record
+        only makes ``resync`` push this contact's projection again (an idempotent upsert)."""
         if effects.get("contact"):
             return
+        unlink = projection.unlink_list_ids
+        if record_pushed:
+            # Lists the connector added under an earlier config and no longer wants (a list
+            # dropped from event_mapping is no longer managed, but it is still the connector's).
+            last = self.ledger.last_pushed(projection.email)
+            if last is not None:
+                unlink = tuple(
+                    sorted(set(unlink) | (set(last.list_ids) - set(projection.list_ids)))
+                )
         self.brevo.upsert_contact(
             projection.email,
             projection.attributes,
             list_ids=projection.list_ids,
-            unlink_list_ids=projection.unlink_list_ids,
+            unlink_list_ids=unlink,
         )
         effects["contact"] = True
         self.ledger.record_effect(event_id, effects)
+        if record_pushed:
+            self.ledger.record_pushed(
+                pushed_projection(
+                    projection.email,
+                    projection.attributes,
+                    projection.list_ids,
+                    self.settings,
+                    event_id,
+                )
+            )
 
     def _send_event(
         self,
@@ -381,18 +479,30 @@ class Pipeline:
         return found
 
     # -------------------------------------------------------------------------------------------
-    def _done(self, ident: EventIdentity, status: str, *, record: bool = True) -> Outcome:
+    def _done(
+        self,
+        ident: EventIdentity,
+        status: str,
+        *,
+        record: bool = True,
+        reason: str | None = None,
+    ) -> Outcome:
         if record:
-            self.ledger.finish(ident.event_id, status)
-        metrics.EVENTS_PROCESSED.labels(metrics.event_label(ident.event_name), status).inc()
+            # A suppressed event keeps its reason where a failed one keeps its error.
+            self.ledger.finish(ident.event_id, status, reason)
+        label = metrics.event_label(ident.event_name)
+        metrics.EVENTS_PROCESSED.labels(label, status).inc()
+        if reason is not None:
+            metrics.EVENTS_SUPPRESSED.labels(label, reason).inc()
         log.info(
             "event_" + status,
             event_id=ident.event_id,
             event_name=ident.event_name,
             outcome=status,
             duration_ms=_elapsed_ms(),
+            **({"reason": reason} if reason else {}),
         )
-        return Outcome(status, ident.event_name, ident.event_id)
+        return Outcome(status, ident.event_name, ident.event_id, reason)
 
     def _dead_letter(self, failure: Failure) -> Outcome:
         dl_id = self.ledger.dead_letter(failure)

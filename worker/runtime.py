@@ -34,7 +34,9 @@ def make_limiter(services: Services) -> TokenBucket:
 
 def make_brevo(services: Services) -> BrevoClient:
     settings = services.settings
-    key = settings.brevo.api_key.get_secret_value() if settings.brevo.api_key else None
+    # ``brevo.dry_run: true`` keeps the client dry even with a key (it logs, never sends).
+    api_key = None if settings.brevo.runs_dry else settings.brevo.api_key
+    key = api_key.get_secret_value() if api_key else None
     return BrevoClient(
         make_http_client(settings),
         key or None,

@@ -270,6 +270,13 @@ class BrevoClient:
         data = _json(response)
         return data if isinstance(data, dict) else None
 
+    def delete_contact(self, identifier: str | int) -> bool:
+        """``DELETE /contacts/{identifier}``; ``False`` when Brevo does not know the contact
+        (404) or in a dry run."""
+        path_args = {"identifier": identifier}
+        response = self._call("DELETE", "/contacts/{identifier}", path_args, missing_ok=True)
+        return response is not None and response.status_code != 404
+
     def add_to_list(self, list_id: int, emails: Sequence[str]) -> ListChange:
         """Add existing contacts to a list, 150 per call."""
         return self._list_change("add", list_id, emails)

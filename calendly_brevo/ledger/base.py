@@ -5,8 +5,11 @@ One implementation per module, as Dramatiq gives each broker its own: :mod:`.pos
 :mod:`.memory` (tests and the pipeline's rules). ``tests/ledger/test_contract.py`` runs one
 suite against all three. What a ledger keeps:
 
-- **claims and effects**: a claim per logical event id. ``applied``/``ignored`` are done
-  (:data:`DONE`): a later claim of the same id is a duplicate. Any other status
+- **claims and effects**: a claim per logical event id. ``applied``, ``dry_run`` (its calls
+  were logged, not sent), ``suppressed`` (stored, not pushed: a sync switch, the event-type
+  filter or a tombstone; the reason is in ``last_error``) and ``ignored`` are done (:data:`DONE`):
+  a later claim of the same id is a duplicate. Done is about the *event*; what Brevo holds is
+  brought to the stored state by ``resync``, not by processing the event again. Any other status
   (``processing`` from a worker that died, ``failed``, ``dead`` after a fix and a replay) is
   claimed and processed again. ``effects`` remembers which Brevo calls already succeeded, so a
   retry after a partial success repeats none of them. All work on one contact runs under
@@ -36,7 +39,7 @@ from calendly_brevo.logs import get_logger
 from calendly_brevo.state import InviteeRecord, NoShowMark
 
 #: Claim statuses that mean "already processed": a claim of the same event id is a duplicate.
-DONE = frozenset({"applied", "ignored"})
+DONE = frozenset({"applied", "dry_run", "suppressed", "ignored"})
 #: Done, or dead-lettered: a reconcile does not enqueue these again (``dlq replay`` does).
 SETTLED = DONE | {"dead"}
 #: Dead-letter error texts are cut to this length.
@@ -237,6 +240,11 @@ class Ledger(Protocol):
         ...
 
     # -- last pushed projections ---------------------------------------------------------------
+    def contacts(self, after: str | None = None, limit: int | None = None) -> list[str]:
+        """Every email with stored invitee records or a pushed projection, in order, those
+        greater than ``after`` only, at most ``limit`` (keyset pages for ``resync``)."""
+        ...
+
     def last_pushed(self, email: str) -> PushedProjection | None: ...
 
     def record_pushed(self, pushed: PushedProjection) -> None: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, union
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,6 +120,18 @@ class SqlLedger(SqlDeadLetters):
             return found.first() is not None
 
     # -- last pushed projections -----------------------------------------------------------------
+    def contacts(self, after: str | None = None, limit: int | None = None) -> list[str]:
+        emails = union(
+            select(Invitee.email.label("email")).where(Invitee.email.is_not(None)),
+            select(PushedProjectionRow.email.label("email")),
+        ).subquery()
+        query = select(emails.c.email)
+        if after is not None:
+            query = query.where(emails.c.email > after)
+        query = query.order_by(emails.c.email).limit(limit)
+        with self.sessions() as s:
+            return [str(e) for e in s.scalars(query)]
+
     def last_pushed(self, email: str) -> PushedProjection | None:
         with self.sessions() as s:
             row = s.get(PushedProjectionRow, email)

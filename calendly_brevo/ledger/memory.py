@@ -223,6 +223,13 @@ class MemoryLedger:
         with self.tables.lock:
             return bool(keys & self.tables.tombstones)
 
+    def contacts(self, after: str | None = None, limit: int | None = None) -> list[str]:
+        with self.tables.lock:
+            emails = {r.email for r in self.tables.invitees.values() if r.email}
+            emails |= set(self.tables.pushed)
+        found = sorted(e for e in emails if after is None or e > after)
+        return found[:limit] if limit is not None else found
+
     def last_pushed(self, email: str) -> PushedProjection | None:
         with self.tables.lock:
             return copy.deepcopy(self.tables.pushed.get(email))

@@ -4,6 +4,10 @@ Kept apart from :mod:`.postgres` so the code reads without scrolling past them; 
 ``benchmarks/RESULTS.md`` for why the hot path is not the ORM.
 """
 
+from calendly_brevo.ledger.base import DONE
+
+_DONE_SQL = ", ".join(f"'{status}'" for status in sorted(DONE))
+
 #: The claim, one round trip. ``prev`` is the row as the statement's snapshot saw it (for
 #: ``interrupted`` and for a duplicate's attempts and effects); the upsert locks and changes the
 #: latest version, and returns nothing when that one is done: the event is a duplicate. Under
@@ -25,12 +29,12 @@ WITH prev AS (
         claimed_at = EXCLUDED.claimed_at,
         updated_at = EXCLUDED.updated_at,
         payload = COALESCE(pe.payload, EXCLUDED.payload)
-    WHERE pe.status NOT IN ('applied', 'ignored')
+    WHERE pe.status NOT IN ({done})
     RETURNING attempts, effects
 )
 SELECT prev.status, prev.attempts, prev.effects, claimed.attempts, claimed.effects
 FROM (SELECT 1) AS one LEFT JOIN prev ON true LEFT JOIN claimed ON true
-"""
+""".replace("{done}", _DONE_SQL)
 
 #: What the state merge reads, one round trip: the stored record of the event's invitee and
 #: its no-show mark, both locked for the merge (kinds 1 and 3), every other record of the

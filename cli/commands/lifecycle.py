@@ -38,9 +38,11 @@ def prune(obj: LazyServices, older_than: timedelta | None) -> None:
 @click.command()
 @click.option("--email", required=True, help="The person to forget.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--keep-brevo", is_flag=True, help="Do not delete the Brevo contact.")
 @pass_services
-def forget(obj: LazyServices, email: str, yes: bool) -> None:
-    """Remove what the connector stores about one person (Brevo's copy is Brevo's to delete)."""
+def forget(obj: LazyServices, email: str, yes: bool, keep_brevo: bool) -> None:
+    """Remove what the connector stores about one person, and their Brevo contact (unless
+    --keep-brevo). A tombstone keeps their past events from bringing them back."""
     from calendly_brevo.lifecycle import forget as do_forget
 
     if not yes:
@@ -66,8 +68,7 @@ def forget(obj: LazyServices, email: str, yes: bool) -> None:
     click.echo(
         f"forgot {email}: {r.invitees} invitee record(s), {r.no_shows} no-show mark(s), "
         f"{r.events} event payload(s), {r.dead_letters} dead letter(s), "
-        f"{r.queued} queued message(s). "
-        "To delete the Brevo contact too, delete it in Brevo (DELETE /v3/contacts/{email})."
+        f"{r.queued} queued message(s)."
     )
     if r.held:
         click.echo(
@@ -76,6 +77,22 @@ def forget(obj: LazyServices, email: str, yes: bool) -> None:
             "are done.",
             err=True,
         )
+    if not keep_brevo:
+        _delete_in_brevo(obj, email)
+
+
+def _delete_in_brevo(obj: LazyServices, email: str) -> None:
+    from calendly_brevo.brevo.client import BrevoClient, make_http_client
+    from calendly_brevo.events import normalize_email
+
+    settings = obj.settings
+    if settings.dry_run:
+        click.echo("Brevo runs dry: its contact was not deleted (DELETE /v3/contacts/{email}).")
+        return
+    with make_http_client(settings) as http:
+        client = BrevoClient.from_settings(settings, http=http)
+        gone = client.delete_contact(normalize_email(email) or email.strip().lower())
+    click.echo("deleted the Brevo contact" if gone else "Brevo had no such contact")
 
 
 def _subscription(sub: dict[str, Any] | None) -> str:
@@ -118,7 +135,11 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("last event applied", when))
         if db["last_lag_seconds"] is not None:
             rows.append(("lag (last event)", f"{db['last_lag_seconds']:.2f}s"))
-        events = ", ".join(f"{k} {v}" for k, v in db["events_by_status"].items())
+        reasons = db.get("suppressed_by_reason") or {}
+        events = ", ".join(
+            f"{k} {v}" + (_reasons(reasons) if k == "suppressed" and reasons else "")
+            for k, v in db["events_by_status"].items()
+        )
         rows.append(("events", events or "none"))
         colour = "red" if db["dead_letters_open"] else "green"
         rows.append(("dead letters", f"[{colour}]{db['dead_letters_open']} open[/{colour}]"))
@@ -133,6 +154,10 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     brevo = report["brevo"]
     rows.append(("brevo", "[yellow]dry run[/yellow]" if brevo["dry_run"] else brevo["api_url"]))
     return rows
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return " (" + ", ".join(f"{k} {v}" for k, v in reasons.items()) + ")"
 
 
 def _num(value: Any) -> str:

@@ -279,6 +279,11 @@ _ROUTES: list[tuple[str, str, Op]] = [
             s, r.match_info["identifier"], _identifier_type(r), b, q
         ),
     ),
+    (
+        "DELETE",
+        "/v3/contacts/{identifier}",
+        lambda s, r, b, q: ops.delete_contact(s, r.match_info["identifier"], _identifier_type(r)),
+    ),
     ("GET", "/v3/account", lambda s, r, b, q: account.get_account(s)),
     ("POST", "/v3/events", lambda s, r, b, q: events.create_event(s, b, q)),
     ("POST", "/v3/events/batch", lambda s, r, b, q: bulk.create_batch_events(s, b, q)),

@@ -186,6 +186,14 @@ def get_contact(state: FakeBrevo, identifier: str, identifier_type: str | None) 
     return 200, contact.to_json()
 
 
+def delete_contact(state: FakeBrevo, identifier: str, identifier_type: str | None) -> Reply:
+    contact = find_contact(state, identifier, identifier_type)
+    if contact is None:
+        raise BrevoError(404, "document_not_found", "Contact does not exist")
+    del state.contacts[contact.email.lower()]
+    return 204, None
+
+
 def update_contact(
     state: FakeBrevo, identifier: str, identifier_type: str | None, body: dict[str, Any], seq: int
 ) -> Reply:

@@ -108,6 +108,17 @@ def test_ignored_is_done_and_dead_is_claimed_again(ledger: Ledger) -> None:
     assert row is not None and row.payload == '{"n": 1}'  # the first payload is kept
 
 
+def test_dry_run_and_suppressed_are_done_and_keep_their_reason(ledger: Ledger) -> None:
+    claim(ledger, "dry")
+    ledger.finish("dry", "dry_run")
+    claim(ledger, "off")
+    ledger.finish("off", "suppressed", "sync_switch")
+    assert claim(ledger, "dry").duplicate and claim(ledger, "off").duplicate
+    row = ledger.event("off")
+    assert row is not None and (row.status, row.last_error) == ("suppressed", "sync_switch")
+    assert ledger.settled(["dry", "off"]) == {"dry", "off"}
+
+
 def test_effects_are_stored_as_given_and_finish_in_the_same_write(ledger: Ledger) -> None:
     got = claim(ledger)
     ledger.record_effect("ev1", {**got.effects, "contact": True})
@@ -369,3 +380,17 @@ def test_the_last_pushed_projection_round_trips(opened: Opener) -> None:
     ledger.record_pushed(second)
     assert opened().last_pushed(A) == second
     assert ledger.last_pushed(B) is None
+
+
+def test_contacts_are_every_stored_or_pushed_email_in_keyset_pages(opened: Opener) -> None:
+    ledger = opened()
+    assert ledger.contacts() == []
+    claim(ledger, "e1", email=A, state=(record(uri="u1", email=A), None))
+    claim(ledger, "e2", email=B, state=(record(uri="u2", email=B), None))
+    claim(ledger, "e3", email=A, state=(record(uri="u3", email=A), None))
+    pushed = PushedProjection("c@example.com", {}, (), "h", "f", datetime.now(UTC))
+    ledger.record_pushed(pushed)
+    everyone = sorted({A, B, "c@example.com"})
+    assert ledger.contacts() == everyone
+    assert ledger.contacts(limit=2) == everyone[:2]
+    assert ledger.contacts(after=everyone[0]) == everyone[1:]

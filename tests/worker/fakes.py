@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 
 
@@ -15,6 +16,7 @@ class RecordingBrevo:
         default_factory=list
     )
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    updates: list[tuple[str, dict[str, Any], tuple[int, ...]]] = field(default_factory=list)
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     lists: dict[str, set[int]] = field(default_factory=dict)
     fail_upserts: int = 0
@@ -27,6 +29,9 @@ class RecordingBrevo:
     throttle_upserts: int = 0
     throttle_events: int = 0
     throttle_delay: float = 0.01
+    #: A dry-run client: calls are only noted in ``dry_calls`` (as the real one logs them).
+    dry_run: bool = False
+    dry_calls: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _maybe_fail(self, which: str) -> None:
@@ -49,14 +54,36 @@ class RecordingBrevo:
         attributes: dict[str, Any],
         list_ids: Any = (),
         unlink_list_ids: Any = (),
-    ) -> None:
+    ) -> UpsertResult:
         with self.lock:
+            if self.dry_run:
+                self.dry_calls.append(("upsert", email))
+                return UpsertResult(created=False, contact_id=None)
             self._maybe_fail("upserts")
             self.upserts.append((email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids)))
+            created = email not in self.contacts
             self.contacts.setdefault(email, {}).update(attributes)
             members = self.lists.setdefault(email, set())
             members |= set(list_ids)
             members -= set(unlink_list_ids)
+            return UpsertResult(created=created, contact_id=None)
+
+    def update_contact(
+        self,
+        identifier: str | int,
+        attributes: dict[str, Any] | None = None,
+        list_ids: Any = (),
+        unlink_list_ids: Any = (),
+    ) -> None:
+        email = str(identifier)
+        with self.lock:
+            self._maybe_fail("upserts")
+            if email not in self.contacts:
+                raise BrevoPermanentError("contact not found", status=404)
+            self.updates.append((email, dict(attributes or {}), tuple(unlink_list_ids)))
+            self.contacts[email].update(attributes or {})
+            self.lists.setdefault(email, set()).difference_update(unlink_list_ids)
+            self.lists[email] |= set(list_ids)
 
     def create_event(
         self,
@@ -68,6 +95,9 @@ class RecordingBrevo:
         event_date: str | None = None,
     ) -> None:
         with self.lock:
+            if self.dry_run:
+                self.dry_calls.append(("event", email))
+                return
             self._maybe_fail("events")
             self.events.append((event_name, email, dict(properties or {})))
             if self.lost_answers:

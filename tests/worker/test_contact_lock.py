@@ -31,6 +31,8 @@ CALL_SECONDS = 0.03
 class TimingBrevo:
     """A Brevo port that records ``(email, call, start, end)`` of every call."""
 
+    dry_run = False
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, float, float]] = []
         self.lock = threading.Lock()

@@ -284,7 +284,7 @@ def test_sync_switches_turn_effects_off() -> None:
     assert send(pipeline, payloads.invitee_created()) == "applied"
     assert brevo.upserts == []
     assert len(brevo.events) == 1
-    assert send(pipeline, payloads.invitee_canceled()) == "ignored"
+    assert send(pipeline, payloads.invitee_canceled()) == "suppressed"
     assert len(brevo.events) == 1
 
 

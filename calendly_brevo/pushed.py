@@ -1,0 +1,64 @@
+"""What the connector last pushed to Brevo for a contact, and the fingerprint of the mapping.
+
+The worker records a :class:`~calendly_brevo.ledger.PushedProjection` each time a contact upsert
+succeeds; ``resync`` diffs today's projection against it. Two hashes, both SHA-256 over canonical
+JSON (sorted keys, no whitespace), so they are stable across processes and versions of Python:
+
+- :func:`projection_hash`: the pushed attributes and the lists the connector added;
+- :func:`mapping_fingerprint`: every setting that changes a projection (``event_mapping``,
+  ``field_mapping``, ``brevo.list_moves``, the ``sync`` switches and event-type filter,
+  ``enabled``). Contacts pushed under another fingerprint may be stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from calendly_brevo.config import Settings
+from calendly_brevo.ledger.base import PushedProjection
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def projection_hash(attributes: Mapping[str, Any], list_ids: Iterable[int]) -> str:
+    return _digest({"attributes": dict(attributes), "lists": sorted(set(list_ids))})
+
+
+def mapping_fingerprint(settings: Settings) -> str:
+    """A stable hash of the settings a contact's projection depends on."""
+    cal = settings.calendly
+    return _digest(
+        {
+            "enabled": cal.enabled,
+            "event_mapping": {k: v.model_dump(mode="json") for k, v in cal.event_mapping.items()},
+            "field_mapping": settings.mapping.model_dump(mode="json"),
+            "list_moves": settings.brevo.list_moves.model_dump(mode="json"),
+            "sync": cal.sync.model_dump(mode="json"),
+        }
+    )
+
+
+def pushed_projection(
+    email: str,
+    attributes: Mapping[str, Any],
+    list_ids: Iterable[int],
+    settings: Settings,
+    event_id: str | None = None,
+) -> PushedProjection:
+    lists = tuple(sorted(set(list_ids)))
+    return PushedProjection(
+        email=email,
+        attributes=dict(attributes),
+        list_ids=lists,
+        projection_hash=projection_hash(attributes, lists),
+        mapping_fingerprint=mapping_fingerprint(settings),
+        pushed_at=datetime.now(UTC),
+        event_id=event_id,
+    )
