@@ -408,6 +408,26 @@ def check_database(ctx: DoctorContext) -> Check:
     return Check(name, "OK", f"reachable and migrated ({engine.url.get_backend_name()})")
 
 
+def check_stale_contacts(ctx: DoctorContext) -> Check:
+    """Contacts pushed under an earlier mapping than today's (issue: a config change)."""
+    from calendly_brevo.ledger import open_ledger
+    from calendly_brevo.status import stale_contacts
+
+    name = "stale contacts"
+    try:
+        n = stale_contacts(ctx.settings, open_ledger(ctx.engine_factory()))
+    except (SQLAlchemyError, ConnectorError) as exc:
+        return Check(name, "WARN", f"not checked: {type(exc).__name__}")
+    if n:
+        return Check(
+            name,
+            "WARN",
+            f"{n} contact(s) were last pushed under an earlier mapping than the current config",
+            "run `calendly-brevo resync` (it pushes only the differences, never custom events)",
+        )
+    return Check(name, "OK", "every pushed contact matches the current mapping")
+
+
 CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
     check_calendly_token,
     check_calendly_scopes,
@@ -419,6 +439,7 @@ CHECKS: tuple[Callable[[DoctorContext], Check], ...] = (
     check_redis,
     check_dead_workers,
     check_database,
+    check_stale_contacts,
 )
 
 

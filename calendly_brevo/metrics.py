@@ -102,6 +102,12 @@ QUEUE_DEPTH = Gauge(
     ["queue", "kind"],
     multiprocess_mode="max",
 )
+STALE_CONTACTS = Gauge(
+    f"{PREFIX}_stale_contacts",
+    "Contacts last pushed to Brevo under another mapping than the current config's "
+    "(`calendly-brevo resync` updates them).",
+    multiprocess_mode="max",
+)
 STALE_WORKER_MESSAGES = Gauge(
     f"{PREFIX}_stale_worker_messages",
     "Messages held by Redis workers whose heartbeat is older than "

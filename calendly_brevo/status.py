@@ -35,6 +35,9 @@ class StatusSources(Protocol):
     @property
     def redis(self) -> Any: ...
 
+    @property
+    def ledger(self) -> Any: ...
+
 
 def _problem(exc: Exception, settings: Settings) -> dict[str, Any]:
     found = exc if isinstance(exc, ServiceUnavailable) else describe(exc, settings)
@@ -58,9 +61,17 @@ def applied_per_minute(sessions: sessionmaker[Session], now: datetime | None = N
     return round(int(n or 0) / (THROUGHPUT_WINDOW.total_seconds() / 60), 2)
 
 
-def _database_part(sessions: sessionmaker[Session]) -> dict[str, Any]:
+def stale_contacts(settings: Settings, ledger: Any) -> int:
+    """Contacts last pushed under another mapping than today's (``resync`` updates them)."""
+    from calendly_brevo.pushed import mapping_fingerprint
+
+    return int(ledger.stale_pushed(mapping_fingerprint(settings)))
+
+
+def _database_part(settings: Settings, sources: StatusSources) -> dict[str, Any]:
     from calendly_brevo.lifecycle import status_numbers
 
+    sessions = sources.sessions
     n = status_numbers(sessions)
     last = n["last_applied_at"]
     return {
@@ -73,6 +84,7 @@ def _database_part(sessions: sessionmaker[Session]) -> dict[str, Any]:
         "suppressed_by_reason": dict(sorted(n["suppressed_by_reason"].items())),
         "dead_letters_open": n["dead_letters_open"],
         "subscription": n["subscription"],
+        "stale_contacts": stale_contacts(settings, sources.ledger),
     }
 
 
@@ -126,7 +138,7 @@ def status_report(settings: Settings, sources: StatusSources) -> dict[str, Any]:
     except Exception as exc:
         parts["held_by_dead_workers"] = _problem(exc, settings)
     try:
-        parts["database"] = _database_part(sources.sessions)
+        parts["database"] = _database_part(settings, sources)
     except Exception as exc:
         parts["database"] = _problem(exc, settings)
     try:

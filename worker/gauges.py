@@ -13,6 +13,7 @@ from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscriptions import SubscriptionProbe
 from calendly_brevo.logs import get_logger
 from calendly_brevo.queue_health import held_by_stale_workers
+from calendly_brevo.status import stale_contacts
 
 log = get_logger("calendly_brevo.worker")
 
@@ -28,6 +29,7 @@ class GaugeRefresher:
                 metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
             metrics.DEAD_LETTERS.set(self.services.ledger.open_dead_letters())
             settings = self.services.settings
+            metrics.STALE_CONTACTS.set(stale_contacts(settings, self.services.ledger))
             if settings.storage.redis_url:
                 # Also set by the maintenance thread; counted here too so that a maintenance
                 # that stopped running shows (and alerts) instead of freezing the gauge at 0.

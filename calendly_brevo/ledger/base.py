@@ -249,6 +249,11 @@ class Ledger(Protocol):
 
     def record_pushed(self, pushed: PushedProjection) -> None: ...
 
+    def stale_pushed(self, fingerprint: str) -> int:
+        """How many contacts were last pushed under another mapping than ``fingerprint``
+        (``resync`` brings them up to date)."""
+        ...
+
 
 def record_durably(
     ledger: Ledger,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, select, union
+from sqlalchemy import Engine, func, select, union
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -146,6 +146,15 @@ class SqlLedger(SqlDeadLetters):
                 pushed_at=aware(row.pushed_at) or row.pushed_at,
                 event_id=row.event_id,
             )
+
+    def stale_pushed(self, fingerprint: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(PushedProjectionRow)
+            .where(PushedProjectionRow.mapping_fingerprint != fingerprint)
+        )
+        with self.sessions() as s:
+            return int(s.scalar(query) or 0)
 
     def record_pushed(self, pushed: PushedProjection) -> None:
         with self.sessions.begin() as s:

@@ -238,6 +238,10 @@ class MemoryLedger:
         with self.tables.lock:
             self.tables.pushed[pushed.email] = copy.deepcopy(pushed)
 
+    def stale_pushed(self, fingerprint: str) -> int:
+        with self.tables.lock:
+            return sum(p.mapping_fingerprint != fingerprint for p in self.tables.pushed.values())
+
 
 def _id(row: DeadLetter) -> int:
     return row.id

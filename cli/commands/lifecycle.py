@@ -144,6 +144,16 @@ def _status_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         colour = "red" if db["dead_letters_open"] else "green"
         rows.append(("dead letters", f"[{colour}]{db['dead_letters_open']} open[/{colour}]"))
         rows.append(("webhook subscription", _subscription(db["subscription"])))
+        stale = db["stale_contacts"]
+        rows.append(
+            (
+                "stale contacts",
+                f"[yellow]{stale} pushed under an earlier mapping; fix: `calendly-brevo resync`"
+                "[/yellow]"
+                if stale
+                else "none",
+            )
+        )
     limiter = report["rate_limiter"]
     if limiter["ok"] and limiter["buckets"] is None:
         rows.append(("rate limiter", "in the running process (embedded mode)"))

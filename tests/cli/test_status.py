@@ -223,3 +223,33 @@ def test_status_names_the_messages_a_dead_redis_worker_holds_and_the_fix_once_ov
     line = rows(invoke(env, "status").output)["held by dead workers"]
     assert "silent for 600s" in line and "fix: no queue maintenance is running" in line
     client.close()
+
+
+def test_contacts_pushed_under_an_earlier_mapping_show_as_stale_with_the_fix(
+    populated: Any, env: dict[str, str]
+) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from calendly_brevo.config import load_settings
+    from calendly_brevo.ledger import PushedProjection
+    from calendly_brevo.pushed import mapping_fingerprint
+
+    def stale() -> int:
+        return int(json.loads(invoke(env, "status", "--json").output)["database"]["stale_contacts"])
+
+    def pushed(email: str, fingerprint: str) -> None:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        populated.ledger.record_pushed(PushedProjection(email, {}, (), "h", fingerprint, when))
+
+    # Ada was pushed by the fixture's pipeline, whose mapping is not the CLI's config.
+    assert stale() == 1
+    pushed("cy@example.com", mapping_fingerprint(load_settings(None, env=env)))
+    assert stale() == 1, "a contact pushed under today's mapping is not stale"
+    pushed("di@example.com", "an-earlier-mapping")
+    assert stale() == 2
+    line = rows(invoke(env, "status").output)["stale contacts"]
+    assert line == "2 pushed under an earlier mapping; fix: `calendly-brevo resync`"
+    doctor = json.loads(CliRunner().invoke(cli, ["doctor", "--json"], env=env).output)
+    [check] = [c for c in doctor["checks"] if c["name"] == "stale contacts"]
+    assert check["status"] == "WARN" and "resync" in str(check["fix"])

@@ -382,6 +382,17 @@ def test_the_last_pushed_projection_round_trips(opened: Opener) -> None:
     assert ledger.last_pushed(B) is None
 
 
+def test_contacts_pushed_under_another_mapping_are_counted_stale(opened: Opener) -> None:
+    ledger = opened()
+    assert ledger.stale_pushed("now") == 0
+    for email, fingerprint in ((A, "old"), (B, "now")):
+        ledger.record_pushed(
+            PushedProjection(email, {}, (), "h", fingerprint, datetime(2024, 5, 1, tzinfo=UTC))
+        )
+    assert opened().stale_pushed("now") == 1
+    assert opened().stale_pushed("newer") == 2
+
+
 def test_contacts_are_every_stored_or_pushed_email_in_keyset_pages(opened: Opener) -> None:
     ledger = opened()
     assert ledger.contacts() == []

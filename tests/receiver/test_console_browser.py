@@ -199,6 +199,7 @@ def test_the_overview_shows_health_throughput_queue_dead_letters_and_subscriptio
     assert "events applied per minute" in page.inner_text("#throughput")
     assert page.inner_text("#queue").startswith("ready 0")
     assert page.inner_text("#held").startswith("0 taken by `run`")
+    assert page.inner_text("#stale") == "none"  # every push was under today's mapping
     assert page.inner_text("#dead-letters") == "2 open"
     assert page.inner_text("#subscription") == "missing"  # the probe asked the fake Calendly
     assert page.locator("#dry-run").count() == 0
