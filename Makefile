@@ -27,7 +27,7 @@ run: install
 	$(BIN)/calendly-brevo run
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 test-fast: install
 	$(BIN)/pytest -m "not integration and not e2e and not slow"
