@@ -23,12 +23,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.config import Settings
-from calendly_brevo.db.models import DeadLetter, Invitee, NoShow, ProcessedEvent
+from calendly_brevo.db.models import DeadLetter, Invitee, ProcessedEvent
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
+from calendly_brevo.ledger.common import contact_state
 from calendly_brevo.lifecycle import _person_dead_letters
 from calendly_brevo.projection import project_contact
-from calendly_brevo.state import InviteeRecord, NoShowMark, is_no_show
+from calendly_brevo.state import is_no_show
 
 
 @dataclass(frozen=True)
@@ -163,22 +164,9 @@ def trace(
             key = email.strip().lower()
         if key is None:
             return Trace(email=None)
-        invitees = list(s.scalars(select(Invitee).where(Invitee.email == key)).all())
-        uris = [i.invitee_uri for i in invitees]
-        marks_rows = list(s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(uris))).all())
-        deliveries = _deliveries(s, key, uris)
+        records, marks = contact_state(s, key)
+        deliveries = _deliveries(s, key, [r.invitee_uri for r in records])
         dead = _dead_letters(s, key, [d.event_id for d in deliveries])
-    records = [InviteeRecord.from_dict(i.data) for i in invitees]
-    marks = [
-        NoShowMark(
-            invitee_uri=m.invitee_uri,
-            no_show_uri=m.no_show_uri,
-            created=m.created,
-            deleted=m.deleted,
-            marked_at=m.marked_at,
-        )
-        for m in marks_rows
-    ]
     bookings = [
         Booking(
             invitee_uri=r.invitee_uri,
