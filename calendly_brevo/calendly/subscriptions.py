@@ -419,3 +419,22 @@ class SubscriptionProbe:
         cal = self.settings.calendly
         token = cal.access_token.get_secret_value() if cal.access_token else ""
         return bool(token or cal.oauth.client_id)
+
+
+def manager_for(
+    settings: Settings,
+    client: CalendlyClient,
+    sessions: sessionmaker[Session],
+    events: tuple[str, ...] | None = None,
+) -> SubscriptionManager:
+    """The manager of this deployment's subscription: its organization, the configured events
+    (routing-form submissions when they are upserted), keys sealed with the settings' box."""
+    from calendly_brevo.crypto import load_box
+
+    return SubscriptionManager(
+        client,
+        sessions,
+        load_box(settings),
+        organization=settings.calendly.organization_uri,
+        events=events or subscribed_events(settings.brevo.upsert_routing_form_submitters),
+    )

@@ -85,12 +85,6 @@ def _calendly(*, read_only: bool = False) -> Iterator[tuple[Any, Settings, Calen
             http.close()
 
 
-def _box(settings: Settings) -> Any:
-    from calendly_brevo.crypto import load_box
-
-    return load_box(settings)
-
-
 def _who(
     client: CalendlyClient, settings: Settings, scope: str
 ) -> tuple[str, str | None, str | None]:
@@ -111,15 +105,9 @@ def webhooks() -> None:
 def _manager(
     obj: Any, settings: Settings, client: CalendlyClient, events: tuple[str, ...] | None = None
 ) -> Any:
-    from calendly_brevo.calendly.subscriptions import SubscriptionManager, subscribed_events
+    from calendly_brevo.calendly.subscriptions import manager_for
 
-    return SubscriptionManager(
-        client,
-        obj.sessions,
-        _box(settings),
-        organization=settings.calendly.organization_uri,
-        events=events or subscribed_events(settings.brevo.upsert_routing_form_submitters),
-    )
+    return manager_for(settings, client, obj.sessions, events)
 
 
 def _default_url(settings: Settings, url: str | None) -> str | None:

@@ -191,23 +191,13 @@ async def replay_submit(request: web.Request) -> web.Response:
 # --- webhook subscription -----------------------------------------------------------------------
 def _check_subscription(settings: Settings, services: Any, repair: bool) -> dict[str, Any]:
     from calendly_brevo.calendly import make_client
-    from calendly_brevo.calendly.subscriptions import (
-        SubscriptionManager,
-        default_callback_url,
-        subscribed_events,
-    )
-    from calendly_brevo.crypto import load_box
+    from calendly_brevo.calendly.subscriptions import default_callback_url, manager_for
 
     injected = getattr(services, "http_client", None)
     http = injected or httpx.Client(timeout=15.0)
     try:
-        manager = SubscriptionManager(
-            make_client(settings, http, services.sessions),
-            services.sessions,
-            load_box(settings),
-            organization=settings.calendly.organization_uri,
-            events=subscribed_events(settings.brevo.upsert_routing_form_submitters),
-        )
+        client = make_client(settings, http, services.sessions)
+        manager = manager_for(settings, client, services.sessions)
         health = manager.check(default_callback_url(settings.server.public_url), repair=repair)
     except ConnectorError as exc:
         return {"healthy": False, "state": "unknown", "message": str(exc), "url": None}
