@@ -7,14 +7,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from calendly_brevo.logs import get_logger
-from receiver.auth_limit import AuthLimiter
+from receiver.auth_limit import AUTH_LIMITER, AuthLimiter, limiter_for
 from receiver.console.auth import COOKIE, csrf_ok, read_session, token_matches
 from receiver.console.keys import ADMIN_TOKEN, CSRF_FIELD, SESSION
 
 log = get_logger("calendly_brevo.console")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: Failed logins per client address share the admin API's limit (10 per 5 minutes).
-LIMITER = web.AppKey("console_auth_limiter", AuthLimiter)
 #: Resources anyone may fetch: the login form and the stylesheet.
 OPEN_RESOURCES = frozenset({"login", "static"})
 
@@ -24,10 +22,11 @@ CSP = (
 )
 
 
-def limiter(app: web.Application) -> AuthLimiter:
-    if LIMITER not in app:
-        app[LIMITER] = AuthLimiter()
-    return app[LIMITER]
+def limiter(request: web.Request) -> AuthLimiter:
+    """The admin API's failed-authentication limiter, from the app the console is mounted on:
+    one admin token, one budget of guesses per address (10 per 5 minutes), whichever door."""
+    shared = request.config_dict.get(AUTH_LIMITER)
+    return shared if shared is not None else limiter_for(request.app)
 
 
 def _is_open(request: web.Request) -> bool:
@@ -55,13 +54,13 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         address = request.remote or "unknown"
-        wait = limiter(request.app).retry_after(address)
+        wait = limiter(request).retry_after(address)
         if wait is not None:
             raise web.HTTPTooManyRequests(
                 text="too many failed attempts", headers={"Retry-After": str(int(wait) + 1)}
             )
         if not token_matches(token, given):
-            limiter(request.app).failed(address)
+            limiter(request).failed(address)
             raise web.HTTPUnauthorized(text="wrong admin token")
         request[SESSION] = None  # a script: no cookie, so no CSRF to check
         return await handler(request)

@@ -57,7 +57,7 @@ async def login_form(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.Response:
     form = await request.post()
     address = request.remote or "unknown"
-    guard = limiter(request.app)
+    guard = limiter(request)
     target = _next(request, str(form.get("next", "")))
     if (wait := guard.retry_after(address)) is not None:
         context = _page(request, next=target, error="Too many failed attempts: wait and retry.")

@@ -54,3 +54,27 @@ def test_failures_of_one_address_do_not_lock_out_another() -> None:
     limiter.failed("10.0.0.1")
     assert limiter.retry_after("10.0.0.1") is not None
     assert limiter.retry_after("10.0.0.2") is None
+
+
+async def test_guesses_at_the_admin_api_and_at_the_console_share_one_budget(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    from calendly_brevo.bootstrap import Services
+    from receiver.console import create_console_app
+
+    settings = make_settings(tmp_path, CONNECTOR_ADMIN_TOKEN=TOKEN)
+    app = web.Application()
+    app[AUTH_LIMITER] = AuthLimiter(max_failures=3, window_seconds=60, clock=Clock())
+    setup_admin(app, settings, object())
+    app.add_subapp("/console/", create_console_app(settings, Services(settings)))
+    client = await aiohttp_client(app)
+
+    for _ in range(3):  # all three guesses at the admin API
+        wrong = await client.get("/admin/status", headers={"Authorization": "Bearer guess"})
+        assert wrong.status == 401
+    login = await client.post(
+        "/console/login", data={"token": TOKEN, "next": "/console/"}, allow_redirects=False
+    )
+    assert login.status == 429, "the console gives no fresh budget of guesses"
+    bearer = await client.get("/console/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status == 429
