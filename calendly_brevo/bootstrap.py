@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.config import Settings
-from calendly_brevo.db.engine import make_engine, make_sessionmaker
+from calendly_brevo.db.engine import make_engine, make_sessionmaker, sqlite_file
 from calendly_brevo.errors import ServiceUnavailable
 from calendly_brevo.queueing import (
     RedisEnqueuer,
@@ -51,10 +51,8 @@ class Services:
     @cached_property
     def engine(self) -> Engine:
         storage = self.settings.storage
-        if self.settings.embedded or self.settings.database_url.startswith("sqlite"):
-            path = self.settings.database_url.split("///", 1)[-1].split("?", 1)[0]
-            if path and path != ":memory:":
-                self._must_exist(Path(path), "database")
+        if (path := sqlite_file(self.settings.database_url)) is not None:
+            self._must_exist(path, "database")
         return make_engine(
             self.settings.database_url,
             pool_size=self.settings.worker.threads + 2,

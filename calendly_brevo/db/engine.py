@@ -11,6 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.private_files import private_file
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///…`` URL; ``None`` for another database, an in-memory
+    one or a ``file:`` URI."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
 def make_engine(
     url: str,
     *,
@@ -21,9 +32,8 @@ def make_engine(
     """Create the engine. SQLite gets WAL and a busy timeout so threads can share it; Postgres
     a connect timeout and a statement timeout (seconds), so a stalled server fails a call."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1].split("?", 1)[0]
-        if path and path != ":memory:" and not path.startswith("file:"):
-            private_file(Path(path))
+        if (path := sqlite_file(url)) is not None:
+            private_file(path)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
         )
