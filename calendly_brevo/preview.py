@@ -80,14 +80,20 @@ class Preview:
         }
 
 
+def webhook_body(data: Any) -> Any:
+    """The webhook body in ``data``: ``data`` itself, or what a ``{"resource": …}`` wrapper of a
+    ``sample_webhook_data`` answer holds."""
+    if isinstance(data, dict) and isinstance(data.get("resource"), dict) and "event" not in data:
+        return data["resource"]
+    return data
+
+
 def load_payload(text: str) -> Envelope:
     """Parse a webhook body or a ``sample_webhook_data`` answer."""
     try:
-        data = json.loads(text)
+        data = webhook_body(json.loads(text))
     except ValueError as exc:
         raise PreviewInputError(f"not JSON: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("resource"), dict) and "event" not in data:
-        data = data["resource"]
     try:
         return parse_envelope(json.dumps(data))
     except UnmappableEvent as exc:

@@ -26,16 +26,16 @@ _EVENTS = [
 
 
 def _read_json_file(path: str) -> dict[str, Any]:
+    from calendly_brevo.preview import webhook_body
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise click.UsageError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
+    body = webhook_body(data)
+    if not isinstance(body, dict):
         raise click.UsageError(f"{path}: expected a JSON object (a Calendly webhook body)")
-    resource = data.get("resource")
-    if isinstance(resource, dict) and "event" not in data:
-        return resource
-    return data
+    return body
 
 
 def _signing_key(obj: LazyServices, key: str | None) -> str:
