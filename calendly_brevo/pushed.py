@@ -49,16 +49,18 @@ def pushed_projection(
     email: str,
     attributes: Mapping[str, Any],
     list_ids: Iterable[int],
-    settings: Settings,
+    fingerprint: str,
     event_id: str | None = None,
 ) -> PushedProjection:
+    """What was pushed, under the mapping ``fingerprint`` (:func:`mapping_fingerprint`, which a
+    caller computes once: its settings do not change)."""
     lists = tuple(sorted(set(list_ids)))
     return PushedProjection(
         email=email,
         attributes=dict(attributes),
         list_ids=lists,
         projection_hash=projection_hash(attributes, lists),
-        mapping_fingerprint=mapping_fingerprint(settings),
+        mapping_fingerprint=fingerprint,
         pushed_at=datetime.now(UTC),
         event_id=event_id,
     )

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from calendly_brevo.brevo.models import UpsertResult
@@ -37,7 +38,7 @@ from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import DeadLetterFilter, Failure, Ledger, PushedProjection
 from calendly_brevo.projection import ContactProjection, project_contact
-from calendly_brevo.pushed import projection_hash, pushed_projection
+from calendly_brevo.pushed import mapping_fingerprint, projection_hash, pushed_projection
 from calendly_brevo.replay import RESYNC_SOURCE
 
 #: Transient failures (429, 5xx, timeouts) of one contact's push are retried this many times.
@@ -180,6 +181,11 @@ class Resync:
     #: Open dead letters of earlier runs, by email: marked replayed once the contact is pushed.
     _open: dict[str, list[int]] = field(default_factory=dict)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """The mapping fingerprint of ``settings``, computed once per run."""
+        return mapping_fingerprint(self.settings)
+
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
         """Check ``emails`` in order. With the connector or contact sync switched off
         (:func:`contacts_synced`) nothing is pushed: the switches decide what is pushed."""
@@ -240,7 +246,7 @@ class Resync:
     def _record(self, change: ContactDiff) -> None:
         p = change.projection
         self.ledger.record_pushed(
-            pushed_projection(p.email, p.attributes, p.list_ids, self.settings)
+            pushed_projection(p.email, p.attributes, p.list_ids, self.fingerprint)
         )
         for dl_id in self._open.pop(p.email, []):  # an earlier run's failure is resolved
             self.ledger.mark_replayed(dl_id)

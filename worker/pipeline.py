@@ -27,6 +27,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 import structlog
@@ -60,7 +61,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
-from calendly_brevo.pushed import pushed_projection
+from calendly_brevo.pushed import mapping_fingerprint, pushed_projection
 from calendly_brevo.state import mark_from_event, record_from_event
 
 log = get_logger("calendly_brevo.worker")
@@ -253,6 +254,11 @@ class Pipeline:
                 raise
             return self._done(ident, status, record=not finished, reason=reason)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """The mapping fingerprint of ``settings``, computed once (not on every upsert)."""
+        return mapping_fingerprint(self.settings)
+
     def _forgotten(self, ident: EventIdentity) -> bool:
         """A past event of a person ``forget`` removed (its invitee URI is tombstoned): neither
         stored nor pushed, so a redelivery or a backfill does not bring them back."""
@@ -382,7 +388,7 @@ class Pipeline:
                     projection.email,
                     projection.attributes,
                     projection.list_ids,
-                    self.settings,
+                    self.fingerprint,
                     event_id,
                 )
             )
