@@ -342,6 +342,12 @@ def production_env(
     }
 
 
+def enqueue_all(enqueuer: Any, docs: Sequence[dict[str, Any]]) -> None:
+    """Put every webhook body on the queue as the receiver would (source ``webhook``)."""
+    for doc in docs:
+        enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+
+
 def unacked(client: redis.Redis) -> int:
     """Messages some worker fetched and has not acked yet (Dramatiq's per-worker ack sets)."""
     return sum(int(client.scard(key)) for key in client.scan_iter(f"{NAMESPACE}:__acks__.*"))

@@ -9,7 +9,6 @@ requeues: the timer must. Measured times are printed (``-s``) for the report.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -23,7 +22,15 @@ from calendly_brevo.config import load_settings
 from calendly_brevo.queueing import QUEUE_NAME, SqliteEnqueuer, SqliteQueue, sqlite_queue_path
 from tests.conftest import SIGNING_KEY
 from tests.e2e.procs import Proc, free_port, run_cli, wait_for, wait_http
-from tests.e2e.stream import STREAM_LISTS, build_stream, expected, production_env, setup_fake
+from tests.e2e.stream import (
+    STREAM_LISTS,
+    build_stream,
+    enqueue_all,
+    expected,
+    production_env,
+    setup_fake,
+    unacked,
+)
 from tests.e2e.test_shutdown import (
     BREVO_KEY,
     RAISED_LIMITS,
@@ -48,10 +55,6 @@ worker:
   maintenance_interval_seconds: {INTERVAL}
   maintenance_chance: 1
 """
-
-
-def held(client: redis.Redis) -> int:
-    return sum(int(client.scard(k)) for k in ack_sets(client))
 
 
 def ack_sets(client: redis.Redis) -> list[bytes]:
@@ -82,19 +85,18 @@ def test_a_killed_workers_messages_are_applied_within_the_bound_with_no_traffic(
         from calendly_brevo.queueing import RedisEnqueuer
 
         enqueuer = RedisEnqueuer(client)
-        for doc in stream.deliveries:
-            enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+        enqueue_all(enqueuer, stream.deliveries)
 
         first = start_worker(env, tmp_path / "worker1.log", threads=2)
         try:
-            wait_for(lambda: held(client) >= 3, timeout=60, what="messages held by the worker")
+            wait_for(lambda: unacked(client) >= 3, timeout=60, what="messages held by the worker")
             wait_for(lambda: len(fake.state.requests) > 0, timeout=30, what="Brevo calls")
         finally:
             first.kill()  # SIGKILL, supervisor and worker process: the pod is gone
             first.stop()
         killed_at = time.monotonic()
         dead = ack_sets(client)  # only the dead worker's so far
-        holding = held(client)
+        holding = unacked(client)
         assert holding >= 3
         fake.clear_faults()
         # No traffic from here on: nothing is enqueued, and the only broker commands are the
@@ -178,8 +180,7 @@ def test_a_killed_embedded_run_applies_what_it_held_once_it_restarts(tmp_path: P
             wait_http(f"http://127.0.0.1:{port}/readyz", first, timeout=60)
             queue = SqliteQueue(sqlite_queue_path(data_dir))
             enqueuer = SqliteEnqueuer(queue)
-            for doc in stream.deliveries:
-                enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+            enqueue_all(enqueuer, stream.deliveries)
             wait_for(
                 lambda: queue.count(QUEUE_NAME, "taken") >= 2,
                 timeout=60,
@@ -228,8 +229,7 @@ def test_run_takes_webhooks_while_it_waits_out_502s_from_brevo_and_then_applies_
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=60)
             enqueuer = SqliteEnqueuer(SqliteQueue(sqlite_queue_path(data_dir)))
-            for doc in stream.logical:
-                enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+            enqueue_all(enqueuer, stream.logical)
             wait_for(
                 lambda: embedded_claims(data_dir) == Counter({"applied": len(stream.logical)}),
                 timeout=60,

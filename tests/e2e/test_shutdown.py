@@ -32,6 +32,7 @@ from tests.e2e.procs import Proc, free_port, run_cli, wait_for, wait_http
 from tests.e2e.stream import (
     STREAM_LISTS,
     build_stream,
+    enqueue_all,
     expected,
     production_env,
     queued,
@@ -266,8 +267,7 @@ def test_worker_on_sigterm_mid_load_stops_within_its_budget_and_loses_nothing(
         assert run_cli(["migrate"], env).returncode == 0
         client = redis.Redis.from_url(own_redis_url)
         enqueuer = RedisEnqueuer(client)
-        for doc in stream.deliveries:
-            enqueuer.enqueue(json.dumps(doc), received_at=time.time(), source="webhook")
+        enqueue_all(enqueuer, stream.deliveries)
 
         first = start_worker(env, tmp_path / "worker1.log", threads=4)
         try:
