@@ -24,11 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.e2e.procs import free_port
 
 
 def _wait_port(port: int, timeout: float, up: bool = True) -> None:

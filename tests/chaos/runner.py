@@ -55,8 +55,8 @@ import redis
 from calendly_brevo.config import Settings, load_settings
 from calendly_brevo.signature import HEADER, sign
 from tests.chaos import scenario as sc
-from tests.chaos.infra import PrivatePostgres, PrivateRedis, free_port
-from tests.e2e.procs import Proc, run_cli, wait_http
+from tests.chaos.infra import PrivatePostgres, PrivateRedis
+from tests.e2e.procs import Proc, free_port, run_cli, wait_http
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 
 SIGNING_KEY = "chaos-signing-key-Zq3v9XfT0pL8mN2bR6cW1yH4"

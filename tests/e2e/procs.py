@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,10 +20,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "cli"]
 
 
+_GIVEN: set[int] = set()
+_GIVEN_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, and never one this process handed out before.
+
+    The kernel may give a just-closed port 0 pick out again, so two picks that are not yet
+    bound (a receiver's PORT and another's ADMIN_PORT) could collide: remembering what was
+    handed out keeps every pick of a test run distinct."""
+    with _GIVEN_LOCK:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                return port
 
 
 class Proc:
