@@ -35,12 +35,11 @@ import structlog
 from calendly_brevo import metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import (
-    BrevoTransientError,
-    EventInDoubt,
     PermanentError,
     TransientError,
     UnmappableEvent,
 )
+from calendly_brevo.event_send import EventPort, EventSender, LookupBudget
 from calendly_brevo.events import (
     HANDLED_EVENTS,
     INVITEE_EVENTS,
@@ -49,12 +48,10 @@ from calendly_brevo.events import (
     identify,
     parse_envelope,
 )
-from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State, record_durably
+from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State
 from calendly_brevo.logs import get_logger
 from calendly_brevo.mapping import event_type_synced
 from calendly_brevo.projection import (
-    EVENT_ID_PROPERTY,
-    BrevoEvent,
     ContactProjection,
     custom_event,
     effects_enabled,
@@ -78,7 +75,9 @@ def _elapsed_ms() -> float:
 SUPPRESSED_REASONS = ("connector_disabled", "sync_switch", "event_type_filter", "forgotten")
 
 
-class BrevoPort(Protocol):
+class BrevoPort(EventPort, Protocol):
+    """The Brevo calls of an event: the contact upsert, and the custom event's."""
+
     @property
     def dry_run(self) -> bool:
         """``True``: the client logs the calls it would make and sends nothing."""
@@ -91,37 +90,6 @@ class BrevoPort(Protocol):
         list_ids: tuple[int, ...] | list[int] = (),
         unlink_list_ids: tuple[int, ...] | list[int] = (),
     ) -> Any: ...
-
-    def create_event(
-        self,
-        event_name: str,
-        *,
-        email: str,
-        properties: dict[str, Any] | None = None,
-        contact_properties: dict[str, Any] | None = None,
-        event_date: str | None = None,
-    ) -> Any: ...
-
-    def event_recorded(
-        self,
-        event_name: str,
-        *,
-        event_date: str | None,
-        property_name: str,
-        property_value: str,
-    ) -> bool: ...
-
-
-#: ``effects`` key: an earlier attempt may have sent the custom event (its outcome is unknown).
-EVENT_IN_DOUBT = "event_in_doubt"
-
-
-class LookupBudget(Protocol):
-    """The in-doubt lookups' share of Brevo's "other" family (``brevo.lookup_share``)."""
-
-    def take(self) -> bool:
-        """A lookup may be made now (a token is taken); ``False``: the share is spent."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -254,6 +222,11 @@ class Pipeline:
                 raise
             return self._done(ident, status, record=not finished, reason=reason)
 
+    @property
+    def _events(self) -> EventSender:
+        """The custom event's at-most-once path (:mod:`calendly_brevo.event_send`)."""
+        return EventSender(self.settings, self.ledger, self.brevo, self.lookups)
+
     @cached_property
     def fingerprint(self) -> str:
         """The mapping fingerprint of ``settings``, computed once (not on every upsert)."""
@@ -299,11 +272,11 @@ class Pipeline:
                 return "ignored", False, None
             if self.brevo.dry_run:
                 return self._dry(ident, env, None, projection if contact_on else None, event_on)
-            in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
+            in_doubt = event_on and self._events.in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
-            finished = self._send_event(
-                ident, env, None, effects, event_on, projection.email, in_doubt=in_doubt
+            finished = event_on and self._events.send(
+                ident, env, None, effects, projection.email, in_doubt=in_doubt
             )
             return "applied", finished, None
 
@@ -318,10 +291,12 @@ class Pipeline:
         projection = project_contact(email, claim.records, claim.marks, settings)
         if self.brevo.dry_run:
             return self._dry(ident, env, record, projection if contact_on else None, event_on)
-        in_doubt = event_on and self._in_doubt(claim, after_contact=contact_on)
+        in_doubt = event_on and self._events.in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects, record_pushed=True)
-        finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
+        finished = event_on and self._events.send(
+            ident, env, record, effects, email, in_doubt=in_doubt
+        )
         return "applied", finished, None
 
     def _dry(
@@ -392,97 +367,6 @@ class Pipeline:
                     event_id,
                 )
             )
-
-    def _send_event(
-        self,
-        ident: EventIdentity,
-        env: Envelope,
-        record: Any,
-        effects: dict[str, Any],
-        enabled: bool,
-        email: str,
-        *,
-        in_doubt: bool,
-    ) -> bool:
-        """Send the custom event once; its record also marks the event applied (one commit).
-
-        Brevo's ``POST /events`` has no idempotency key. When an earlier attempt may have sent
-        the event (no answer after the request left, a 504, or a worker that died mid-event),
-        the event is first looked up in Brevo by its ``connector_event_id`` property."""
-        if not enabled or effects.get("event"):
-            return False
-        event = custom_event(ident, env, record, self.settings)
-        if event is None:
-            return False
-        if in_doubt and self._already_in_brevo(ident, event):
-            effects["event"] = event.name
-            record_durably(self.ledger, ident.event_id, effects, finish="applied")
-            return True
-        try:
-            self.brevo.create_event(
-                event.name, email=email, properties=event.properties, event_date=event.event_date
-            )
-        except BrevoTransientError as exc:
-            if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                effects[EVENT_IN_DOUBT] = True
-                record_durably(self.ledger, ident.event_id, effects)
-            raise
-        effects["event"] = event.name
-        record_durably(self.ledger, ident.event_id, effects, finish="applied")
-        return True
-
-    def _in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
-        """Whether an earlier attempt may have sent the custom event (kept across attempts).
-        Asked at the claim, before this attempt records anything.
-
-        An attempt that died (``interrupted``) can only have reached ``POST /events`` once its
-        contact upsert, the step before, was recorded (``after_contact``: that step exists)."""
-        effects = claim.effects
-        if effects.get(EVENT_IN_DOUBT):
-            return True
-        if not claim.interrupted or (after_contact and not effects.get("contact")):
-            return False
-        # Remember it, in case this attempt fails too.
-        effects[EVENT_IN_DOUBT] = True
-        record_durably(self.ledger, claim.event_id, effects)
-        return True
-
-    def _already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
-        """Whether Brevo holds the in-doubt event. When the lookup share is spent the rule is:
-        send again if ``brevo.resend_in_doubt_events`` lists the event (its automations take a
-        duplicate), else raise :class:`EventInDoubt` (dead-lettered ``in_doubt``), rather than
-        wait up to an hour for the "other" family to refill."""
-        if not self.settings.brevo.check_before_resend:
-            return False
-        if self.lookups is not None and not self.lookups.take():
-            if event.name in self.settings.brevo.resend_in_doubt_events:
-                metrics.EVENT_RESEND_CHECKS.labels("budget_spent_resent").inc()
-                log.warning("event_resend_check_skipped", reason="lookup_share_spent")
-                return False
-            metrics.EVENT_RESEND_CHECKS.labels("budget_spent_in_doubt").inc()
-            raise EventInDoubt(
-                f"custom event {event.name} may already be in Brevo (an earlier attempt got no "
-                "answer) and the in-doubt lookup share (brevo.lookup_share) is spent. Check "
-                f"Brevo for it (event property {EVENT_ID_PROPERTY} = {ident.event_id}); if it "
-                "is missing, `calendly-brevo dlq replay` looks it up again and sends it, if it "
-                "is there, `dlq purge` the row. Or list the event in "
-                "brevo.resend_in_doubt_events if its automations tolerate a duplicate."
-            )
-        try:
-            found = self.brevo.event_recorded(
-                event.name,
-                event_date=event.event_date,
-                property_name=EVENT_ID_PROPERTY,
-                property_value=ident.event_id,
-            )
-        except PermanentError as exc:
-            # The lookup itself is refused (plan, key scope): fall back to at-least-once.
-            metrics.EVENT_RESEND_CHECKS.labels("unavailable").inc()
-            log.warning("event_resend_check_unavailable", error=str(exc))
-            return False
-        metrics.EVENT_RESEND_CHECKS.labels("found" if found else "absent").inc()
-        log.info("event_resend_check", found=found)
-        return found
 
     # -------------------------------------------------------------------------------------------
     def _done(
