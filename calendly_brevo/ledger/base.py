@@ -42,6 +42,8 @@ from calendly_brevo.state import InviteeRecord, NoShowMark
 DONE = frozenset({"applied", "dry_run", "suppressed", "ignored"})
 #: Done, or dead-lettered: a reconcile does not enqueue these again (``dlq replay`` does).
 SETTLED = DONE | {"dead"}
+#: Done statuses whose custom event may have been held back (a dry run, a switch, the filter).
+UNSENT_STATUSES = ("applied", "dry_run", "suppressed")
 #: Dead-letter error texts are cut to this length.
 ERROR_LIMIT = 4000
 
@@ -136,6 +138,7 @@ class EventRow:
     payload: str | None
     last_error: str | None
     applied_at: datetime | None
+    event_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,17 @@ class Ledger(Protocol):
 
     def settled(self, event_ids: Iterable[str]) -> set[str]:
         """Those of ``event_ids`` whose claim is :data:`SETTLED`."""
+        ...
+
+    def unsent_events(
+        self,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 500,
+    ) -> list[EventRow]:
+        """Events done as one of :data:`UNSENT_STATUSES` at or after ``since`` whose effects
+        record no custom event (no ``event`` key), oldest first by ``(applied_at, event_id)``,
+        those after ``after`` only (keyset pages for ``resync --events``)."""
         ...
 
     # -- invitee state -------------------------------------------------------------------------

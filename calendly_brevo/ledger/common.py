@@ -9,9 +9,10 @@ database lock anyway). Dead letters are in :mod:`.common_deadletters`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, union
+from sqlalchemy import Engine, and_, func, or_, select, union
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from calendly_brevo.db.models import (
 )
 from calendly_brevo.ledger.base import (
     SETTLED,
+    UNSENT_STATUSES,
     EventRow,
     PushedProjection,
     aware,
@@ -55,6 +57,19 @@ def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoS
     return records, [mark_of(m) for m in marks]
 
 
+def _event_row(row: ProcessedEvent) -> EventRow:
+    return EventRow(
+        event_id=row.event_id,
+        status=row.status,
+        attempts=row.attempts,
+        effects=dict(row.effects or {}),
+        payload=row.payload,
+        last_error=row.last_error,
+        applied_at=aware(row.applied_at),
+        event_name=row.event_name,
+    )
+
+
 class SqlLedger(SqlDeadLetters):
     """The part of a SQL ledger that is the same on every database (see the module doc)."""
 
@@ -68,17 +83,30 @@ class SqlLedger(SqlDeadLetters):
     def event(self, event_id: str) -> EventRow | None:
         with self.sessions() as s:
             row = s.get(ProcessedEvent, event_id)
-            if row is None:
-                return None
-            return EventRow(
-                event_id=row.event_id,
-                status=row.status,
-                attempts=row.attempts,
-                effects=dict(row.effects or {}),
-                payload=row.payload,
-                last_error=row.last_error,
-                applied_at=aware(row.applied_at),
+            return None if row is None else _event_row(row)
+
+    def unsent_events(
+        self,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 500,
+    ) -> list[EventRow]:
+        pe = ProcessedEvent
+        query = select(pe).where(
+            pe.status.in_(UNSENT_STATUSES),
+            pe.applied_at.is_not(None),
+            pe.effects["event"].as_string().is_(None),  # Postgres ->>, SQLite JSON_EXTRACT
+        )
+        if since is not None:
+            query = query.where(pe.applied_at >= since)
+        if after is not None:
+            at, event_id = after
+            query = query.where(
+                or_(pe.applied_at > at, and_(pe.applied_at == at, pe.event_id > event_id))
             )
+        query = query.order_by(pe.applied_at, pe.event_id).limit(limit)
+        with self.sessions() as s:
+            return [_event_row(row) for row in s.scalars(query)]
 
     def settled(self, event_ids: Iterable[str]) -> set[str]:
         wanted = list(set(event_ids))

@@ -16,12 +16,14 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from calendly_brevo.ledger.base import (
     DONE,
     ERROR_LIMIT,
     SETTLED,
+    UNSENT_STATUSES,
     Arrival,
     Claim,
     DeadLetter,
@@ -76,7 +78,7 @@ class MemoryLedger:
                 effects = copy.deepcopy(row.effects)
                 return Claim(event_id, duplicate=True, attempts=row.attempts, effects=effects)
             if row is None:
-                row = EventRow(event_id, "new", 0, {}, new.payload, None, None)
+                row = EventRow(event_id, "new", 0, {}, new.payload, None, None, new.event_name)
             t.events[event_id] = replace(
                 row,
                 status="processing",
@@ -129,6 +131,24 @@ class MemoryLedger:
         with self.tables.lock:
             rows = (self.tables.events.get(event_id) for event_id in set(event_ids))
             return {row.event_id for row in rows if row is not None and row.status in SETTLED}
+
+    def unsent_events(
+        self,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 500,
+    ) -> list[EventRow]:
+        with self.tables.lock:
+            rows = [
+                copy.deepcopy(row)
+                for row in self.tables.events.values()
+                if row.status in UNSENT_STATUSES
+                and row.applied_at is not None
+                and "event" not in row.effects
+                and (since is None or row.applied_at >= since)
+                and (after is None or (row.applied_at, row.event_id) > after)
+            ]
+        return sorted(rows, key=lambda r: (r.applied_at, r.event_id))[:limit]
 
     # -- invitee state ---------------------------------------------------------------------------
     def _save_invitee(self, record: InviteeRecord) -> InviteeRecord:
