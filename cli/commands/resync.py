@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING
+from contextlib import ExitStack
+from datetime import datetime
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from calendly_brevo.bootstrap import LazyServices
+from calendly_brevo.durations import When
 from calendly_brevo.errors import ConnectorError
-
-if TYPE_CHECKING:
-    from calendly_brevo.brevo.client import BrevoClient
+from cli.commands.resync_modes import brevo_client, check_drift, held_events
 
 pass_services = click.make_pass_decorator(LazyServices)
 
@@ -35,8 +33,22 @@ pass_services = click.make_pass_decorator(LazyServices)
     help="Default: only contacts whose projection differs from the last push.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be pushed; call nothing.")
-@click.option("--limit", type=click.IntRange(min=1), help="Push at most N contacts, then stop.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Push (list, send, check) at most N, then stop."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--events",
+    is_flag=True,
+    help="List the custom events a dry run or a switch held back (sends nothing).",
+)
+@click.option("--since", type=When(), help="With --events: held since 14d / 2024-05-01.")
+@click.option("--send", is_flag=True, help="With --events and --since: send each one once.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Read contacts back from Brevo; report where they differ from the last push.",
+)
 @pass_services
 def resync(
     obj: LazyServices,
@@ -46,13 +58,28 @@ def resync(
     dry_run: bool,
     limit: int | None,
     as_json: bool,
+    events: bool,
+    since: datetime | None,
+    send: bool,
+    check: bool,
 ) -> None:
     """Push to Brevo what its contacts lack from the stored state: attributes, list adds, and
     unlinks of lists the connector itself added. Never sends custom events. A second run
-    pushes nothing; an interrupted run resumes. Exit 1 when a push failed (see `dlq list`)."""
+    pushes nothing; an interrupted run resumes. Exit 1 when a push failed (see `dlq list`).
+
+    --events lists the custom events held back (dry run, a switch off) and --send sends them,
+    each at most once. --check writes nothing and exits 1 when Brevo has drifted."""
     from calendly_brevo.resync import Resync, contacts_synced, selected
 
-    if everyone and changed:
+    plain = {"--all": everyone, "--changed": changed, "--dry-run": dry_run}
+    _check_modes(plain, email=email, events=events, since=since, send=send, check=check)
+    if events:
+        held_events(obj, since, send, limit, as_json)
+        return
+    if check:
+        check_drift(obj, email, limit, as_json)
+        return
+    if changed and everyone:
         raise click.UsageError("--all and --changed exclude each other")
     settings = obj.settings
     if not contacts_synced(settings):
@@ -69,7 +96,7 @@ def resync(
     err = Console(stderr=True)
     columns = (TextColumn("resync"), BarColumn(), MofNCompleteColumn())
     with ExitStack() as stack:
-        brevo = None if dry_run else stack.enter_context(_brevo_client(obj))
+        brevo = None if dry_run else stack.enter_context(brevo_client(obj))
         run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
         progress = stack.enter_context(
             Progress(*columns, console=err, transient=True, disable=as_json)
@@ -93,11 +120,24 @@ def resync(
     sys.exit(1 if summary.failures else 0)
 
 
-@contextmanager
-def _brevo_client(obj: LazyServices) -> Iterator[BrevoClient]:
-    """The workers' Brevo client, on their shared token bucket (Redis when configured)."""
-    from calendly_brevo.brevo.client import BrevoClient, make_http_client
-    from worker.runtime import make_limiter
-
-    with make_http_client(obj.settings) as http:
-        yield BrevoClient.from_settings(obj.settings, make_limiter(obj.services), http=http)
+def _check_modes(
+    plain: dict[str, bool],
+    *,
+    email: str | None,
+    events: bool,
+    since: datetime | None,
+    send: bool,
+    check: bool,
+) -> None:
+    """Usage errors: --events and --check are modes of their own (``plain``: the flags of a
+    plain resync, by name)."""
+    mode = "--events" if events else "--check" if check else None
+    clash = [flag for flag, on in plain.items() if on]
+    if mode and clash:
+        raise click.UsageError(f"{clash[0]} does not go with {mode}")
+    if events and check:
+        raise click.UsageError("--events and --check exclude each other")
+    if (since is not None or send) and not events:
+        raise click.UsageError("--since and --send go with --events")
+    if events and email:
+        raise click.UsageError("--email does not go with --events (it lists every held event)")
