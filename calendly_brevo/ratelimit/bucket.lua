@@ -5,7 +5,9 @@
 -- KEYS[2]  hash: last = the last real slot, paused = no grant before this time
 -- ARGV[1]  "reserve" | "pause" | "state"
 -- ARGV[2]  now, or "" for the server's TIME (tests pass a clock)
--- reserve: ARGV[3] burst, ARGV[4] window, ARGV[5] spacing, ARGV[6] max_wait
+-- reserve: ARGV[3] burst, ARGV[4] window, ARGV[5] spacing, ARGV[6] max_wait,
+--          ARGV[7] keep (>= 0: only a slot free now, and only while more than keep tokens are
+--          free: background work's spare capacity; -1 or absent: an ordinary reservation)
 --          -> {1, wait} granted and recorded, or {0, wait} refused and nothing recorded
 -- pause:   ARGV[3] seconds -> paused-until (a pause is never shortened)
 -- state:   -> {now, paused, last, virtual slot, virtual slot, ...}
@@ -76,6 +78,23 @@ end
 local wait = slot - now
 if wait > max_wait then
   return {0, wait}
+end
+
+local reserved = tonumber(ARGV[7] or "-1")  -- "keep" in bucket.py
+if reserved >= 0 then  -- free_tokens in bucket.py
+  if slot > now then
+    return {0, wait}
+  end
+  local virtual_slots = redis.call("LRANGE", KEYS[1], 0, -1)
+  local free = burst - #virtual_slots
+  for _, v in ipairs(virtual_slots) do
+    if tonumber(v) + window <= now then
+      free = free + 1
+    end
+  end
+  if free <= reserved then
+    return {0, wait}
+  end
 end
 
 local newest = redis.call("LINDEX", KEYS[1], -1)

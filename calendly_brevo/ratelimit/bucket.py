@@ -24,6 +24,11 @@ their slot, so nobody polls and nobody stampedes when a window opens):
 * **Pause.** :meth:`TokenBucket.pause` (Brevo answered 429, or said ``remaining: 0``) holds
   every new grant of the family until the pause ends, for every process sharing the backend;
   the callers queued behind it then leave one ``spacing`` apart.
+* **Spare capacity.** :meth:`TokenBucket.try_spare` is the low-priority grant of background
+  work (``sync.auto_resync``): a token only if one is free *now* (nobody queued, no pause) and
+  more than ``keep`` would stay free; it never waits and never queues, so a live caller never
+  waits behind it while ``keep`` tokens last. What it takes still counts in the window: a live
+  burst larger than ``keep`` right after it waits for the rest.
 * **Late wakers.** A caller that wakes more than ``tolerance = margin * B / R / 2`` after its
   slot (a GC pause, a starved CPU) forfeits it and queues again, so its own lateness cannot eat
   the whole allowance. A forfeited slot is simply unused: safe, slightly slower.
@@ -97,8 +102,11 @@ class FamilyState(TypedDict):
 class Backend(Protocol):
     """Where the reservations live. Both implementations run :func:`next_slot` atomically."""
 
-    def reserve(self, key: str, schedule: Schedule, max_wait: float) -> tuple[bool, float]:
-        """Reserve the next slot if it is at most ``max_wait`` away: ``(granted, wait)``."""
+    def reserve(
+        self, key: str, schedule: Schedule, max_wait: float, keep: int = -1
+    ) -> tuple[bool, float]:
+        """Reserve the next slot if it is at most ``max_wait`` away: ``(granted, wait)``. With
+        ``keep >= 0``: only a slot free now, and only while more than ``keep`` tokens are."""
         ...
 
     def pause(self, key: str, seconds: float) -> None: ...
@@ -130,6 +138,20 @@ def next_slot(
     return slot, booked
 
 
+def free_tokens(now: int, virtual: Sequence[int], schedule: Schedule) -> int:
+    """Grants available at ``now`` without waiting, when the next slot is ``now``: the burst
+    less the virtual slots still inside the window. bucket.lua mirrors it."""
+    aged = sum(1 for v in virtual if v + schedule.window_us <= now)
+    return schedule.burst - len(virtual) + aged
+
+
+def spare_refused(
+    now: int, slot: int, virtual: Sequence[int], schedule: Schedule, keep: int
+) -> bool:
+    """Whether a low-priority grant (``keep >= 0``) is refused: not free now, or too few left."""
+    return keep >= 0 and (slot > now or free_tokens(now, virtual, schedule) <= keep)
+
+
 class MemoryBackend:
     """In-process reservations, thread-safe: the embedded single-process mode."""
 
@@ -143,7 +165,9 @@ class MemoryBackend:
     def _now(self) -> int:
         return round(self._clock() * US)
 
-    def reserve(self, key: str, schedule: Schedule, max_wait: float) -> tuple[bool, float]:
+    def reserve(
+        self, key: str, schedule: Schedule, max_wait: float, keep: int = -1
+    ) -> tuple[bool, float]:
         with self._lock:
             now = self._now()
             virtual = self._virtual.get(key)
@@ -152,7 +176,9 @@ class MemoryBackend:
             last = self._last.get(key, 0)
             slot, booked = next_slot(now, virtual, last, self._paused.get(key, 0), schedule)
             wait = slot - now
-            if wait > math.floor(max_wait * US):
+            if wait > math.floor(max_wait * US) or spare_refused(
+                now, slot, virtual, schedule, keep
+            ):
                 return False, wait / US
             virtual.append(booked)
             self._last[key] = slot
@@ -195,7 +221,9 @@ class RedisBackend:
             raise TransientError(f"token bucket unavailable: {exc}", delay=1.0) from exc
         return reply
 
-    def reserve(self, key: str, schedule: Schedule, max_wait: float) -> tuple[bool, float]:
+    def reserve(
+        self, key: str, schedule: Schedule, max_wait: float, keep: int = -1
+    ) -> tuple[bool, float]:
         reply = self._call(
             key,
             "reserve",
@@ -203,6 +231,7 @@ class RedisBackend:
             schedule.window_us,
             schedule.spacing_us,
             math.floor(max_wait * US),
+            keep,
         )
         assert isinstance(reply, list)
         return bool(reply[0]), int(reply[1]) / US
@@ -280,6 +309,14 @@ class TokenBucket:
                 return waited
             # Woke too late: the slot is forfeited (unused) and we queue again.
 
+    def try_spare(self, family: str, keep: int) -> bool:
+        """A token of ``family`` only if one is free now and more than ``keep`` stay free
+        (background work: see "Spare capacity" above); never waits. ``True``: granted."""
+        granted, _ = self.backend.reserve(self._key(family), self._schedule(family), 0.0, keep)
+        if granted:
+            RATELIMIT_WAIT_SECONDS.labels(family).observe(0.0)
+        return granted
+
     def pause(self, family: str, seconds: float) -> None:
         """Hold every new grant of ``family`` for ``seconds`` (never shortens a pause)."""
         self._schedule(family)
@@ -293,10 +330,7 @@ class TokenBucket:
             snap = self.backend.snapshot(self._key(family))
             now, virtual = snap.now, snap.virtual[-schedule.burst :]
             slot, _ = next_slot(now, virtual, snap.last, snap.paused, schedule)
-            tokens = 0
-            if slot == now:
-                aged = sum(1 for v in virtual if v + schedule.window_us <= now)
-                tokens = schedule.burst - len(virtual) + aged
+            tokens = free_tokens(now, virtual, schedule) if slot == now else 0
             bucket = self.buckets[family]
             out[family] = FamilyState(
                 rate=bucket.rate,
