@@ -68,6 +68,8 @@ class SyncSwitches(Strict):
     events: bool = True
     cancellations: bool = True
     event_types: EventTypeFilter = EventTypeFilter()
+    #: The worker resyncs stale contacts in the background on spare bucket capacity.
+    auto_resync: bool = False
 
 
 class EventMappingEntry(Strict):

@@ -6,8 +6,9 @@ JSON (sorted keys, no whitespace), so they are stable across processes and versi
 
 - :func:`projection_hash`: the pushed attributes and the lists the connector added;
 - :func:`mapping_fingerprint`: every setting that changes a projection (``event_mapping``,
-  ``field_mapping``, ``brevo.list_moves``, the ``sync`` switches and event-type filter,
-  ``enabled``). Contacts pushed under another fingerprint may be stale.
+  ``field_mapping``, ``brevo.list_moves``, the ``sync`` switches and event-type filter (not
+  ``sync.auto_resync``: it changes when, not what), ``enabled``). Contacts pushed under another
+  fingerprint may be stale.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def mapping_fingerprint(settings: Settings) -> str:
             "event_mapping": {k: v.model_dump(mode="json") for k, v in cal.event_mapping.items()},
             "field_mapping": settings.mapping.model_dump(mode="json"),
             "list_moves": settings.brevo.list_moves.model_dump(mode="json"),
-            "sync": cal.sync.model_dump(mode="json"),
+            "sync": cal.sync.model_dump(mode="json", exclude={"auto_resync"}),
         }
     )
 

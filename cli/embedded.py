@@ -98,6 +98,7 @@ async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> N
 
     refresher = asyncio.create_task(gauges())
     worker: dramatiq.Worker | None = None
+    resyncer: threading.Thread | None = None
     try:
         # Webhooks are taken (durably queued) while the set-up check waits out a flaky Brevo;
         # the worker starts once Brevo has what the mapping needs, and a definite "missing"
@@ -107,11 +108,19 @@ async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> N
                 runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
             )
             worker.start()
+            from worker.auto_resync import auto_resync  # logs stale contacts; may sweep
+
+            resyncer = threading.Thread(
+                target=auto_resync, args=(settings, maintenance_stop, services), daemon=True
+            )
+            resyncer.start()
             await stop.wait()
     finally:
         log.info("shutting_down")
         refresher.cancel()
         maintenance_stop.set()
+        if resyncer is not None:  # a pass ends after its contact at hand; it uses services
+            await asyncio.to_thread(resyncer.join, 10)
         await listening.close()
         if worker is not None:
             timeout_ms = int(settings.worker.shutdown_timeout_seconds * 1000)

@@ -332,6 +332,9 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
 
     server = _start_metrics_server(settings, healthy, log)
     threading.Thread(target=_refresh_gauges, args=(settings, stopping), daemon=True).start()
+    from worker.auto_resync import auto_resync  # logs stale contacts; sync.auto_resync sweeps
+
+    threading.Thread(target=auto_resync, args=(settings, stopping), daemon=True).start()
     children.extend(spawn() for _ in range(processes))
     _keep_children_alive(children, spawn, stopping, log)
     _stop_children(children, settings, log)

@@ -32,7 +32,9 @@ def make_limiter(services: Services) -> TokenBucket:
     return limiter
 
 
-def make_brevo(services: Services) -> BrevoClient:
+def make_brevo(services: Services, limiter: TokenBucket | None = None) -> BrevoClient:
+    """The worker's Brevo client, on the process's bucket (or ``limiter``: the background's
+    :class:`~calendly_brevo.ratelimit.spare.SpareBucket`)."""
     settings = services.settings
     # ``brevo.dry_run: true`` keeps the client dry even with a key (it logs, never sends).
     api_key = None if settings.brevo.runs_dry else settings.brevo.api_key
@@ -40,7 +42,7 @@ def make_brevo(services: Services) -> BrevoClient:
     return BrevoClient(
         make_http_client(settings),
         key or None,
-        make_limiter(services),
+        limiter or make_limiter(services),
         sms_fallback_attribute=settings.brevo.sms_fallback_attribute,
     )
 
