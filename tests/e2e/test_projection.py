@@ -39,10 +39,13 @@ DEMO_URI = p.event_type_uri("PROJDEMO0001")
 NEWSLETTER = 30
 
 
-def config(discovery_list: int) -> str:
+def config(discovery_list: int, *, enabled: bool = True, auto_resync: bool = False) -> str:
     return f"""
 connectors:
   calendly:
+    enabled: {str(enabled).lower()}
+    sync:
+      auto_resync: {str(auto_resync).lower()}
     event_mapping:
       discovery_call:
         list_id: {discovery_list}
