@@ -153,6 +153,23 @@ class Summary:
         }
 
 
+class ContactPusher(Protocol):
+    """The push step of a resync, the one place that talks to Brevo: puts one contact's
+    difference in Brevo and returns the calls made; raises ``BrevoTransientError`` /
+    ``BrevoPermanentError`` as the client does. :func:`one_by_one` is today's; a pusher on
+    Brevo's batch endpoints can replace it. :class:`Resync` calls it under the contact's lock
+    and records the push right after it returns, so a batching pusher must not return before
+    the contact is in Brevo (or hold the locks of a whole batch): a live event of the contact
+    pushed in between would otherwise be overwritten with the older projection."""
+
+    def __call__(self, change: ContactDiff) -> int: ...
+
+
+def one_by_one(brevo: ResyncBrevo) -> ContactPusher:
+    """One upsert per contact (and an unlink call when Brevo already had it)."""
+    return lambda change: push(brevo, change)
+
+
 def push(brevo: ResyncBrevo, change: ContactDiff) -> int:
     """Push one contact's difference; returns the number of Brevo calls made."""
     if change.attributes or change.add:
@@ -169,7 +186,8 @@ def push(brevo: ResyncBrevo, change: ContactDiff) -> int:
 
 @dataclass
 class Resync:
-    """One resync run over a ledger and a Brevo client (``brevo=None``: plan only)."""
+    """One resync run over a ledger and a Brevo client (``brevo=None``: plan only). ``pusher``
+    replaces the push step (default: :func:`one_by_one` on ``brevo``)."""
 
     ledger: Ledger
     settings: Settings
@@ -178,6 +196,7 @@ class Resync:
     limit: int | None = None
     sleep: Callable[[float], None] = time.sleep
     summary: Summary = field(default_factory=Summary)
+    pusher: ContactPusher | None = None
     #: Open dead letters of earlier runs, by email: marked replayed once the contact is pushed.
     _open: dict[str, list[int]] = field(default_factory=dict)
 
@@ -189,7 +208,7 @@ class Resync:
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
         """Check ``emails`` in order. With the connector or contact sync switched off
         (:func:`contacts_synced`) nothing is pushed: the switches decide what is pushed."""
-        self.summary.dry_run = self.brevo is None
+        self.summary.dry_run = self.brevo is None and self.pusher is None
         if not contacts_synced(self.settings):
             return self.summary
         self._open = _open_failures(self.ledger)
@@ -210,6 +229,7 @@ class Resync:
             projection = desired(email, self.ledger, self.settings)
             last = self.ledger.last_pushed(email)
             if not self.full and matches(projection, last):
+                self._resolve(email)  # an earlier failed push is moot: nothing to push now
                 return None
             change = diff(projection, last, full=self.full)
             if change.empty:
@@ -218,19 +238,21 @@ class Resync:
                 return None
             s.changed += 1
             s.contacts.append(change.as_dict())
-            if self.brevo is None:
+            if self.brevo is None and self.pusher is None:
                 return change
             if self._push(change):
                 self._record(change)
             return change
 
     def _push(self, change: ContactDiff) -> bool:
-        assert self.brevo is not None
+        if self.pusher is None:
+            assert self.brevo is not None
+            self.pusher = one_by_one(self.brevo)
         tries = 0
         while True:
             tries += 1
             try:
-                self.summary.calls += push(self.brevo, change)
+                self.summary.calls += self.pusher(change)
                 return True
             except BrevoTransientError as exc:
                 self.summary.calls += 1
@@ -248,7 +270,11 @@ class Resync:
         self.ledger.record_pushed(
             pushed_projection(p.email, p.attributes, p.list_ids, self.fingerprint)
         )
-        for dl_id in self._open.pop(p.email, []):  # an earlier run's failure is resolved
+        self._resolve(p.email)
+
+    def _resolve(self, email: str) -> None:
+        """Mark an earlier run's failed push of ``email`` replayed (resolved)."""
+        for dl_id in self._open.pop(email, []):
             self.ledger.mark_replayed(dl_id)
 
     def _failed(self, change: ContactDiff, error: str, tries: int) -> None:

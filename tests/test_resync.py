@@ -155,3 +155,34 @@ def test_resync_honours_the_event_type_filter() -> None:
     assert summary.changed == 1
     assert brevo.lists[ADA] == set()  # its only booking is of a type no longer pushed
     assert resync(ledger, brevo, **only_demo).calls == 0
+
+
+def test_the_push_step_is_replaceable_and_records_like_the_default() -> None:
+    """The seam a batch-endpoint pusher will use: given a pusher, resync calls only it."""
+    from calendly_brevo.resync import ContactDiff
+
+    ledger = MemoryLedger()
+    deliver(ledger, RecordingBrevo(dry_run=True), *two_bookings())
+    seen: list[ContactDiff] = []
+
+    def pusher(change: ContactDiff) -> int:
+        seen.append(change)
+        return 1
+
+    run = Resync(ledger, payloads.settings(), None, pusher=pusher, sleep=lambda _: None)
+    summary = run.run(selected(ledger, None))
+    assert (summary.changed, summary.calls, summary.dry_run) == (2, 2, False)
+    assert [c.email for c in seen] == [ADA, BOB] and seen[0].add == (10,)
+    assert resync(ledger, RecordingBrevo()).calls == 0  # recorded as pushed
+
+
+def test_a_failed_push_of_a_contact_that_matches_by_now_is_resolved() -> None:
+    """``--all`` failed for a contact already up to date: the next run has nothing to push
+    for it and closes its dead letter instead of leaving it open for ever."""
+    ledger, brevo = MemoryLedger(), RecordingBrevo()
+    deliver(ledger, brevo, payloads.invitee_created(email=ADA))
+    failing = RecordingBrevo(fail_upserts=1, permanent=True)
+    assert resync(ledger, failing, full=True).failures == 1
+    assert len(ledger.dead_letters(DeadLetterFilter())) == 1
+    assert resync(ledger, brevo).calls == 0
+    assert ledger.dead_letters(DeadLetterFilter()) == []

@@ -16,6 +16,8 @@ What happens (``ChaosRun(...).run()``):
    it; its queue maintenance requeues the dead child's unacked messages once the heartbeat is
    stale), Redis is SIGKILLed and restarted once, Postgres is crash-stopped (``-m immediate``)
    and restarted once.
+   ``calendly-brevo resync`` runs in a loop throughout (:mod:`tests.chaos.resync_loop`), and
+   the workers run with ``sync.auto_resync`` on.
 3b. The last kill, then no traffic (issue 18): a few duplicate deliveries go out while Brevo is
    slow, so workers hold messages; every worker child is SIGKILLed at once (so every ack set
    then in Redis is a dead worker's); nothing more is sent. The dead children's messages must
@@ -25,7 +27,7 @@ What happens (``ChaosRun(...).run()``):
    event is ``applied`` or ``dead`` in Postgres.
 5. Check: dead letters == injected 400s; clear the faults, ``calendly-brevo dlq replay --all``,
    drain again; every logical event applied (lost = 0); the fake's contacts equal the model;
-   the custom events fired equal the model's multiset.
+   the custom events fired equal the model's multiset; a last ``resync`` finds nothing to push.
 
 Brevo's ``POST /events`` has no idempotency key, so a worker killed after Brevo took the event,
 or an answer lost after it did, would fire the event twice on the next attempt. The worker looks
@@ -56,6 +58,7 @@ from calendly_brevo.config import Settings, load_settings
 from calendly_brevo.signature import HEADER, sign
 from tests.chaos import scenario as sc
 from tests.chaos.infra import PrivatePostgres, PrivateRedis
+from tests.chaos.resync_loop import ResyncFigures, ResyncLoop
 from tests.e2e.procs import Proc, free_port, run_cli, wait_http
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 
@@ -115,6 +118,7 @@ class Report:
     held_at_last_kill: int = 0
     recovery_seconds: float = 0.0
     recovery_bound: float = 0.0
+    resync: ResyncFigures = field(default_factory=ResyncFigures)
 
     def summary(self) -> str:
         lines = [
@@ -139,6 +143,7 @@ class Report:
             f"  contacts differing from the model: {len(self.contact_mismatches)}; "
             f"dramatiq dead-letter queue {self.dramatiq_dead}; spec violations "
             f"{self.spec_violations}",
+            self.resync.summary(),
         ]
         return "\n".join(lines)
 
@@ -171,7 +176,7 @@ class Report:
                 f"a killed worker's messages came back after {self.recovery_seconds:.1f}s, "
                 f"past the bound {self.recovery_bound:.0f}s + {RECOVERY_MARGIN:.0f}s"
             )
-        return found
+        return found + self.resync.problems()
 
 
 class ChaosRun:
@@ -317,10 +322,12 @@ class ChaosRun:
             target=self._chaos, args=(supervisor, redis_srv, pg, done, rng), daemon=True
         )
         chaos.start()
+        resyncs = ResyncLoop(env, pg.url).start()  # resync races the live events throughout
         self._send_all(scenario, ports)
         self.say("all deliveries accepted")
         done.set()
         chaos.join(timeout=120)
+        resyncs.stop()
         assert not chaos.is_alive(), "the chaos thread did not finish"
         assert supervisor.alive(), "the worker supervisor died:\n" + supervisor.log()[-3000:]
 
@@ -338,7 +345,10 @@ class ChaosRun:
             1 for f in snapshot["faults"] if f["kind"] == "timeout" and f["effect_applied"]
         )
         with psycopg.connect(pg.url) as conn:
-            rows = conn.execute("SELECT reason FROM dead_letters").fetchall()
+            # Events' dead letters; a looping resync's failed pushes are counted apart.
+            rows = conn.execute(
+                "SELECT reason FROM dead_letters WHERE source <> 'resync'"
+            ).fetchall()
         r.dead_lettered = len(rows)
         r.dead_letter_reasons = dict(Counter(row[0] for row in rows))
         self.say(f"drained; dead letters {r.dead_lettered}, faults {r.faults}")
@@ -365,6 +375,8 @@ class ChaosRun:
             sc.expected_contacts(scenario, settings), snapshot["contacts"]
         )
         self._check_effects(scenario, snapshot["events"])
+        resyncs.final()
+        r.resync = resyncs.figures
         assert supervisor.alive()
 
     def log(self, name: str) -> Path:

@@ -35,6 +35,7 @@ EVENT_TYPES = ((ET_INTRO, "Intro call"), (ET_DEMO, "Product demo"), (ET_OTHER, "
 CONFIG = f"""
 connectors:
   calendly:
+    sync: {{auto_resync: true}}  # the supervisor's background sweep runs under fire too
     event_mapping:
       intro: {{list_id: 10, event_type_uri: "{ET_INTRO}"}}
       demo: {{list_id: 11, event_type_uri: "{ET_DEMO}"}}
