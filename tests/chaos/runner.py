@@ -322,7 +322,9 @@ class ChaosRun:
             target=self._chaos, args=(supervisor, redis_srv, pg, done, rng), daemon=True
         )
         chaos.start()
-        resyncs = ResyncLoop(env, pg.url).start()  # resync races the live events throughout
+        resyncs = ResyncLoop(
+            env, pg.url, self.log("resync")
+        ).start()  # resync races the live events throughout
         self._send_all(scenario, ports)
         self.say("all deliveries accepted")
         done.set()
@@ -377,6 +379,11 @@ class ChaosRun:
         self._check_effects(scenario, snapshot["events"])
         resyncs.final()
         r.resync = resyncs.figures
+        after = fake.snapshot()  # the final resync changed nothing the run checked
+        r.contact_mismatches += sc.contact_diff(
+            sc.expected_contacts(scenario, settings), after["contacts"]
+        )
+        r.duplicated_effects += len(after["events"]) - len(snapshot["events"])
         assert supervisor.alive()
 
     def log(self, name: str) -> Path:

@@ -107,3 +107,16 @@ def test_check_finds_a_hand_edited_a_hand_deleted_and_a_hand_listed_contact(
     doc = json.loads(repaired.stdout)
     assert repaired.exit_code == 1 and doc["drifted"] == 1  # list 11 is still extra:
     assert doc["drift"][0]["lists_extra"] == [11]  # resync never unlinks a hand-added list
+
+
+def test_json_output_stays_json_when_brevo_answers_429(
+    live: dict[str, str], fake: FakeBrevoServer
+) -> None:
+    """The client's warnings (a 429 pauses the family) are log lines on stderr, never in the
+    summary a script parses from stdout."""
+    fake.inject("429", path=r"^/v3/contacts$", count=1)
+    result = invoke(live, "resync", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["changed"], summary["failures"]) == (2, 0)
+    assert "rate_limited" not in result.stdout
