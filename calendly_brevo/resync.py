@@ -211,7 +211,7 @@ class Resync:
         self.summary.dry_run = self.brevo is None and self.pusher is None
         if not contacts_synced(self.settings):
             return self.summary
-        self._open = _open_failures(self.ledger)
+        self._open = open_failures(self.ledger)
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
                 break
@@ -223,26 +223,35 @@ class Resync:
     def contact(self, email: str) -> ContactDiff | None:
         """Check one contact and push its difference; ``None`` when it already matches."""
         email = normalize_email(email) or email.strip().lower()
-        s = self.summary
         with self.ledger.contact_lock(email):
-            s.checked += 1
-            projection = desired(email, self.ledger, self.settings)
-            last = self.ledger.last_pushed(email)
-            if not self.full and matches(projection, last):
-                self._resolve(email)  # an earlier failed push is moot: nothing to push now
+            planned = self.plan(email)
+            if planned is None:
                 return None
-            change = diff(projection, last, full=self.full)
-            if change.empty:
-                if last is not None and not matches(projection, last):
-                    self._record(change)  # only unchanged values moved (or none): note it
-                return None
-            s.changed += 1
-            s.contacts.append(change.as_dict())
+            change = planned[0]
             if self.brevo is None and self.pusher is None:
                 return change
             if self._push(change):
                 self._record(change)
             return change
+
+    def plan(self, email: str) -> tuple[ContactDiff, bool] | None:
+        """Under ``email``'s lock: its difference to push (counted in the summary) and whether
+        the connector pushed it before; ``None`` when there is nothing to push."""
+        s = self.summary
+        s.checked += 1
+        projection = desired(email, self.ledger, self.settings)
+        last = self.ledger.last_pushed(email)
+        if not self.full and matches(projection, last):
+            self._resolve(email)  # an earlier failed push is moot: nothing to push now
+            return None
+        change = diff(projection, last, full=self.full)
+        if change.empty:
+            if last is not None and not matches(projection, last):
+                self._record(change)  # only unchanged values moved (or none): note it
+            return None
+        s.changed += 1
+        s.contacts.append(change.as_dict())
+        return change, last is not None
 
     def _push(self, change: ContactDiff) -> bool:
         if self.pusher is None:
@@ -286,7 +295,7 @@ class Resync:
         self.summary.dead_letter_ids.append(self.ledger.dead_letter(failure))
 
 
-def _open_failures(ledger: Ledger) -> dict[str, list[int]]:
+def open_failures(ledger: Ledger) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for row in ledger.dead_letters(DeadLetterFilter(event="resync"), limit=None):
         if row.source != RESYNC_SOURCE:

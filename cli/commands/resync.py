@@ -71,6 +71,7 @@ def resync(
     each at most once. --check writes nothing and exits 1 when Brevo has drifted."""
     from calendly_brevo.logs import configure_logging
     from calendly_brevo.resync import Resync, contacts_synced, selected
+    from calendly_brevo.resync_bulk import bulk_resync
 
     # The Brevo client's warnings (a 429) go to stderr, redacted: stdout is the summary (--json).
     configure_logging(obj.settings)
@@ -101,6 +102,9 @@ def resync(
     with ExitStack() as stack:
         brevo = None if dry_run else stack.enter_context(brevo_client(obj))
         run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
+        if brevo is not None and settings.brevo.batch.enabled:
+            # Contacts pushed before: brevo.batch.max_contacts per POST /contacts/batch.
+            run = bulk_resync(run, brevo, settings.brevo.batch.max_contacts)
         progress = stack.enter_context(
             Progress(*columns, console=err, transient=True, disable=as_json)
         )
