@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from calendly_brevo.batch_config import BatchSettings
 from calendly_brevo.errors import ConfigError
 
 DEFAULT_CALENDLY_API_URL = "https://api.calendly.com"
@@ -273,6 +274,8 @@ class BrevoSettings(Strict):
     #: a lookup because their automations tolerate a duplicate; any other in-doubt event is
     #: dead-lettered with reason ``in_doubt`` for an operator to check and replay.
     resend_in_doubt_events: list[str] = []
+    #: Coalescing into Brevo's bulk endpoints (:mod:`calendly_brevo.batch_config`).
+    batch: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _resend_names_are_events(self) -> BrevoSettings:

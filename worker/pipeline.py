@@ -90,7 +90,12 @@ class BrevoPort(Protocol):
         attributes: dict[str, Any],
         list_ids: tuple[int, ...] | list[int] = (),
         unlink_list_ids: tuple[int, ...] | list[int] = (),
-    ) -> Any: ...
+        *,
+        existing: bool = False,
+    ) -> Any:
+        """``existing``: the connector pushed this contact before (Brevo holds it unless
+        someone deleted it), so it may go out as part of a ``/contacts/batch`` update."""
+        ...
 
     def create_event(
         self,
@@ -366,6 +371,7 @@ class Pipeline:
         if effects.get("contact"):
             return
         unlink = projection.unlink_list_ids
+        last = None
         if record_pushed:
             # Lists the connector added under an earlier config and no longer wants (a list
             # dropped from event_mapping is no longer managed, but it is still the connector's).
@@ -379,6 +385,7 @@ class Pipeline:
             projection.attributes,
             list_ids=projection.list_ids,
             unlink_list_ids=unlink,
+            existing=last is not None,
         )
         effects["contact"] = True
         self.ledger.record_effect(event_id, effects)

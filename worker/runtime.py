@@ -11,6 +11,7 @@ from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
+from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import BrevoSetupError, RateLimited
 from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
 from worker.actors import declare_actors
@@ -32,17 +33,24 @@ def make_limiter(services: Services) -> TokenBucket:
     return limiter
 
 
-def make_brevo(services: Services) -> BrevoClient:
+def make_brevo(services: Services) -> BrevoClient | CoalescingBrevo:
+    """The process's Brevo port: coalescing into the bulk endpoints unless ``brevo.batch`` is
+    off or the run is dry (nothing is sent, so nothing to batch)."""
     settings = services.settings
     # ``brevo.dry_run: true`` keeps the client dry even with a key (it logs, never sends).
     api_key = None if settings.brevo.runs_dry else settings.brevo.api_key
     key = api_key.get_secret_value() if api_key else None
-    return BrevoClient(
+    client = BrevoClient(
         make_http_client(settings),
         key or None,
         make_limiter(services),
         sms_fallback_attribute=settings.brevo.sms_fallback_attribute,
     )
+    if client.dry_run or not settings.brevo.batch.enabled:
+        return client
+    # A waiting call trusts its batch's sender this long: the bucket's wait plus the request.
+    patience = client.max_wait + settings.brevo.timeout_seconds + 5.0
+    return CoalescingBrevo(client, settings.brevo.batch, patience=patience)
 
 
 #: The bucket of in-doubt lookups: a share of "other" (each lookup still takes an "other" token).
@@ -65,7 +73,9 @@ class BucketLookupBudget:
         return True
 
 
-def build_pipeline(services: Services, brevo: BrevoClient | None = None) -> Pipeline:
+def build_pipeline(
+    services: Services, brevo: BrevoClient | CoalescingBrevo | None = None
+) -> Pipeline:
     return Pipeline(
         services.settings,
         services.ledger,
