@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
@@ -129,6 +130,10 @@ def event_id(body: str) -> str:
     return identify(parse_envelope(body)).event_id
 
 
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def requests(fake: FakeBrevoServer) -> Counter[str]:
     return Counter(f"{r['method']} {r['path']}" for r in fake.snapshot()["requests"])
 
@@ -175,6 +180,7 @@ def test_a_refused_item_is_dead_lettered_with_brevos_reason_and_the_rest_are_sen
     fake.call(fake.state.reject_batch_items, *refused)
     # A long window and a batch as large as the threads: the eight events go out together.
     pipe = pipeline(fake, clients, window_ms=2000, max_events=THREADS)
+    partial = metric("calendly_brevo_brevo_batches_total", endpoint="events", outcome="partial")
     outcomes = run(pipe, docs)
     assert Counter(outcomes) == Counter({"applied": THREADS - 2, "dead_lettered": 2})
     assert requests(fake)["POST /v3/events/batch"] == 1
@@ -182,6 +188,8 @@ def test_a_refused_item_is_dead_lettered_with_brevos_reason_and_the_rest_are_sen
     letters = pipe.ledger.dead_letters(DeadLetterFilter())
     assert {d.event_id for d in letters} == refused
     assert all("refused (207): Injected item failure" in (d.error or "") for d in letters)
+    after = metric("calendly_brevo_brevo_batches_total", endpoint="events", outcome="partial")
+    assert after == partial + 1
 
 
 def test_a_batch_whose_answer_was_lost_is_looked_up_and_never_sent_twice(
@@ -190,10 +198,13 @@ def test_a_batch_whose_answer_was_lost_is_looked_up_and_never_sent_twice(
     docs = bodies(created(THREADS))
     # Brevo takes the batch, the answer never comes (held past the client's 1 s timeout).
     fake.inject("timeout", path=r"^/v3/events/batch$", count=1, delay=2.0, apply_effect=True)
+    doubted = metric("calendly_brevo_brevo_batch_items_in_doubt_total", endpoint="events")
     outcomes = run(pipeline(fake, clients, window_ms=2000, max_events=THREADS), docs)
     assert outcomes == ["applied"] * THREADS
     assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
     assert requests(fake)["GET /v3/events"] >= 1  # the in-doubt lookups
+    in_doubt = metric("calendly_brevo_brevo_batch_items_in_doubt_total", endpoint="events")
+    assert in_doubt == doubted + THREADS
 
 
 def test_a_contact_deleted_by_hand_is_recreated_when_its_batch_is_refused(
