@@ -24,6 +24,7 @@ against the last pushed one and pushes what a dry run or a switch held back.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 import structlog
 
 from calendly_brevo import metrics
+from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import (
     BrevoTransientError,
@@ -153,10 +155,13 @@ class Pipeline:
         ledger: Ledger,
         brevo: BrevoPort,
         lookups: LookupBudget | None = None,
+        crowd: Crowd | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.brevo = brevo
+        #: The attempts in progress, for coalescing (a batch leaves once all of them wait).
+        self.crowd = crowd
         #: ``None``: lookups are limited only by the "other" family's bucket itself.
         self.lookups = lookups
 
@@ -173,6 +178,13 @@ class Pipeline:
         """``final``: a failure now dead-letters the event (``worker.max_retries`` spent). Once
         ``expired`` (``worker.max_age_seconds``) a rate-limit wait does too: otherwise a wait is
         not a failure and is never the last attempt."""
+        with self.crowd.member() if self.crowd is not None else nullcontext():
+            last = _Last(failure=final or expired, expired=expired)
+            return self._attempt(body, received_at, source, attempt, last=last)
+
+    def _attempt(
+        self, body: str, received_at: float, source: str, attempt: int, *, last: _Last
+    ) -> Outcome:
         started = time.perf_counter()
         started_token = _STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
@@ -189,7 +201,6 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
-            last = _Last(failure=final or expired, expired=expired)
             new = Arrival(
                 ident.event_id,
                 ident.event_name,

@@ -10,6 +10,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
+from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import BrevoSetupError, RateLimited
@@ -33,7 +34,7 @@ def make_limiter(services: Services) -> TokenBucket:
     return limiter
 
 
-def make_brevo(services: Services) -> BrevoClient | CoalescingBrevo:
+def make_brevo(services: Services, crowd: Crowd | None = None) -> BrevoClient | CoalescingBrevo:
     """The process's Brevo port: coalescing into the bulk endpoints unless ``brevo.batch`` is
     off or the run is dry (nothing is sent, so nothing to batch)."""
     settings = services.settings
@@ -50,7 +51,7 @@ def make_brevo(services: Services) -> BrevoClient | CoalescingBrevo:
         return client
     # A waiting call trusts its batch's sender this long: the bucket's wait plus the request.
     patience = client.max_wait + settings.brevo.timeout_seconds + 5.0
-    return CoalescingBrevo(client, settings.brevo.batch, patience=patience)
+    return CoalescingBrevo(client, settings.brevo.batch, patience=patience, crowd=crowd)
 
 
 #: The bucket of in-doubt lookups: a share of "other" (each lookup still takes an "other" token).
@@ -76,11 +77,13 @@ class BucketLookupBudget:
 def build_pipeline(
     services: Services, brevo: BrevoClient | CoalescingBrevo | None = None
 ) -> Pipeline:
+    crowd = Crowd()  # the process's attempts in progress: a batch leaves once all wait
     return Pipeline(
         services.settings,
         services.ledger,
-        brevo or make_brevo(services),
+        brevo or make_brevo(services, crowd),
         BucketLookupBudget(make_limiter(services)),
+        crowd=crowd,
     )
 
 

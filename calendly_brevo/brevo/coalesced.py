@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from calendly_brevo.batch_config import BatchSettings
-from calendly_brevo.brevo.batching import Coalescer
+from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.brevo.models import UpsertResult
@@ -38,28 +38,35 @@ def _json_size(body: Mapping[str, Any]) -> int:
 class CoalescingBrevo:
     """A :class:`~worker.pipeline.BrevoPort` over ``client`` that batches (see the module)."""
 
-    def __init__(self, client: BrevoClient, batch: BatchSettings, *, patience: float) -> None:
+    def __init__(
+        self,
+        client: BrevoClient,
+        batch: BatchSettings,
+        *,
+        patience: float,
+        crowd: Crowd | None = None,
+    ) -> None:
         """``patience``: how long a waiting call trusts its batch's sender (longer than a
-        request can take: the HTTP timeout plus the bucket's wait)."""
+        request can take: the HTTP timeout plus the bucket's wait). ``crowd``: the worker's
+        calls in progress (a batch leaves early once all of them wait on one)."""
         self.client = client
+        self.crowd = crowd
         window = batch.window_seconds
         self._events: Coalescer[dict[str, Any], None] = Coalescer(
             "events",
             lambda bodies: send_events(client, bodies),
-            window=window,
-            max_items=batch.max_events,
-            max_bytes=batch.max_event_bytes,
-            size_of=_json_size,
+            Limits(window, batch.max_events, batch.max_event_bytes, _json_size),
             gave_up=lambda: _lost("events"),
             patience=patience,
+            crowd=crowd,
         )
         self._contacts: Coalescer[ContactUpdate, UpsertResult] = Coalescer(
             "contacts",
             lambda updates: update_contacts(client, updates),
-            window=window,
-            max_items=batch.max_contacts,
+            Limits(window, batch.max_contacts),
             gave_up=lambda: _lost("contacts"),
             patience=patience,
+            crowd=crowd,
         )
 
     @property

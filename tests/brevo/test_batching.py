@@ -4,6 +4,7 @@ its own item's answer, and nothing waits past the window (or forever, if its sen
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calendly_brevo.brevo.batching import Coalescer
+from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 
 
 class Lost(Exception):
@@ -32,10 +33,17 @@ class Recorder:
         return [self.answer(item) for item in items]
 
 
-def coalescer(send: Callable[[list[int]], Sequence[Any]], **options: Any) -> Coalescer[int, Any]:
-    options.setdefault("window", 5.0)
-    options.setdefault("max_items", 8)
-    return Coalescer("test", send, gave_up=lambda: Lost("gave up"), **options)
+def coalescer(
+    send: Callable[[list[int]], Sequence[Any]],
+    *,
+    window: float = 5.0,
+    max_items: int = 8,
+    max_bytes: int | None = None,
+    size_of: Callable[[int], int] | None = None,
+    **options: Any,
+) -> Coalescer[int, Any]:
+    limits = Limits(window, max_items, max_bytes, size_of)
+    return Coalescer("test", send, limits, gave_up=lambda: Lost("gave up"), **options)
 
 
 def submit_all(c: Coalescer[int, Any], items: list[int]) -> list[Any]:
@@ -125,3 +133,46 @@ def test_a_sender_that_answers_the_wrong_number_of_items_fails_every_item() -> N
     assert all(
         isinstance(r, RuntimeError) and "1 results for a batch of 2" in str(r) for r in results
     )
+
+
+def test_when_every_call_in_progress_waits_on_a_batch_it_leaves_without_its_window() -> None:
+    """A worker with one event at a time (or all its threads in one batch) never waits out
+    the window: nobody else could join."""
+    send, crowd = Recorder(), Crowd()
+    c = coalescer(send, window=30.0, max_items=8, crowd=crowd)
+    started = time.monotonic()
+    with crowd.member():
+        assert c.submit(7) == 70
+    barrier = threading.Barrier(3)
+
+    def member(item: int) -> Any:
+        with crowd.member():
+            barrier.wait()
+            return c.submit(item)
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(member, [1, 2, 3])) == [10, 20, 30]
+    assert time.monotonic() - started < 15  # far less than one 30 s window
+    assert send.batches[0] == [7]
+    assert sorted(i for b in send.batches[1:] for i in b) == [1, 2, 3]
+
+
+def test_a_call_still_busy_elsewhere_is_waited_for_up_to_the_window() -> None:
+    send, crowd = Recorder(), Crowd()
+    c = coalescer(send, window=30.0, max_items=8, crowd=crowd)
+    joined = threading.Event()
+
+    def late() -> Any:
+        with crowd.member():
+            joined.wait(10)  # busy with its contact upsert while the other waits
+            return c.submit(2)
+
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(late)
+        with crowd.member():
+            first = pool.submit(c.submit, 1)
+            time.sleep(0.2)
+            joined.set()
+            assert first.result(20) == 10
+        assert later.result(20) == 20
+    assert send.batches == [[1, 2]]
