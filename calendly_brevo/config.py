@@ -453,6 +453,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "BREVO_API_URL": "brevo.api_url",
     "BREVO_PLAN": "brevo.plan",
     "BREVO_DRY_RUN": "brevo.dry_run",
+    "BREVO_BATCH_ENABLED": "brevo.batch.enabled",
     "DATABASE_URL": "storage.database_url",
     "REDIS_URL": "storage.redis_url",
     "CONNECTOR_DATA_DIR": "storage.data_dir",
