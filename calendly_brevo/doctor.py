@@ -284,10 +284,8 @@ def _brevo_lists(ctx: DoctorContext) -> Iterator[dict[str, Any]]:
 
 
 def check_brevo_lists(ctx: DoctorContext) -> Check:
-    from calendly_brevo.mapping import managed_lists
-
     name = "Brevo lists"
-    wanted = managed_lists(ctx.settings)
+    wanted = ctx.settings.rules.managed_lists()
     if not wanted:
         return Check(name, "OK", "no lists mapped")
     if ctx.settings.dry_run or not ctx._cache.get("brevo_ok"):
@@ -415,7 +413,7 @@ def check_stale_contacts(ctx: DoctorContext) -> Check:
 
     name = "stale contacts"
     try:
-        n = stale_contacts(ctx.settings, open_ledger(ctx.engine_factory()))
+        n = stale_contacts(ctx.settings.rules, open_ledger(ctx.engine_factory()))
     except (SQLAlchemyError, ConnectorError) as exc:
         return Check(name, "WARN", f"not checked: {type(exc).__name__}")
     if n:

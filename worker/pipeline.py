@@ -42,10 +42,11 @@ from calendly_brevo.errors import PermanentError, TransientError, UnmappableEven
 from calendly_brevo.events import (
     HANDLED_EVENTS,
     INVITEE_EVENTS,
-    Envelope,
+    ROUTING_FORM_SUBMITTED,
     EventIdentity,
-    identify,
+    WebhookEvent,
     parse_envelope,
+    read_event,
 )
 from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State
 from calendly_brevo.logs import get_logger
@@ -84,6 +85,8 @@ class Pipeline:
         lookups: LookupBudget | None = None,
     ) -> None:
         self.settings = settings
+        #: The narrow part of ``settings`` the rules read (mapping, switches, event names).
+        self.rules = settings.rules
         self.ledger = ledger
         self.brevo = brevo
         self.events = EventSender(ledger, brevo, settings.brevo, lookups)
@@ -108,9 +111,10 @@ class Pipeline:
         name: str | None = None
         try:
             try:
-                env = parse_envelope(body)
+                env = parse_envelope(body)  # the one parse: JSON, then the envelope …
                 name = env.event
-                ident = identify(env)
+                event = read_event(env)  # … then its payload, typed; nothing below re-reads it
+                ident = event.identity
             except UnmappableEvent as exc:
                 failure = Failure(None, name, exc.code, str(exc), attempt, body, source, received)
                 return dead_letter(self.ledger, failure)
@@ -127,7 +131,7 @@ class Pipeline:
                 source,
                 received,
             )
-            outcome = self._process(env, ident, new, last)
+            outcome = self._process(event, new, last)
             if outcome.status == "applied" and received_at:
                 metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
                     max(0.0, time.time() - received_at)
@@ -145,22 +149,21 @@ class Pipeline:
             STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
-    def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
+    def _process(self, event: WebhookEvent, new: Arrival, last: _Last) -> Outcome:
+        ident = event.identity
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
             forgotten = self._forgotten(ident)
             if forgotten:  # its claim keeps the event id (dedup), nothing about the person
                 new = replace(new, invitee_uri=None, email=None, payload="")
-            state = None if forgotten else self._state_of(env, ident)
-            claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
+            state = None if forgotten else self._state_of(event)
+            claim = self.ledger.claim(new, state)
             if claim.duplicate:
                 return done(self.ledger, ident, "duplicate", record=False)
             try:
-                if isinstance(state, UnmappableEvent):
-                    raise state
                 outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
                 if not forgotten:
-                    outcome = self._apply(env, ident, claim)
+                    outcome = self._apply(event, claim)
                 status, finished, reason = outcome
             except PermanentError as exc:
                 return dead_letter(self.ledger, new.failed(exc.code, str(exc), claim.attempts))
@@ -189,8 +192,8 @@ class Pipeline:
 
     @cached_property
     def fingerprint(self) -> str:
-        """The mapping fingerprint of ``settings``, computed once (not on every upsert)."""
-        return mapping_fingerprint(self.settings)
+        """The mapping fingerprint of the rules, computed once (not on every upsert)."""
+        return mapping_fingerprint(self.rules)
 
     def _forgotten(self, ident: EventIdentity) -> bool:
         """A past event of a person ``forget`` removed (its invitee URI is tombstoned): neither
@@ -199,44 +202,37 @@ class Pipeline:
             return False
         return self.ledger.is_tombstoned(invitee_uri=ident.invitee_uri)
 
-    def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
+    def _state_of(self, event: WebhookEvent) -> State | None:
         """The record and mark this event adds to the contact's state, if it adds any.
-
-        Computed before the claim so the claim's transaction stores them. A payload that cannot
-        be mapped gives its error, raised after the claim: the event is dead-lettered as
-        ``unmappable`` and nothing of it is stored."""
-        if ident.event_name not in INVITEE_EVENTS or not ident.email:
+        Computed before the claim so the claim's transaction stores them."""
+        if event.invitee is None:
             return None
-        try:
-            return record_from_event(env), mark_from_event(env)
-        except UnmappableEvent as exc:
-            return exc
+        return record_from_event(event), mark_from_event(event)
 
-    def _apply(
-        self, env: Envelope, ident: EventIdentity, claim: Claim
-    ) -> tuple[str, bool, str | None]:
+    def _apply(self, event: WebhookEvent, claim: Claim) -> tuple[str, bool, str | None]:
         """Do the event's Brevo effects. Returns the status, whether it is already stored, and
         for ``suppressed`` the reason. The state was stored by the claim in every case."""
-        settings = self.settings
+        rules = self.rules
+        ident = event.identity
         effects = claim.effects
         name = ident.event_name
         if name not in HANDLED_EVENTS:
             return "ignored", False, None
-        contact_on, event_on = effects_enabled(name, settings)
+        contact_on, event_on = effects_enabled(name, rules)
         if not contact_on and not event_on:
-            reason = "sync_switch" if settings.calendly.enabled else "connector_disabled"
+            reason = "sync_switch" if rules.enabled else "connector_disabled"
             return "suppressed", False, reason
-        if name == "routing_form_submission.created":
-            projection = routing_form_contact(env, settings)
+        if name == ROUTING_FORM_SUBMITTED:
+            projection = routing_form_contact(event, rules)
             if projection is None:
                 return "ignored", False, None
             if self.brevo.dry_run:
-                return self._dry(ident, env, None, projection if contact_on else None, event_on)
+                return self._dry(event, None, projection if contact_on else None, event_on)
             in_doubt = event_on and self.events.in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
             finished = self._send_event(
-                ident, env, None, effects, event_on, projection.email, in_doubt=in_doubt
+                event, None, effects, event_on, projection.email, in_doubt=in_doubt
             )
             return "applied", finished, None
 
@@ -246,21 +242,20 @@ class Pipeline:
         if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
             raise RuntimeError("an invitee event was claimed without its state")
         record = claim.record
-        if record is not None and not event_type_synced(record, settings):
+        if record is not None and not event_type_synced(record, rules.sync.event_types):
             return "suppressed", False, "event_type_filter"
-        projection = project_contact(email, claim.records, claim.marks, settings)
+        projection = project_contact(email, claim.records, claim.marks, rules)
         if self.brevo.dry_run:
-            return self._dry(ident, env, record, projection if contact_on else None, event_on)
+            return self._dry(event, record, projection if contact_on else None, event_on)
         in_doubt = event_on and self.events.in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects, record_pushed=True)
-        finished = self._send_event(ident, env, record, effects, event_on, email, in_doubt=in_doubt)
+        finished = self._send_event(event, record, effects, event_on, email, in_doubt=in_doubt)
         return "applied", finished, None
 
     def _dry(
         self,
-        ident: EventIdentity,
-        env: Envelope,
+        event: WebhookEvent,
         record: Any,
         projection: ContactProjection | None,
         event_on: bool,
@@ -274,13 +269,13 @@ class Pipeline:
                 list_ids=projection.list_ids,
                 unlink_list_ids=projection.unlink_list_ids,
             )
-        event = custom_event(ident, env, record, self.settings) if event_on else None
-        if event is not None and event.email:
+        sent = custom_event(event, record, self.rules) if event_on else None
+        if sent is not None and sent.email:
             self.brevo.create_event(
-                event.name,
-                email=event.email,
-                properties=event.properties,
-                event_date=event.event_date,
+                sent.name,
+                email=sent.email,
+                properties=sent.properties,
+                event_date=sent.event_date,
             )
         return "dry_run", False, None
 
@@ -328,8 +323,7 @@ class Pipeline:
 
     def _send_event(
         self,
-        ident: EventIdentity,
-        env: Envelope,
+        event: WebhookEvent,
         record: Any,
         effects: dict[str, Any],
         enabled: bool,
@@ -341,8 +335,8 @@ class Pipeline:
         marked the event applied."""
         if not enabled or effects.get("event"):
             return False
-        event = custom_event(ident, env, record, self.settings)
-        if event is None:
+        sent = custom_event(event, record, self.rules)
+        if sent is None:
             return False
-        self.events.send(ident.event_id, event, effects, email, in_doubt=in_doubt)
+        self.events.send(event.identity.event_id, sent, effects, email, in_doubt=in_doubt)
         return True

@@ -117,7 +117,7 @@ async def contacts(request: web.Request) -> dict[str, Any]:
         found = await asyncio.to_thread(
             trace,
             services.sessions,
-            settings,
+            settings.rules,
             email=email,
             event_id=event_id,
             invitee_uri=invitee_uri,

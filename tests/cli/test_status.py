@@ -244,7 +244,7 @@ def test_contacts_pushed_under_an_earlier_mapping_show_as_stale_with_the_fix(
 
     # Ada was pushed by the fixture's pipeline, whose mapping is not the CLI's config.
     assert stale() == 1
-    pushed("cy@example.com", mapping_fingerprint(load_settings(None, env=env)))
+    pushed("cy@example.com", mapping_fingerprint(load_settings(None, env=env).rules))
     assert stale() == 1, "a contact pushed under today's mapping is not stale"
     pushed("di@example.com", "an-earlier-mapping")
     assert stale() == 2
