@@ -102,10 +102,9 @@ def decode_body(raw: bytes | str) -> Any:
 
 def envelope_name(data: Any) -> str:
     """The event name of a decoded body shaped ``{"event": "…", "payload": {…}}``. Raises
-    :class:`UnmappableEvent` (``bad_envelope``) saying what is missing. The receiver checks
-    bodies with this before it queues them; :func:`envelope_from_dict` checks them again only
-    because a queued message may come from elsewhere (backfill, ``dlq replay``, an older
-    receiver)."""
+    :class:`UnmappableEvent` (``bad_envelope``) saying what is missing. The receiver's check is
+    looser on purpose (any string name is queued, so a signed body with a blank one is
+    dead-lettered here with its body kept rather than refused)."""
     if not isinstance(data, dict):
         raise UnmappableEvent("webhook body is not a JSON object", code="bad_envelope")
     event = data.get("event")
