@@ -22,8 +22,8 @@ from calendly_brevo.calendly.backfill import (
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.db.models import ProcessedEvent
 from calendly_brevo.events import parse_envelope, read_event
-from cli.commands.calendly import backfill as backfill_command
-from cli.commands.calendly import reconcile as reconcile_command
+from cli.commands.backfill import backfill as backfill_command
+from cli.commands.backfill import reconcile as reconcile_command
 from tests.calendly.conftest import queued_envelopes
 from tests.fakes.calendly import FakeCalendlyServer
 

@@ -14,7 +14,7 @@ from calendly_brevo.calendly.subscriptions import (
 from calendly_brevo.crypto import load_box
 from calendly_brevo.db.models import SigningKey
 from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
-from cli.commands.calendly import webhooks
+from cli.commands.webhooks import webhooks
 from tests.fakes.calendly import FakeCalendlyServer
 
 URL = "https://connector.example.com/webhooks/calendly"
