@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from calendly_brevo import metrics
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import SubscriptionProbe
+from calendly_brevo.calendly.subscription_probe import SubscriptionProbe
 from calendly_brevo.logs import get_logger
 from calendly_brevo.queue_health import held_by_stale_workers
 from calendly_brevo.status import stale_contacts

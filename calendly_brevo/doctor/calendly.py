@@ -8,11 +8,8 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from calendly_brevo.calendly.client import FORBIDDEN_FIX, PAT_URL, UNAUTHORIZED_FIX
-from calendly_brevo.calendly.subscriptions import (
-    active_signing_keys,
-    default_callback_url,
-    remembered,
-)
+from calendly_brevo.calendly.subscription_store import active_signing_keys, remembered
+from calendly_brevo.calendly.subscriptions import default_callback_url
 from calendly_brevo.doctor.base import Check, DoctorContext
 from calendly_brevo.errors import (
     CalendlyAuthError,
