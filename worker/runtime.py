@@ -89,7 +89,7 @@ def build_runtime(
 ) -> WorkerRuntime:
     broker = make_broker(services.settings, extra=extra_middleware)
     pipe = pipeline or build_pipeline(services)
-    actor = declare_actors(broker, services.settings, lambda: pipe)
+    actor = declare_actors(broker, services.settings.worker, lambda: pipe)
     return WorkerRuntime(broker, pipe, actor)
 
 
