@@ -197,7 +197,7 @@ def _tombstone(sessions: sessionmaker[Session], email: str, invitee_uris: list[s
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    from calendly_brevo.calendly.subscriptions import STATE_NAME
+    from calendly_brevo.calendly.subscription_store import STATE_NAME
 
     with sessions() as s:
         last = s.execute(

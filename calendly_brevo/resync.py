@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from calendly_brevo.brevo.models import UpsertResult
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import DeadLetterFilter, Failure, Ledger, PushedProjection
@@ -92,10 +92,10 @@ class ContactDiff:
         }
 
 
-def desired(email: str, ledger: Ledger, settings: Settings) -> ContactProjection:
-    """The contact's projection from its stored records under ``settings``."""
+def desired(email: str, ledger: Ledger, rules: Rules) -> ContactProjection:
+    """The contact's projection from its stored records under ``rules``."""
     records, marks = ledger.contact_state(email)
-    return project_contact(email, records, marks, settings)
+    return project_contact(email, records, marks, rules)
 
 
 def diff(
@@ -172,7 +172,7 @@ class Resync:
     """One resync run over a ledger and a Brevo client (``brevo=None``: plan only)."""
 
     ledger: Ledger
-    settings: Settings
+    rules: Rules
     brevo: ResyncBrevo | None
     full: bool = False
     limit: int | None = None
@@ -183,14 +183,14 @@ class Resync:
 
     @cached_property
     def fingerprint(self) -> str:
-        """The mapping fingerprint of ``settings``, computed once per run."""
-        return mapping_fingerprint(self.settings)
+        """The mapping fingerprint of ``rules``, computed once per run."""
+        return mapping_fingerprint(self.rules)
 
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
         """Check ``emails`` in order. With the connector or contact sync switched off
         (:func:`contacts_synced`) nothing is pushed: the switches decide what is pushed."""
         self.summary.dry_run = self.brevo is None
-        if not contacts_synced(self.settings):
+        if not contacts_synced(self.rules):
             return self.summary
         self._open = _open_failures(self.ledger)
         for email in emails:
@@ -207,7 +207,7 @@ class Resync:
         s = self.summary
         with self.ledger.contact_lock(email):
             s.checked += 1
-            projection = desired(email, self.ledger, self.settings)
+            projection = desired(email, self.ledger, self.rules)
             last = self.ledger.last_pushed(email)
             if not self.full and matches(projection, last):
                 return None
@@ -273,9 +273,9 @@ def _open_failures(ledger: Ledger) -> dict[str, list[int]]:
     return found
 
 
-def contacts_synced(settings: Settings) -> bool:
+def contacts_synced(rules: Rules) -> bool:
     """``connectors.calendly.enabled`` and ``connectors.calendly.sync.contacts``."""
-    return settings.calendly.enabled and settings.calendly.sync.contacts
+    return rules.enabled and rules.sync.contacts
 
 
 def selected(ledger: Ledger, email: str | None, page: int = 500) -> Sequence[str] | Iterable[str]:

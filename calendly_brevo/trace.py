@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.db.models import DeadLetter, Invitee, ProcessedEvent
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
@@ -149,7 +149,7 @@ def _dead_letters(s: Session, email: str, event_ids: list[str]) -> list[DeadLett
 
 def trace(
     sessions: sessionmaker[Session],
-    settings: Settings,
+    rules: Rules,
     *,
     email: str | None = None,
     event_id: str | None = None,
@@ -180,7 +180,7 @@ def trace(
     ]
     projection = None
     if records:
-        p = project_contact(key, records, marks, settings)
+        p = project_contact(key, records, marks, rules)
         projection = {
             "status": p.status,
             "attributes": p.attributes,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import active_signing_keys
+from calendly_brevo.calendly.subscription_store import active_signing_keys
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
 from calendly_brevo.crypto import SecretBox, load_box

@@ -61,7 +61,7 @@ LOOKUP_MAX_WAIT = 1.0
 
 
 class BucketLookupBudget:
-    """:class:`~worker.pipeline.LookupBudget` on the shared bucket: a token now, or none."""
+    """:class:`~worker.ports.LookupBudget` on the shared bucket: a token now, or none."""
 
     def __init__(self, limiter: TokenBucket) -> None:
         self.limiter = limiter
@@ -102,7 +102,7 @@ def build_runtime(
 ) -> WorkerRuntime:
     broker = make_broker(services.settings, extra=extra_middleware)
     pipe = pipeline or build_pipeline(services)
-    actor = declare_actors(broker, services.settings, lambda: pipe)
+    actor = declare_actors(broker, services.settings.worker, lambda: pipe)
     return WorkerRuntime(broker, pipe, actor)
 
 

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from calendly_brevo.batch_config import BatchSettings
 from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.brevo.models import UpsertResult
+from calendly_brevo.config.batch import BatchSettings
 from calendly_brevo.errors import BrevoTransientError
 
 

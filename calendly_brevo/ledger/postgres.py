@@ -6,7 +6,7 @@
 - A claim knows whether the attempt before it was ``interrupted`` (left ``processing``: its
   worker died). Such an attempt may have fired the custom event; the pipeline looks it up in
   Brevo before sending it again. A database outage after Brevo accepted the event does not open
-  a window either: the effect write waits it out (:meth:`record_effect_durably`).
+  a window either: the effect write waits it out (:func:`.base.record_durably`).
 
 The hot path (lock, claim, effects, finish) is plain SQL on the DBAPI connection, not the ORM:
 it was most of the worker's CPU per event (``benchmarks/RESULTS.md``). The contact lock's

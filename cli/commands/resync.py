@@ -55,7 +55,7 @@ def resync(
     if everyone and changed:
         raise click.UsageError("--all and --changed exclude each other")
     settings = obj.settings
-    if not contacts_synced(settings):
+    if not contacts_synced(settings.rules):
         raise ConnectorError(
             "contacts are not synced (connectors.calendly.enabled or "
             "connectors.calendly.sync.contacts is false): a resync would push nothing"
@@ -70,7 +70,7 @@ def resync(
     columns = (TextColumn("resync"), BarColumn(), MofNCompleteColumn())
     with ExitStack() as stack:
         brevo = None if dry_run else stack.enter_context(_brevo_client(obj))
-        run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
+        run = Resync(obj.ledger, settings.rules, brevo, full=everyone, limit=limit)
         progress = stack.enter_context(
             Progress(*columns, console=err, transient=True, disable=as_json)
         )

@@ -83,7 +83,7 @@ def trace(
     obj.read_only = True
     found = find(
         obj.sessions,
-        obj.settings,
+        obj.settings.rules,
         email=email,
         event_id=event_id,
         invitee_uri=invitee_uri,

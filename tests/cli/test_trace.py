@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from calendly_brevo.events import envelope_from_dict, identify
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.ledger import PushedProjection
 from cli.main import cli
 from tests import payloads
@@ -35,7 +35,7 @@ def stored(tmp_path: Path) -> Any:
     brevo.fail_upserts, brevo.permanent = 1, True
     bob = payloads.invitee_created(email="bob@example.com", invitee_uri=BOB_URI)
     assert pipeline.process(payloads.body(bob).decode(), time.time()).status == "dead_lettered"
-    event_id = identify(envelope_from_dict(created)).event_id
+    event_id = event_from_dict(created).identity.event_id
     services.ledger.record_pushed(
         PushedProjection(
             email="ada@example.com",

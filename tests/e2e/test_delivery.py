@@ -36,7 +36,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 
 from calendly_brevo.db.migrate import upgrade
-from calendly_brevo.events import identify, parse_envelope
+from calendly_brevo.events import parse_envelope, read_event
 from calendly_brevo.queueing import RedisEnqueuer, queue_key
 from tests import payloads as p
 from tests.conftest import SIGNING_KEY
@@ -416,7 +416,9 @@ def test_permanent_faults_are_dead_lettered_then_replayed_exactly_once(
     emails = {d["payload"]["email"] for d in docs}
     # Brevo refuses these custom events, alone (400) or in a batch (a 207 naming them); the
     # last bookings, so that the contact failures (the first POST /contacts calls) miss them.
-    refused = [identify(parse_envelope(json.dumps(d))).event_id for d in docs[-bad_events:]]
+    refused = [
+        read_event(parse_envelope(json.dumps(d))).identity.event_id for d in docs[-bad_events:]
+    ]
     fake.call(fake.state.reject_batch_items, *refused)
     fake.inject("400", path=r"^/v3/contacts$", method="POST", count=bad_contacts)
     dep.enqueue(docs)

@@ -43,7 +43,7 @@ def test_prune_strips_superseded_names_phones_and_answers_but_not_the_projection
         pipeline.process(payloads.body(doc).decode(), 1.0)
     settings = services.settings
     before = project_contact(
-        EMAIL, [InviteeRecord.from_dict(d) for d in _records(services).values()], [], settings
+        EMAIL, [InviteeRecord.from_dict(d) for d in _records(services).values()], [], settings.rules
     )
 
     result = prune(services.sessions, timedelta(0))
@@ -54,7 +54,7 @@ def test_prune_strips_superseded_names_phones_and_answers_but_not_the_projection
     assert old["questions_and_answers"] == [] and old["email"] == EMAIL
     assert new["name"] == "Anna Jansen" and new["text_reminder_number"] == "+31612345678"
     after = project_contact(
-        EMAIL, [InviteeRecord.from_dict(d) for d in after_rows.values()], [], settings
+        EMAIL, [InviteeRecord.from_dict(d) for d in after_rows.values()], [], settings.rules
     )
     assert after == before
     assert prune(services.sessions, timedelta(0)).invitees == 0  # nothing left to strip

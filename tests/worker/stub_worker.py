@@ -16,7 +16,7 @@ def drain(pipeline: Pipeline, messages: list[tuple[str, float]], *, threads: int
     (closed) is returned for its ``dead_letters``."""
     broker = StubBroker(middleware=default_middleware(pipeline.settings))
     broker.emit_after("process_boot")
-    actor = declare_actors(broker, pipeline.settings, lambda: pipeline)
+    actor = declare_actors(broker, pipeline.settings.worker, lambda: pipeline)
     for body, received_at in messages:
         actor.send(body, received_at, "webhook")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import TransientError
-from calendly_brevo.events import identify, parse_envelope
+from calendly_brevo.events import parse_envelope, read_event
 from calendly_brevo.ledger import DeadLetterFilter
 from calendly_brevo.ledger.memory import MemoryLedger
 from tests import payloads
@@ -127,7 +127,7 @@ def bodies(envelopes: list[dict[str, Any]]) -> list[str]:
 
 
 def event_id(body: str) -> str:
-    return identify(parse_envelope(body)).event_id
+    return read_event(parse_envelope(body)).identity.event_id
 
 
 def metric(name: str, **labels: str) -> float:

@@ -1,22 +1,21 @@
 """``brevo.batch``: coalescing of the worker's Brevo calls into Brevo's bulk endpoints.
 
-Its own module (the rest of the settings are in :mod:`calendly_brevo.config`) so that the batch
-limits and their evidence sit together. See :mod:`calendly_brevo.brevo.batching` and the
-README's "Bulk endpoints" section.
+The batch limits and their evidence sit together here. See :mod:`calendly_brevo.brevo.batching`
+and the README's "Bulk endpoints" section.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from calendly_brevo.config.base import Strict
 
 #: Brevo's guide for ``POST /events/batch``: at most 200 events and 512 KB a request.
 BREVO_MAX_BATCH_EVENTS = 200
 BREVO_MAX_BATCH_BYTES = 512 * 1024
 
 
-class BatchSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
+class BatchSettings(Strict):
     #: Off: every contact update and custom event is its own request (one per call).
     enabled: bool = True
     #: How long the first call of a batch waits for others to join it. A lone event is never
