@@ -28,11 +28,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
-from calendly_brevo import metrics
+from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import (
     BrevoTransientError,
@@ -63,6 +63,7 @@ from calendly_brevo.projection import (
 )
 from calendly_brevo.pushed import mapping_fingerprint, pushed_projection
 from calendly_brevo.state import mark_from_event, record_from_event
+from worker.ports import BrevoPort, LookupBudget
 
 log = get_logger("calendly_brevo.worker")
 
@@ -78,50 +79,8 @@ def _elapsed_ms() -> float:
 SUPPRESSED_REASONS = ("connector_disabled", "sync_switch", "event_type_filter", "forgotten")
 
 
-class BrevoPort(Protocol):
-    @property
-    def dry_run(self) -> bool:
-        """``True``: the client logs the calls it would make and sends nothing."""
-        ...
-
-    def upsert_contact(
-        self,
-        email: str,
-        attributes: dict[str, Any],
-        list_ids: tuple[int, ...] | list[int] = (),
-        unlink_list_ids: tuple[int, ...] | list[int] = (),
-    ) -> Any: ...
-
-    def create_event(
-        self,
-        event_name: str,
-        *,
-        email: str,
-        properties: dict[str, Any] | None = None,
-        contact_properties: dict[str, Any] | None = None,
-        event_date: str | None = None,
-    ) -> Any: ...
-
-    def event_recorded(
-        self,
-        event_name: str,
-        *,
-        event_date: str | None,
-        property_name: str,
-        property_value: str,
-    ) -> bool: ...
-
-
 #: ``effects`` key: an earlier attempt may have sent the custom event (its outcome is unknown).
 EVENT_IN_DOUBT = "event_in_doubt"
-
-
-class LookupBudget(Protocol):
-    """The in-doubt lookups' share of Brevo's "other" family (``brevo.lookup_share``)."""
-
-    def take(self) -> bool:
-        """A lookup may be made now (a token is taken); ``False``: the share is spent."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -164,10 +123,12 @@ class Pipeline:
         attempt: int = 1,
         final: bool = False,
         expired: bool = False,
+        signature_key: str | None = None,
     ) -> Outcome:
         """``final``: a failure now dead-letters the event (``worker.max_retries`` spent). Once
         ``expired`` (``worker.max_age_seconds``) a rate-limit wait does too: otherwise a wait is
-        not a failure and is never the last attempt."""
+        not a failure and is never the last attempt. ``signature_key``: the label of the key
+        that verified the webhook, stored with the event's first arrival."""
         started = time.perf_counter()
         started_token = _STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
@@ -193,6 +154,7 @@ class Pipeline:
                 body,
                 source,
                 received,
+                signature_key,
             )
             outcome = self._process(env, ident, new, last)
             if outcome.status == "applied" and received_at:
@@ -222,37 +184,43 @@ class Pipeline:
             claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
             if claim.duplicate:
                 return self._done(ident, "duplicate", record=False)
-            try:
-                if isinstance(state, UnmappableEvent):
-                    raise state
-                outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
-                if not forgotten:
-                    outcome = self._apply(env, ident, claim)
-                status, finished, reason = outcome
-            except PermanentError as exc:
-                return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
-            except TransientError as exc:
-                if last.expired if exc.rate_limited else last.failure:
-                    reason = "expired" if last.expired else "retries_exhausted"
-                    error = f"{type(exc).__name__}: {exc}"
-                    return self._dead_letter(new.failed(reason, error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                (log.info if exc.rate_limited else log.warning)(
-                    "event_rate_limited" if exc.rate_limited else "event_retry",
-                    outcome="rate_limited" if exc.rate_limited else "retried",
-                    duration_ms=_elapsed_ms(),
-                    error=str(exc),
-                    delay=exc.delay,
-                )
-                raise
-            except Exception as exc:
-                # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
-                if last.failure:
-                    error = f"{type(exc).__name__}: {exc}"
-                    return self._dead_letter(new.failed("error", error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                raise
-            return self._done(ident, status, record=not finished, reason=reason)
+            # The Brevo calls of this attempt, stored with the event's writes (trace).
+            with brevo_calls.recording(claim.attempts, claim.calls):
+                try:
+                    if isinstance(state, UnmappableEvent):
+                        raise state
+                    outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
+                    if not forgotten:
+                        outcome = self._apply(env, ident, claim)
+                    status, finished, reason = outcome
+                except PermanentError as exc:
+                    return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
+                except TransientError as exc:
+                    if last.expired if exc.rate_limited else last.failure:
+                        reason = "expired" if last.expired else "retries_exhausted"
+                        error = f"{type(exc).__name__}: {exc}"
+                        return self._dead_letter(new.failed(reason, error, claim.attempts))
+                    self._failed(ident, exc)
+                    (log.info if exc.rate_limited else log.warning)(
+                        "event_rate_limited" if exc.rate_limited else "event_retry",
+                        outcome="rate_limited" if exc.rate_limited else "retried",
+                        duration_ms=_elapsed_ms(),
+                        error=str(exc),
+                        delay=exc.delay,
+                    )
+                    raise
+                except Exception as exc:
+                    # A bug, not an outage: record it; the last attempt dead-letters it.
+                    if last.failure:
+                        error = f"{type(exc).__name__}: {exc}"
+                        return self._dead_letter(new.failed("error", error, claim.attempts))
+                    self._failed(ident, exc)
+                    raise
+                return self._done(ident, status, record=not finished, reason=reason)
+
+    def _failed(self, ident: EventIdentity, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        self.ledger.finish(ident.event_id, "failed", error, calls=brevo_calls.stored())
 
     @cached_property
     def fingerprint(self) -> str:
@@ -381,7 +349,7 @@ class Pipeline:
             unlink_list_ids=unlink,
         )
         effects["contact"] = True
-        self.ledger.record_effect(event_id, effects)
+        self.ledger.record_effect(event_id, effects, calls=brevo_calls.stored())
         if record_pushed:
             self.ledger.record_pushed(
                 pushed_projection(
@@ -416,7 +384,7 @@ class Pipeline:
             return False
         if in_doubt and self._already_in_brevo(ident, event):
             effects["event"] = event.name
-            record_durably(self.ledger, ident.event_id, effects, finish="applied")
+            self._applied(ident, effects)
             return True
         try:
             self.brevo.create_event(
@@ -428,8 +396,12 @@ class Pipeline:
                 record_durably(self.ledger, ident.event_id, effects)
             raise
         effects["event"] = event.name
-        record_durably(self.ledger, ident.event_id, effects, finish="applied")
+        self._applied(ident, effects)
         return True
+
+    def _applied(self, ident: EventIdentity, effects: dict[str, Any]) -> None:
+        calls = brevo_calls.stored()
+        record_durably(self.ledger, ident.event_id, effects, finish="applied", calls=calls)
 
     def _in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
         """Whether an earlier attempt may have sent the custom event (kept across attempts).
@@ -495,7 +467,7 @@ class Pipeline:
     ) -> Outcome:
         if record:
             # A suppressed event keeps its reason where a failed one keeps its error.
-            self.ledger.finish(ident.event_id, status, reason)
+            self.ledger.finish(ident.event_id, status, reason, calls=brevo_calls.stored())
         label = metrics.event_label(ident.event_name)
         metrics.EVENTS_PROCESSED.labels(label, status).inc()
         if reason is not None:
@@ -511,7 +483,7 @@ class Pipeline:
         return Outcome(status, ident.event_name, ident.event_id, reason)
 
     def _dead_letter(self, failure: Failure) -> Outcome:
-        dl_id = self.ledger.dead_letter(failure)
+        dl_id = self.ledger.dead_letter(failure, calls=brevo_calls.stored())
         label = metrics.event_label(failure.event_name)
         metrics.EVENTS_PROCESSED.labels(label, "dead_lettered").inc()
         metrics.DEAD_LETTERED.labels(label, failure.reason).inc()

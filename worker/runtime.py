@@ -52,7 +52,7 @@ LOOKUP_MAX_WAIT = 1.0
 
 
 class BucketLookupBudget:
-    """:class:`~worker.pipeline.LookupBudget` on the shared bucket: a token now, or none."""
+    """:class:`~worker.ports.LookupBudget` on the shared bucket: a token now, or none."""
 
     def __init__(self, limiter: TokenBucket) -> None:
         self.limiter = limiter

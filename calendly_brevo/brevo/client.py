@@ -43,6 +43,7 @@ import httpx
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.models import (
     AttributeCategory,
     AttributeType,
@@ -487,6 +488,7 @@ class BrevoClient:
                 params=dict(params) if params else None,
                 body=json if self.debug else redact(json),
             )
+            brevo_calls.note(method, route, "dry_run")
             return None
         if self._limiter is not None:
             self._limiter.acquire(family, self.max_wait)
@@ -497,12 +499,14 @@ class BrevoClient:
             )
         except _TRANSIENT_HTTPX as exc:
             self._observe(family, "error", started)
+            brevo_calls.note(method, route, "error", started)
             raise BrevoTransientError(
                 f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(),
                 status=None,
                 maybe_applied=not isinstance(exc, _NOT_SENT_HTTPX),
             ) from exc
         self._observe(family, str(response.status_code), started)
+        brevo_calls.note(method, route, response.status_code, started)
         self._tighten(family, response)
         return response
 

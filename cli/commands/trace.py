@@ -42,13 +42,16 @@ def _print(t: Trace) -> None:
         flags += " no-show" if b.no_show else ""
         bookings.add_row(b.start_time or "-", b.event_type or "-", b.status + flags, b.invitee_uri)
     console.print(bookings)
-    events = Table("received", "event", "source", "outcome", "tries", "effects", "event id")
+    events = Table(
+        "received", "event", "source", "signed with", "outcome", "tries", "effects", "event id"
+    )
     for d in t.deliveries:
         outcome = d.status + (f": {d.last_error}" if d.last_error else "")
         events.add_row(
             (d.received_at or "")[:19].replace("T", " "),
             d.event_name,
             d.source,
+            d.signature_key,
             outcome,
             str(d.attempts),
             ", ".join(sorted(d.effects)) or "-",
@@ -56,9 +59,27 @@ def _print(t: Trace) -> None:
         )
     events.title = "events received"
     console.print(events)
+    _print_calls(console, t)
     for dl in t.dead_letters:
         how = dl.replay or ("replayed" if dl.replayed_at else "payload pruned")
         console.print(f"dead letter {dl.id}: {dl.event_name} {dl.reason}: {dl.error} ({how})")
+
+
+def _print_calls(console: Console, t: Trace) -> None:
+    if not t.brevo_calls:
+        console.print("Brevo calls: none recorded")
+        return
+    calls = Table("at", "event", "try", "call", "status", "ms", title="Brevo calls")
+    for c in t.brevo_calls:
+        calls.add_row(
+            str(c.get("at", ""))[:23].replace("T", " "),
+            str(c.get("event_name", "")),
+            str(c.get("attempt", "")),
+            f"{c.get('method', '')} {c.get('route', '')}",
+            str(c.get("status", "")),
+            str(c.get("ms", "")),
+        )
+    console.print(calls)
 
 
 @click.command()
@@ -74,8 +95,10 @@ def trace(
     invitee_uri: str | None,
     as_json: bool,
 ) -> None:
-    """One person's timeline: events received and their outcomes, bookings, what Brevo should
-    hold, dead letters and how to replay them. Exit 1 when nothing is stored about them."""
+    """One person's timeline: events received (with the signing key that verified each) and
+    their outcomes, every Brevo call made for them with its status, bookings, what Brevo should
+    hold and was last pushed, dead letters and how to replay them. Exit 1 when nothing is
+    stored about them."""
     from calendly_brevo.trace import trace as find
 
     if not (email or event_id or invitee_uri):
