@@ -93,6 +93,32 @@ def test_a_command_that_cannot_reach_postgres_prints_one_line_and_the_fix(tmp_pa
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "variable", "key", "service"),
+    [
+        (["webhooks", "list"], "CALENDLY_API_URL", "connectors.calendly.api_url", "Calendly"),
+        (["brevo", "setup"], "BREVO_API_URL", "brevo.api_url", "Brevo"),
+    ],
+)
+def test_a_command_that_cannot_reach_calendly_or_brevo_prints_one_line_and_the_fix(
+    tmp_path: Path, command: list[str], variable: str, key: str, service: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("brevo:\n  startup_wait_seconds: 0\n")  # no waiting out the outage
+    env = embedded_env(tmp_path) | {
+        "CONNECTOR_CONFIG": str(config),
+        "CALENDLY_ACCESS_TOKEN": "pat-unused",
+        "BREVO_API_KEY": "xkeysib-unused-0123456789",
+        variable: f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    }
+    result = run_cli(command, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-2].startswith(f"error: cannot reach {service} at http://127.0.0.1:"), lines
+    assert lines[-1] == f"fix: check {variable} ({key}) and the network"
+    assert "Traceback" not in result.stderr
+
+
 def test_status_json_on_a_healthy_production_deployment_exits_0_with_the_buckets(
     postgres_url: str, redis_url: str
 ) -> None:
