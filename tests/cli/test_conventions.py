@@ -52,7 +52,16 @@ def dead_port_urls() -> tuple[str, str]:
     )
 
 
-@pytest.mark.parametrize("command", [["status"], ["doctor"], ["dlq", "list"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["doctor"],
+        ["dlq", "list"],
+        ["dlq", "show", "1"],
+        ["trace", "--email", "a@example.com"],
+    ],
+)
 def test_read_only_commands_create_no_files_and_say_the_store_is_missing(
     tmp_path: Path, command: list[str]
 ) -> None:
