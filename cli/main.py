@@ -66,7 +66,8 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            # The fix on its own line, not repeated in the error's "(allowed: …)".
+            click.secho(f"error: config error at {exc.path}: {exc.problem}", fg="red", err=True)
             if exc.allowed:
                 click.echo(f"fix: {exc.allowed}", err=True)
             sys.exit(2)

@@ -102,6 +102,18 @@ def test_a_command_that_cannot_reach_postgres_prints_one_line_and_the_fix(tmp_pa
     assert "hunter2" not in result.stderr
 
 
+def test_a_config_error_is_the_error_then_the_fix_once_and_exit_2(tmp_path: Path) -> None:
+    env = production_env(*dead_port_urls()) | {"BREVO_DRY_RUN": "false", "BREVO_API_KEY": ""}
+    result = run_cli(["worker"], env)  # production without a Brevo key and no dry run
+    assert result.returncode == 2, result.stdout + result.stderr
+    error, fix = result.stderr.strip().splitlines()
+    assert error.startswith("error: config error at brevo.api_key: is required here")
+    assert fix == (
+        "fix: set BREVO_API_KEY, or BREVO_DRY_RUN=true to log the Brevo calls without sending"
+    )
+    assert "BREVO_DRY_RUN" not in error  # the fix is said once, on its own line
+
+
 @pytest.mark.parametrize(
     ("command", "variable", "key", "service"),
     [
