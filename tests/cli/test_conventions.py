@@ -74,6 +74,16 @@ def test_read_only_commands_create_no_files_and_say_the_store_is_missing(
     assert not (tmp_path / "data").exists()
 
 
+def test_read_only_commands_add_no_file_to_an_existing_store(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path) | {"CALENDLY_WEBHOOK_SIGNING_KEY": ""}  # doctor looks further
+    assert run_cli(["migrate"], env).returncode == 0
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    for command in (["doctor"], ["status"], ["trace", "--email", "a@example.com"]):
+        run_cli(command, env)
+        assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before, command
+    assert "secret.key" not in before  # doctor used to generate the embedded encryption key
+
+
 def test_status_exits_1_with_one_line_per_unreachable_part_and_hides_passwords(
     tmp_path: Path,
 ) -> None:
