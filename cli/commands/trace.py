@@ -58,9 +58,13 @@ def _print_deliveries(console: Console, t: Trace) -> None:
         outcome = f"{d.status} ({tries})" + (f": {d.last_error}" if d.last_error else "")
         when = (d.received_at or "-")[:19].replace("T", " ")
         effects = ", ".join(sorted(d.effects)) or "none"
+        signed = {"unknown": "signing key not recorded"}.get(d.signature_key, "")
+        if not signed:
+            none = d.signature_key.startswith("none")
+            signed = "no signature" if none else f"signed with {d.signature_key}"
         console.print(
             f"  {when}  {d.event_name}  {outcome}  event {d.event_id[:12]}\n"
-            f"      {d.source}, signed with {d.signature_key}; Brevo effects: {effects}",
+            f"      {d.source}, {signed}; Brevo effects: {effects}",
             markup=False,
             highlight=False,
         )

@@ -206,8 +206,9 @@ def test_trace_names_the_signing_key_of_each_delivery_and_every_brevo_call(
 
     text = trace(env, "--email", "grace@example.com")
     assert text.exit_code == 0
-    assert "signed with" in text.output and KEY_LABEL in text.output
-    assert "none (backfill)" in text.output
+    assert f"webhook, signed with {KEY_LABEL};" in text.output
+    assert "webhook, signing key not recorded;" in text.output
+    assert "backfill, no signature;" in text.output
     assert "Brevo calls" in text.output and "POST /contacts" in text.output
     assert "502" in text.output
 
