@@ -224,3 +224,13 @@ def test_prune_takes_upper_case_units_like_every_other_command(
     result = invoke(env, "prune", "--older-than", "48H")
     assert result.exit_code == 0, result.output
     assert "2 days" in result.output
+
+
+def test_shell_completion_as_the_readme_documents_it(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path) | {"_CALENDLY_BREVO_COMPLETE": "bash_source"}
+    script = run_cli([], env)
+    assert script.returncode == 0 and "_calendly_brevo_completion()" in script.stdout
+    asked = env | {"_CALENDLY_BREVO_COMPLETE": "bash_complete", "COMP_WORDS": "calendly-brevo tr"}
+    completed = run_cli([], asked | {"COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["plain,trace"]
+    assert not (tmp_path / "data").exists()
