@@ -82,10 +82,12 @@ def build_apps(settings: Settings) -> ReceiverApps:
         store = OAuthTokenStore(services.sessions, box)
         public_setups.append(lambda app: setup_oauth_callback(app, settings, store))
         admin_setups.append(lambda app: setup_oauth_start(app, settings, store))
+    ring = build_keyring(settings, loader)
     public = create_app(
         settings,
         queue_factory=lambda: open_queue(settings),
-        signing_keys=build_keyring(settings, loader),
+        signing_keys=ring,
+        key_label=ring.label,
         extra_setup=public_setups,
     )
     admin = create_admin_app(settings, extra_setup=admin_setups)

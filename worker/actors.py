@@ -11,7 +11,7 @@ from dramatiq.middleware import CurrentMessage
 
 from calendly_brevo.config import WorkerSettings
 from calendly_brevo.errors import TransientError
-from calendly_brevo.queueing import ACTOR_NAME, QUEUE_NAME
+from calendly_brevo.queueing import ACTOR_NAME, QUEUE_NAME, SIGNATURE_KEY_OPTION
 from worker.middleware.durable_retries import WAITS_OPTION, RateLimitWait
 from worker.pipeline import Pipeline
 
@@ -55,6 +55,8 @@ def declare_actors(
                 attempt=failures + waits + 1,
                 final=failures >= w.max_retries,
                 expired=is_expired(received_at, w),
+                # A message from an older receiver has none: the trace then says "unknown".
+                signature_key=options.get(SIGNATURE_KEY_OPTION),
             )
         except TransientError as exc:
             retry = RateLimitWait if exc.rate_limited else dramatiq.Retry

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from calendly_brevo import metrics
+from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.config import BrevoSettings
 from calendly_brevo.errors import BrevoTransientError, EventInDoubt, PermanentError
 from calendly_brevo.ledger import Claim, Ledger, record_durably
@@ -69,7 +69,9 @@ class EventSender:
         applied (one commit)."""
         if in_doubt and self._already_in_brevo(event_id, event):
             effects["event"] = event.name
-            record_durably(self.ledger, event_id, effects, finish="applied")
+            record_durably(
+                self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored()
+            )
             return
         try:
             self.brevo.create_event(
@@ -81,7 +83,7 @@ class EventSender:
                 record_durably(self.ledger, event_id, effects)
             raise
         effects["event"] = event.name
-        record_durably(self.ledger, event_id, effects, finish="applied")
+        record_durably(self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored())
 
     def _already_in_brevo(self, event_id: str, event: BrevoEvent) -> bool:
         """Whether Brevo holds the in-doubt event. When the lookup share is spent the rule is:

@@ -11,7 +11,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from calendly_brevo import metrics
+from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.events import EventIdentity
 from calendly_brevo.ledger import Failure, Ledger
 from calendly_brevo.logs import get_logger
@@ -49,7 +49,7 @@ def done(
     applied is not finished twice). A suppressed event keeps its reason where a failed one
     keeps its error."""
     if record:
-        ledger.finish(ident.event_id, status, reason)
+        ledger.finish(ident.event_id, status, reason, calls=brevo_calls.stored())
     label = metrics.event_label(ident.event_name)
     metrics.EVENTS_PROCESSED.labels(label, status).inc()
     if reason is not None:
@@ -67,7 +67,7 @@ def done(
 
 def dead_letter(ledger: Ledger, failure: Failure) -> Outcome:
     """Store the event with its cause, never dropped (``calendly-brevo dlq`` replays it)."""
-    dl_id = ledger.dead_letter(failure)
+    dl_id = ledger.dead_letter(failure, calls=brevo_calls.stored())
     label = metrics.event_label(failure.event_name)
     metrics.EVENTS_PROCESSED.labels(label, "dead_lettered").inc()
     metrics.DEAD_LETTERED.labels(label, failure.reason).inc()

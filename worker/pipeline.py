@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from calendly_brevo import metrics
+from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import PermanentError, TransientError, UnmappableEvent
@@ -105,17 +105,27 @@ class Pipeline:
         attempt: int = 1,
         final: bool = False,
         expired: bool = False,
+        signature_key: str | None = None,
     ) -> Outcome:
         """``final``: a failure now dead-letters the event (``worker.max_retries`` spent). Once
         ``expired`` (``worker.max_age_seconds``) a rate-limit wait does too: otherwise a wait is
-        not a failure and is never the last attempt."""
+        not a failure and is never the last attempt. ``signature_key``: the label of the key
+        that verified the webhook, stored with the event's first arrival."""
         with self.crowd.member() if self.crowd is not None else nullcontext():
             last = _Last(failure=final or expired, expired=expired)
-            return self._attempt(body, received_at, source, attempt, last=last)
+            arrival = (source, signature_key)
+            return self._attempt(body, received_at, arrival, attempt, last=last)
 
     def _attempt(
-        self, body: str, received_at: float, source: str, attempt: int, *, last: _Last
+        self,
+        body: str,
+        received_at: float,
+        arrival: tuple[str, str | None],
+        attempt: int,
+        *,
+        last: _Last,
     ) -> Outcome:
+        source, signature_key = arrival
         started = time.perf_counter()
         started_token = STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
@@ -141,6 +151,7 @@ class Pipeline:
                 body,
                 source,
                 received,
+                signature_key,
             )
             outcome = self._process(event, new, last)
             if outcome.status == "applied" and received_at:
@@ -171,35 +182,41 @@ class Pipeline:
             claim = self.ledger.claim(new, state)
             if claim.duplicate:
                 return done(self.ledger, ident, "duplicate", record=False)
-            try:
-                outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
-                if not forgotten:
-                    outcome = self._apply(event, claim)
-                status, finished, reason = outcome
-            except PermanentError as exc:
-                return dead_letter(self.ledger, new.failed(exc.code, str(exc), claim.attempts))
-            except TransientError as exc:
-                if last.expired if exc.rate_limited else last.failure:
-                    reason = "expired" if last.expired else "retries_exhausted"
-                    error = f"{type(exc).__name__}: {exc}"
-                    return dead_letter(self.ledger, new.failed(reason, error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                (log.info if exc.rate_limited else log.warning)(
-                    "event_rate_limited" if exc.rate_limited else "event_retry",
-                    outcome="rate_limited" if exc.rate_limited else "retried",
-                    duration_ms=elapsed_ms(),
-                    error=str(exc),
-                    delay=exc.delay,
-                )
-                raise
-            except Exception as exc:
-                # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
-                if last.failure:
-                    error = f"{type(exc).__name__}: {exc}"
-                    return dead_letter(self.ledger, new.failed("error", error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                raise
-            return done(self.ledger, ident, status, record=not finished, reason=reason)
+            # The Brevo calls of this attempt, stored with the event's writes (trace).
+            with brevo_calls.recording(claim.attempts, claim.calls):
+                try:
+                    outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
+                    if not forgotten:
+                        outcome = self._apply(event, claim)
+                    status, finished, reason = outcome
+                except PermanentError as exc:
+                    return dead_letter(self.ledger, new.failed(exc.code, str(exc), claim.attempts))
+                except TransientError as exc:
+                    if last.expired if exc.rate_limited else last.failure:
+                        reason = "expired" if last.expired else "retries_exhausted"
+                        error = f"{type(exc).__name__}: {exc}"
+                        return dead_letter(self.ledger, new.failed(reason, error, claim.attempts))
+                    self._failed(ident, exc)
+                    (log.info if exc.rate_limited else log.warning)(
+                        "event_rate_limited" if exc.rate_limited else "event_retry",
+                        outcome="rate_limited" if exc.rate_limited else "retried",
+                        duration_ms=elapsed_ms(),
+                        error=str(exc),
+                        delay=exc.delay,
+                    )
+                    raise
+                except Exception as exc:
+                    # A bug, not an outage: record it; the last attempt dead-letters it.
+                    if last.failure:
+                        error = f"{type(exc).__name__}: {exc}"
+                        return dead_letter(self.ledger, new.failed("error", error, claim.attempts))
+                    self._failed(ident, exc)
+                    raise
+                return done(self.ledger, ident, status, record=not finished, reason=reason)
+
+    def _failed(self, ident: EventIdentity, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        self.ledger.finish(ident.event_id, "failed", error, calls=brevo_calls.stored())
 
     @cached_property
     def fingerprint(self) -> str:
@@ -322,7 +339,7 @@ class Pipeline:
             existing=last is not None,
         )
         effects["contact"] = True
-        self.ledger.record_effect(event_id, effects)
+        self.ledger.record_effect(event_id, effects, calls=brevo_calls.stored())
         if record_pushed:
             self.ledger.record_pushed(
                 pushed_projection(

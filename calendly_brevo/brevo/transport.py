@@ -15,6 +15,7 @@ import httpx
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.models import BrevoErrorBody, RateLimitHeaders
 from calendly_brevo.config import BrevoSettings, Settings
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
@@ -221,6 +222,7 @@ class Transport:
                 params=dict(params) if params else None,
                 body=json if self.debug else redact(json),
             )
+            brevo_calls.note(method, route, "dry_run")
             return None
         if self._limiter is not None:
             self._limiter.acquire(family, self.max_wait)
@@ -231,12 +233,14 @@ class Transport:
             )
         except _TRANSIENT_HTTPX as exc:
             self._observe(family, "error", started)
+            brevo_calls.note(method, route, "error", started)
             raise BrevoTransientError(
                 f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(),
                 status=None,
                 maybe_applied=not isinstance(exc, _NOT_SENT_HTTPX),
             ) from exc
         self._observe(family, str(response.status_code), started)
+        brevo_calls.note(method, route, response.status_code, started)
         self._tighten(family, response)
         return response
 

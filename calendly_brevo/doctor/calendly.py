@@ -111,9 +111,10 @@ def check_signing_key(ctx: DoctorContext) -> Check:
     if ctx.settings.calendly.webhook.keys:
         return Check(name, "OK", "set in the config / CALENDLY_WEBHOOK_SIGNING_KEY")
     try:
-        from calendly_brevo.crypto import load_box
+        from calendly_brevo.crypto import existing_box
 
-        stored = active_signing_keys(ctx.sessions_factory(), load_box(ctx.settings))
+        box = existing_box(ctx.settings)  # doctor creates no key file
+        stored = active_signing_keys(ctx.sessions_factory(), box) if box is not None else []
     except (ConnectorError, SQLAlchemyError) as exc:
         stored = []
         why = f" (database keys unreadable: {exc})"

@@ -78,6 +78,8 @@ class SqlLedger(SqlDeadLetters):
                 payload=row.payload,
                 last_error=row.last_error,
                 applied_at=aware(row.applied_at),
+                signature_key=row.signature_key,
+                calls=list(row.brevo_calls or ()),
             )
 
     def settled(self, event_ids: Iterable[str]) -> set[str]:
