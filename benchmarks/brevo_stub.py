@@ -7,7 +7,9 @@ OpenAPI spec, which costs a few milliseconds of CPU per request: on a 2-core mac
 compete with the worker being measured. This stand-in is a raw asyncio HTTP/1.1 server (keep-alive,
 ``Content-Length`` bodies) that answers what the worker calls, at once, without looking at bodies:
 
-- ``POST /v3/contacts`` → 201 ``{"id": n}``; ``PUT /v3/contacts/…`` and ``POST /v3/events`` → 204;
+- ``POST /v3/contacts`` → 201 ``{"id": n}``; ``PUT /v3/contacts/…``, ``POST /v3/contacts/batch``
+  and ``POST /v3/events`` → 204; ``POST /v3/events/batch`` → 202 (items counted as events,
+  requests as ``event_calls``);
 - ``GET /v3/contacts/attributes`` and ``GET /v3/contacts/lists`` → what the worker's start-up
   check needs (the benchmark config's attributes and list);
 - every answer carries ``x-sib-ratelimit-*`` headers with plenty remaining (no pause);
@@ -75,12 +77,13 @@ class Stub(asyncio.Protocol):
             length = int(head[i + 17 : head.find(b"\r\n", i + 2)]) if i >= 0 else 0
             if len(buf) < end + 4 + length:
                 return
+            body = bytes(buf[end + 4 : end + 4 + length])
             del buf[: end + 4 + length]
             method, path = head.split(b" ", 2)[:2]
             assert self.transport is not None
-            self.transport.write(self.answer(method, path))
+            self.transport.write(self.answer(method, path, body))
 
-    def answer(self, method: bytes, path: bytes) -> bytes:
+    def answer(self, method: bytes, path: bytes, body: bytes = b"") -> bytes:
         counts = Stub.counts
         if path.startswith(b"/__stub__/counts"):
             return response(200, "OK", json.dumps(counts).encode())
@@ -95,11 +98,20 @@ class Stub(asyncio.Protocol):
             if method == b"GET" and path.startswith(b"/v3/contacts/lists"):
                 offset = b"offset=0" in path or b"offset" not in path
                 return response(200, "OK", LISTS if offset else b'{"lists":[],"count":1}')
+            if method == b"POST" and path == b"/v3/contacts/batch":
+                counts["contact_updates"] += body.count(b'"email"')
+                return NO_CONTENT
             counts["contact_updates"] += 1
             return NO_CONTENT
         if method == b"POST" and path == b"/v3/events":
             counts["events"] += 1
+            counts["event_calls"] += 1
             return NO_CONTENT
+        if method == b"POST" and path == b"/v3/events/batch":
+            items = body.count(b'"event_name"')
+            counts["events"] += items
+            counts["event_calls"] += 1
+            return response(202, "Accepted", b'{"message":"Batch accepted","count":%d}' % items)
         counts["other"] += 1
         return response(404, "Not Found", b'{"code":"document_not_found","message":"stub"}')
 

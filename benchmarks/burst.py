@@ -4,8 +4,10 @@ to the fake Brevo, which enforces R requests/s per family (and the worker's buck
 
 Figure: time from the first booking received to the last one applied (``received_at`` and
 ``applied_at`` in ``processed_events``), against the floor set by Brevo's limits: each booking
-costs one ``/contacts`` call and one ``POST /events``; the two families have separate limits and
-run in parallel, so floor = max over families of calls / R. Target <= 1.1 x floor, nothing lost
+costs one ``/contacts`` call and one ``POST /events`` when each is its own request; the two
+families have separate limits and run in parallel, so the per-call floor = bookings / R.
+Coalescing into the bulk endpoints (``brevo.batch``) needs fewer calls than that; the calls made
+per family are reported beside the figure. Target <= 1.1 x floor, nothing lost
 (every booking applied, one contact and one custom event each, no 429, no dead letter).
 
 Issue 8 describes 2,000 bookings at Brevo's 10/s: a 200 s floor, which with the rest would
@@ -91,7 +93,9 @@ def run(opts: Namespace) -> list[Row]:
         f: sum(1 for r in state["requests"] if r["family"] == f and r["method"] != "GET")
         for f in ("contacts", "events")
     }
-    floor = max(calls.values()) / rate
+    # The per-call floor: one contact call and one event call per booking, the two families in
+    # parallel. Coalescing (brevo.batch) can beat it; the calls made are reported beside it.
+    floor = bookings / rate
     limited = sum(state["rate_limited"].values())
     span = float(span or 0)
     ratio = span / floor if floor else float("inf")
@@ -111,7 +115,7 @@ def run(opts: Namespace) -> list[Row]:
             "burst",
             f"{bookings} bookings in {opts.spread:.0f} s at R = {rate}/s: time to apply all",
             f"{span:.1f} s ({ratio:.2f} x floor)",
-            f"floor {floor:.1f} s (max calls/family {max(calls.values())} / R)",
+            f"per-call floor {floor:.1f} s ({bookings} calls/family / R); made {calls}",
             f"<= {TARGET} x floor",
             ratio <= TARGET,
         ),

@@ -45,14 +45,14 @@ def store_contacts(n: int) -> None:
     have stored them, in one transaction."""
     import psycopg
 
-    from calendly_brevo.events import parse_envelope
+    from calendly_brevo.events import parse_envelope, read_event
     from calendly_brevo.state import record_from_event
 
     tmpl = template()
     now = datetime.now(UTC)
     rows = []
     for i in range(n):
-        record = record_from_event(parse_envelope(body(tmpl, i).decode()))
+        record = record_from_event(read_event(parse_envelope(body(tmpl, i).decode())))
         assert record is not None
         data = json.dumps(record.to_dict())
         rows.append((record.invitee_uri, record.email, record.status, data, now))

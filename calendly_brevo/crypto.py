@@ -115,6 +115,16 @@ def _key_file(data_dir: Path) -> str:
     return key
 
 
+def existing_box(settings: Settings) -> SecretBox | None:
+    """:func:`load_box` for read-only commands (``doctor``): ``None`` instead of generating the
+    embedded key file. Without that file nothing can have been stored encrypted."""
+    secret = settings.security.encryption_key
+    configured = bool(secret and secret.get_secret_value())
+    if settings.embedded and not configured and not (settings.storage.data_dir / KEY_FILE).exists():
+        return None
+    return load_box(settings)
+
+
 def load_box(settings: Settings) -> SecretBox:
     """The box for these settings (see the module docstring for where the key comes from)."""
     secret = settings.security.encryption_key

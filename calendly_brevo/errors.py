@@ -29,13 +29,14 @@
 
 How the worker treats them (:mod:`worker.pipeline`, :mod:`worker.actors`): the pipeline catches
 a ``PermanentError`` itself and writes the event to the ledger's dead letters with its ``code``
-as the reason, so the actor returns normally and Dramatiq never sees it (no ``throws=``, no
-dead-letter middleware: the one place that dead-letters is the pipeline). A ``TransientError``
-reaches the actor, which raises ``dramatiq.Retry(delay=...)`` for it (a ``RateLimitWait`` when
-it is ``rate_limited``: a wait, not a failure); on the last attempt the pipeline dead-letters it
-instead, as ``retries_exhausted`` (or ``expired``). Anything else is a bug: the pipeline records
-it on the claim and re-raises, Dramatiq retries it, and the attempt after ``worker.max_retries``
-dead-letters it with reason ``error``; never acked and dropped.
+as the reason (:func:`worker.outcomes.dead_letter`), so the actor returns normally and Dramatiq
+never sees it (no ``throws=``, no dead-letter middleware: the one place that dead-letters is the
+pipeline). A ``TransientError`` reaches the actor, which raises ``dramatiq.Retry(delay=...)``
+for it (a ``RateLimitWait`` when it is ``rate_limited``: a wait, not a failure); on the last
+attempt the pipeline dead-letters it instead, as ``retries_exhausted`` (or ``expired``).
+Anything else is a bug: the pipeline records it on the claim and re-raises, Dramatiq retries
+it, and the attempt after ``worker.max_retries`` dead-letters it with reason ``error``; never
+acked and dropped.
 """
 
 from __future__ import annotations

@@ -1,34 +1,26 @@
-"""A logical event's Brevo custom event, sent at most once: the worker's path, and the one
-``resync --events --send`` takes for events a dry run or a switch held back.
+"""The custom event, sent at most once when Brevo can say whether it has it.
 
-Brevo's ``POST /events`` has no idempotency key, so "once" rests on the ledger:
+Brevo's ``POST /events`` has no idempotency key. When an earlier attempt may have sent the event
+(no answer after the request left, a 504, or a worker that died mid-event) the claim's effects
+say so (:data:`EVENT_IN_DOUBT`, kept across attempts), and the event is first looked up in Brevo
+by its ``connector_event_id`` property. The lookups take a share of Brevo's "other" family
+(:class:`LookupBudget`); once it is spent, ``brevo.resend_in_doubt_events`` decides
+between sending again and dead-lettering the event ``in_doubt``.
 
-- the claim's ``effects`` record ``event`` (the name sent) in the same commit that marks the
-  event ``applied`` (:func:`~calendly_brevo.ledger.record_durably`: a database outage after
-  Brevo took the event is waited out, never turned into a retry);
-- an attempt that may have reached Brevo without learning the answer (no answer after the
-  request left, a 504, or a process that died mid-event) leaves :data:`EVENT_IN_DOUBT` in the
-  effects; the next attempt first looks the event up in Brevo by its ``connector_event_id``
-  property (:meth:`EventSender.already_in_brevo`), within the lookup share of Brevo's "other"
-  family (``brevo.lookup_share``).
-
-Everything here runs under the contact's lock (:meth:`~calendly_brevo.ledger.Ledger.contact_lock`),
-the caller's job, so two senders of one event serialise and the second sees ``event``.
+The worker's pipeline and ``resync --events --send`` (:mod:`calendly_brevo.held`) both send
+through :class:`EventSender`, so a held event is sent at most once in the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calendly_brevo import metrics
-from calendly_brevo.config import Settings
+from calendly_brevo import brevo_calls, metrics
+from calendly_brevo.config import BrevoSettings
 from calendly_brevo.errors import BrevoTransientError, EventInDoubt, PermanentError
-from calendly_brevo.events import Envelope, EventIdentity
 from calendly_brevo.ledger import Claim, Ledger, record_durably
 from calendly_brevo.logs import get_logger
-from calendly_brevo.projection import EVENT_ID_PROPERTY, BrevoEvent, custom_event
-from calendly_brevo.state import InviteeRecord
+from calendly_brevo.projection import EVENT_ID_PROPERTY, BrevoEvent
 
 log = get_logger("calendly_brevo.worker")
 
@@ -67,54 +59,19 @@ class LookupBudget(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class EventSender:
-    settings: Settings
-    ledger: Ledger
-    brevo: EventPort
-    #: ``None``: lookups are limited only by the "other" family's bucket itself.
-    lookups: LookupBudget | None = None
-
-    def send(
+    def __init__(
         self,
-        ident: EventIdentity,
-        env: Envelope,
-        record: InviteeRecord | None,
-        effects: dict[str, Any],
-        email: str,
-        *,
-        in_doubt: bool,
-    ) -> bool:
-        """Send the custom event once; its record also marks the event applied (one commit).
-        ``False`` when there is none to send (already sent, or none under today's config).
-
-        When an earlier attempt may have sent it (``in_doubt``), it is first looked up in Brevo
-        by its ``connector_event_id`` property."""
-        if effects.get("event"):
-            return False
-        event = custom_event(ident, env, record, self.settings)
-        if event is None:
-            return False
-        if in_doubt and self.already_in_brevo(ident, event):
-            effects["event"] = event.name
-            record_durably(self.ledger, ident.event_id, effects, finish="applied")
-            return True
-        try:
-            self.brevo.create_event(
-                event.name, email=email, properties=event.properties, event_date=event.event_date
-            )
-        except BrevoTransientError as exc:
-            if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
-                self.mark_in_doubt(ident.event_id, effects)
-            raise
-        effects["event"] = event.name
-        record_durably(self.ledger, ident.event_id, effects, finish="applied")
-        return True
-
-    def mark_in_doubt(self, event_id: str, effects: dict[str, Any]) -> None:
-        """Remember that the custom event may be in Brevo: the next attempt looks it up."""
-        effects[EVENT_IN_DOUBT] = True
-        record_durably(self.ledger, event_id, effects)
+        ledger: Ledger,
+        brevo: EventPort,
+        settings: BrevoSettings,
+        lookups: LookupBudget | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.brevo = brevo
+        self.settings = settings
+        #: ``None``: lookups are limited only by the "other" family's bucket itself.
+        self.lookups = lookups
 
     def in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
         """Whether an earlier attempt may have sent the custom event (kept across attempts).
@@ -131,15 +88,48 @@ class EventSender:
         self.mark_in_doubt(claim.event_id, effects)
         return True
 
-    def already_in_brevo(self, ident: EventIdentity, event: BrevoEvent) -> bool:
+    def mark_in_doubt(self, event_id: str, effects: dict[str, Any]) -> None:
+        """Remember that the custom event may be in Brevo: the next attempt looks it up."""
+        effects[EVENT_IN_DOUBT] = True
+        record_durably(self.ledger, event_id, effects)
+
+    def send(
+        self,
+        event_id: str,
+        event: BrevoEvent,
+        effects: dict[str, Any],
+        email: str,
+        *,
+        in_doubt: bool,
+    ) -> None:
+        """Send ``event`` (unless Brevo has it already); its record also marks the event
+        applied (one commit)."""
+        if in_doubt and self._already_in_brevo(event_id, event):
+            effects["event"] = event.name
+            record_durably(
+                self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored()
+            )
+            return
+        try:
+            self.brevo.create_event(
+                event.name, email=email, properties=event.properties, event_date=event.event_date
+            )
+        except BrevoTransientError as exc:
+            if exc.maybe_applied and not effects.get(EVENT_IN_DOUBT):
+                self.mark_in_doubt(event_id, effects)
+            raise
+        effects["event"] = event.name
+        record_durably(self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored())
+
+    def _already_in_brevo(self, event_id: str, event: BrevoEvent) -> bool:
         """Whether Brevo holds the in-doubt event. When the lookup share is spent the rule is:
         send again if ``brevo.resend_in_doubt_events`` lists the event (its automations take a
         duplicate), else raise :class:`EventInDoubt` (dead-lettered ``in_doubt``), rather than
         wait up to an hour for the "other" family to refill."""
-        if not self.settings.brevo.check_before_resend:
+        if not self.settings.check_before_resend:
             return False
         if self.lookups is not None and not self.lookups.take():
-            if event.name in self.settings.brevo.resend_in_doubt_events:
+            if event.name in self.settings.resend_in_doubt_events:
                 metrics.EVENT_RESEND_CHECKS.labels("budget_spent_resent").inc()
                 log.warning("event_resend_check_skipped", reason="lookup_share_spent")
                 return False
@@ -147,7 +137,7 @@ class EventSender:
             raise EventInDoubt(
                 f"custom event {event.name} may already be in Brevo (an earlier attempt got no "
                 "answer) and the in-doubt lookup share (brevo.lookup_share) is spent. Check "
-                f"Brevo for it (event property {EVENT_ID_PROPERTY} = {ident.event_id}); if it "
+                f"Brevo for it (event property {EVENT_ID_PROPERTY} = {event_id}); if it "
                 "is missing, `calendly-brevo dlq replay` looks it up again and sends it, if it "
                 "is there, `dlq purge` the row. Or list the event in "
                 "brevo.resend_in_doubt_events if its automations tolerate a duplicate."
@@ -157,7 +147,7 @@ class EventSender:
                 event.name,
                 event_date=event.event_date,
                 property_name=EVENT_ID_PROPERTY,
-                property_value=ident.event_id,
+                property_value=event_id,
             )
         except PermanentError as exc:
             # The lookup itself is refused (plan, key scope): fall back to at-least-once.

@@ -1,11 +1,8 @@
-"""Calendly webhook payloads: tolerant models, the event id, and who an event is about.
+"""Calendly webhook events: the one parse of a body at the edge, the event id, who it is about.
 
-Parsing is tolerant on purpose. Real deliveries differ from Calendly's examples: unknown fields
-are kept (``extra="allow"``), ``first_name``/``last_name`` are null unless the event type splits
-the name, ``cancellation.reason`` may be ``""``, payloads from before 2023 have no embedded
-``scheduled_event``, ``no_show`` is usually null. A text field that arrives with the wrong JSON
-type becomes ``None`` instead of failing the event; only what the connector cannot work without
-(the envelope, an invitee's URI and email) raises :class:`~calendly_brevo.errors.UnmappableEvent`.
+A body is decoded and its envelope checked (:func:`parse_envelope`), then its payload is
+validated once into the model of its kind (:mod:`calendly_brevo.payloads`) and identified
+(:func:`read_event`); everything downstream takes the resulting :class:`WebhookEvent`.
 
 Event id (DESIGN invariant 2)::
 
@@ -33,11 +30,12 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from calendly_brevo.errors import UnmappableEvent
+from calendly_brevo.payloads import Envelope, InviteePayload, RoutingFormSubmission, loose_str
 from calendly_brevo.pii import EMAIL_ADDRESS
 
 INVITEE_CREATED: Final = "invitee.created"
@@ -58,138 +56,6 @@ HANDLED_EVENTS: Final = INVITEE_EVENTS | {ROUTING_FORM_SUBMITTED}
 EVENT_ID_VERSION: Final = "v1"
 
 
-def _loose_str(value: Any) -> Any:
-    """Strings stay, numbers become text, anything else (objects, lists) becomes ``None``."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def _null_is_empty(value: Any) -> Any:
-    return [] if value is None else value
-
-
-def _null_is_false(value: Any) -> Any:
-    return False if value is None else value
-
-
-def _object_or_none(value: Any) -> Any:
-    return value if isinstance(value, dict) else None
-
-
-Text = Annotated[str | None, BeforeValidator(_loose_str)]
-
-
-class Tolerant(BaseModel):
-    """Keeps unknown fields; missing ones default to ``None``."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-
-class QuestionAnswer(Tolerant):
-    question: Text = None
-    answer: Text = None
-    position: int | None = None
-    question_uuid: Text = None
-
-
-class Tracking(Tolerant):
-    utm_campaign: Text = None
-    utm_source: Text = None
-    utm_medium: Text = None
-    utm_content: Text = None
-    utm_term: Text = None
-    salesforce_uuid: Text = None
-
-
-class Cancellation(Tolerant):
-    canceled_by: Text = None
-    reason: Text = None
-    canceler_type: Text = None
-    created_at: Text = None
-
-
-class NoShow(Tolerant):
-    uri: Text = None
-    created_at: Text = None
-
-
-class Location(Tolerant):
-    type: Text = None
-    location: Text = None
-    join_url: Text = None
-
-
-class ScheduledEvent(Tolerant):
-    uri: Text = None
-    name: Text = None
-    status: Text = None
-    start_time: Text = None
-    end_time: Text = None
-    event_type: Text = None
-    location: Annotated[Location | None, BeforeValidator(_object_or_none)] = None
-    cancellation: Annotated[Cancellation | None, BeforeValidator(_object_or_none)] = None
-
-
-QAList = Annotated[list[QuestionAnswer], BeforeValidator(_null_is_empty)]
-
-
-class InviteePayload(Tolerant):
-    """``payload`` of ``invitee.*`` and ``invitee_no_show.*`` (Calendly's Invitee)."""
-
-    uri: Text = None
-    email: Text = None
-    name: Text = None
-    first_name: Text = None
-    last_name: Text = None
-    status: Text = None
-    timezone: Text = None
-    #: URI of the scheduled event (a string, not the embedded object).
-    event: Text = None
-    created_at: Text = None
-    updated_at: Text = None
-    questions_and_answers: QAList = []
-    tracking: Annotated[Tracking | None, BeforeValidator(_object_or_none)] = None
-    text_reminder_number: Text = None
-    rescheduled: Annotated[bool, BeforeValidator(_null_is_false)] = False
-    old_invitee: Text = None
-    new_invitee: Text = None
-    cancel_url: Text = None
-    reschedule_url: Text = None
-    routing_form_submission: Text = None
-    scheduling_method: Text = None
-    cancellation: Annotated[Cancellation | None, BeforeValidator(_object_or_none)] = None
-    no_show: Annotated[NoShow | None, BeforeValidator(_object_or_none)] = None
-    scheduled_event: Annotated[ScheduledEvent | None, BeforeValidator(_object_or_none)] = None
-
-
-class RoutingFormSubmission(Tolerant):
-    """``payload`` of ``routing_form_submission.created``."""
-
-    uri: Text = None
-    routing_form: Text = None
-    questions_and_answers: QAList = []
-    tracking: Annotated[Tracking | None, BeforeValidator(_object_or_none)] = None
-    result: dict[str, Any] | None = None
-    submitter: Text = None
-    submitter_type: Text = None
-    created_at: Text = None
-    updated_at: Text = None
-
-
-class Envelope(Tolerant):
-    """``{event, created_at, created_by, payload}``: what Calendly POSTs."""
-
-    event: str
-    created_at: Text = None
-    created_by: Text = None
-    payload: dict[str, Any]
-
-
 @dataclass(frozen=True, slots=True)
 class EventIdentity:
     event_id: str
@@ -204,12 +70,41 @@ class EventIdentity:
         return self.event_name in HANDLED_EVENTS
 
 
-def parse_envelope(raw: bytes | str) -> Envelope:
-    """Parse a raw webhook body. Raises :class:`UnmappableEvent` saying what is wrong."""
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One webhook body parsed once, at the edge (:func:`read_event`): its envelope, who it is
+    about, and its payload typed for its kind. The rules downstream (state, projection, custom
+    events) read this and never the raw ``payload`` dict."""
+
+    envelope: Envelope
+    identity: EventIdentity
+    #: The invitee of ``invitee.*`` and ``invitee_no_show.*``.
+    invitee: InviteePayload | None = None
+    #: The submission of ``routing_form_submission.created``.
+    submission: RoutingFormSubmission | None = None
+
+    @property
+    def name(self) -> str:
+        return self.envelope.event
+
+    @property
+    def created_at(self) -> str | None:
+        return self.envelope.created_at
+
+
+def decode_body(raw: bytes | str) -> Any:
+    """The JSON document of a raw webhook body. Raises :class:`UnmappableEvent` (``not_json``)."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UnmappableEvent(f"webhook body is not JSON: {exc}", code="not_json") from None
+
+
+def envelope_name(data: Any) -> str:
+    """The event name of a decoded body shaped ``{"event": "…", "payload": {…}}``. Raises
+    :class:`UnmappableEvent` (``bad_envelope``) saying what is missing. The receiver's check is
+    looser on purpose (any string name is queued, so a signed body with a blank one is
+    dead-lettered here with its body kept rather than refused)."""
     if not isinstance(data, dict):
         raise UnmappableEvent("webhook body is not a JSON object", code="bad_envelope")
     event = data.get("event")
@@ -219,15 +114,22 @@ def parse_envelope(raw: bytes | str) -> Envelope:
         raise UnmappableEvent(
             f"{event}: 'payload' is missing or not an object", code="bad_envelope"
         )
+    return event.strip()
+
+
+def envelope_from_dict(data: Any) -> Envelope:
+    """The envelope of an already decoded body (the worker's :func:`parse_envelope`, backfill,
+    previews, tests). Raises :class:`UnmappableEvent` saying what is wrong."""
+    event = envelope_name(data)
     try:
-        return Envelope.model_validate({**data, "event": event.strip()})
+        return Envelope.model_validate({**data, "event": event})
     except ValidationError as exc:  # pragma: no cover - the checks above cover the required keys
         raise UnmappableEvent(f"{event}: bad envelope: {exc}", code="bad_envelope") from None
 
 
-def envelope_from_dict(data: dict[str, Any]) -> Envelope:
-    """Same checks as :func:`parse_envelope` for an already decoded body (backfill, tests)."""
-    return parse_envelope(json.dumps(data))
+def parse_envelope(raw: bytes | str) -> Envelope:
+    """Parse a raw webhook body. Raises :class:`UnmappableEvent` saying what is wrong."""
+    return envelope_from_dict(decode_body(raw))
 
 
 def invitee_payload(env: Envelope) -> InviteePayload:
@@ -286,7 +188,7 @@ def event_id(
 
 def fallback_key(env: Envelope) -> str:
     """Identity of an event without an invitee URI (documented in the module docstring)."""
-    uri = _loose_str(env.payload.get("uri"))
+    uri = loose_str(env.payload.get("uri"))
     if env.event == ROUTING_FORM_SUBMITTED and uri:
         return str(uri)
     if uri:
@@ -294,7 +196,7 @@ def fallback_key(env: Envelope) -> str:
             (
                 str(v)
                 for v in (
-                    _loose_str(env.payload.get(k))
+                    loose_str(env.payload.get(k))
                     for k in ("updated_at", "deleted_at", "created_at")
                 )
                 if v
@@ -323,8 +225,9 @@ def invitee_uri(payload: InviteePayload, event: str) -> str:
     return uri
 
 
-def identify(env: Envelope) -> EventIdentity:
-    """Event id and subject. Raises :class:`UnmappableEvent` only for handled events."""
+def read_event(env: Envelope) -> WebhookEvent:
+    """The one parse of an envelope's payload: who the event is about (its id) and the payload
+    typed for its kind. Raises :class:`UnmappableEvent` only for handled events."""
     if env.event in INVITEE_EVENTS:
         payload = invitee_payload(env)
         uri = invitee_uri(payload, env.event)
@@ -332,13 +235,19 @@ def identify(env: Envelope) -> EventIdentity:
         no_show: str | None = None
         if env.event in (NO_SHOW_CREATED, NO_SHOW_DELETED) and payload.no_show is not None:
             no_show = _clean_uri(payload.no_show.uri)
-        return EventIdentity(event_id(env.event, uri, no_show), env.event, uri, email, no_show)
-    submitter = None
+        identity = EventIdentity(event_id(env.event, uri, no_show), env.event, uri, email, no_show)
+        return WebhookEvent(env, identity, invitee=payload)
+    fallback = event_id(env.event, None, fallback=fallback_key(env))
     if env.event == ROUTING_FORM_SUBMITTED:
-        submitter = routing_email(routing_payload(env))
-    return EventIdentity(
-        event_id(env.event, None, fallback=fallback_key(env)), env.event, None, submitter
-    )
+        submission = routing_payload(env)
+        identity = EventIdentity(fallback, env.event, None, routing_email(submission))
+        return WebhookEvent(env, identity, submission=submission)
+    return WebhookEvent(env, EventIdentity(fallback, env.event, None, None))
+
+
+def event_from_dict(data: Any) -> WebhookEvent:
+    """:func:`read_event` of an already decoded body (previews, tests)."""
+    return read_event(envelope_from_dict(data))
 
 
 _EMAIL_QUESTION = re.compile(r"e-?mail", re.IGNORECASE)

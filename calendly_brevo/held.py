@@ -31,13 +31,12 @@ from typing import Any
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import BrevoTransientError, PermanentError, TransientError
 from calendly_brevo.event_send import EVENT_IN_DOUBT, EventPort, EventSender, LookupBudget
-from calendly_brevo.events import Envelope, EventIdentity, identify, normalize_email, parse_envelope
+from calendly_brevo.events import EventIdentity, normalize_email, parse_envelope, read_event
 from calendly_brevo.ledger import EventRow, Ledger, record_durably
 from calendly_brevo.ledger.base import UNSENT_STATUSES
 from calendly_brevo.logs import scrub_error
 from calendly_brevo.mapping import event_type_synced
-from calendly_brevo.projection import custom_event
-from calendly_brevo.state import InviteeRecord
+from calendly_brevo.projection import BrevoEvent, custom_event
 
 PAGE = 500
 
@@ -77,12 +76,17 @@ class HeldEvent:
 
 @dataclass(frozen=True)
 class _Parsed:
-    env: Envelope
     ident: EventIdentity
-    record: InviteeRecord | None
+    event: BrevoEvent
     email: str
-    brevo_event: str
-    event_date: str | None
+
+    @property
+    def brevo_event(self) -> str:
+        return self.event.name
+
+    @property
+    def event_date(self) -> str | None:
+        return self.event.event_date
 
 
 def _parse(row: EventRow, ledger: Ledger, settings: Settings) -> _Parsed | None:
@@ -90,23 +94,23 @@ def _parse(row: EventRow, ledger: Ledger, settings: Settings) -> _Parsed | None:
     if not row.payload:
         return None  # pruned, or a forgotten person's (stored without payload)
     try:
-        env = parse_envelope(row.payload)
-        ident = identify(env)
+        webhook = read_event(parse_envelope(row.payload))
     except PermanentError:
         return None
+    ident = webhook.identity
     if ident.invitee_uri and ledger.is_tombstoned(invitee_uri=ident.invitee_uri):
         return None
     record = None
     if ident.email:
         records, _ = ledger.contact_state(ident.email)
         record = next((r for r in records if r.invitee_uri == ident.invitee_uri), None)
-    if record is not None and not event_type_synced(record, settings):
+    if record is not None and not event_type_synced(record, settings.rules.sync.event_types):
         return None
-    event = custom_event(ident, env, record, settings)
+    event = custom_event(webhook, record, settings.rules)
     email = normalize_email(event.email) if event is not None and event.email else None
     if event is None or email is None:
         return None
-    return _Parsed(env, ident, record, email, event.name, event.event_date)
+    return _Parsed(ident, event, email)
 
 
 def held_events(
@@ -187,26 +191,21 @@ class HeldSender:
             return self._send(row, parsed)
 
     def _send(self, row: EventRow, parsed: _Parsed) -> bool:
-        sender = EventSender(self.settings, self.ledger, self.brevo, self.lookups)
+        sender = EventSender(self.ledger, self.brevo, self.settings.brevo, self.lookups)
         effects = dict(row.effects)
         in_doubt = bool(effects.get(EVENT_IN_DOUBT))
         if not in_doubt:
             sender.mark_in_doubt(row.event_id, effects)  # a kill mid-request: look it up first
         try:
-            sent = sender.send(
-                parsed.ident, parsed.env, parsed.record, effects, parsed.email, in_doubt=in_doubt
-            )
+            sender.send(row.event_id, parsed.event, effects, parsed.email, in_doubt=in_doubt)
         except (TransientError, PermanentError) as exc:
             reached = isinstance(exc, BrevoTransientError) and exc.maybe_applied
             if not in_doubt and not reached:  # it surely did not reach Brevo
                 effects.pop(EVENT_IN_DOUBT, None)
                 record_durably(self.ledger, row.event_id, effects)
             return self._failed(row, exc)
-        if sent:
-            self.summary.sent += 1
-        else:
-            self.summary.skipped += 1
-        return sent
+        self.summary.sent += 1
+        return True
 
     def _failed(self, row: EventRow, exc: Exception) -> bool:
         self.summary.failures += 1

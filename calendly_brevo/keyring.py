@@ -5,23 +5,50 @@ Keys come from, in order: the config / ``CALENDLY_WEBHOOK_SIGNING_KEY`` (plus
 (encrypted) in the database when the receiver can reach one, and — only in the embedded dry-run
 demo with nothing configured — a local development key kept in ``<data_dir>/dev-signing-key``
 so ``calendly-brevo simulate`` works out of the box.
+
+Which key verified a delivery is stored with it (``calendly-brevo trace`` shows it) as a
+:func:`key_label`: the key's place and a fingerprint, never the key itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Settings, WebhookSettings
 from calendly_brevo.errors import ConfigError
 from calendly_brevo.logs import get_logger
 from calendly_brevo.private_files import private_dir
 
 log = get_logger("calendly_brevo.keyring")
+
+
+def fingerprint(key: str) -> str:
+    """The first 8 hex characters of the key's SHA-256: names a key without revealing it
+    (``printf %s "$KEY" | sha256sum | cut -c1-8`` gives the same)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def config_key_names(webhook: WebhookSettings) -> dict[str, str]:
+    """Each configured key → its place in the config (``signing_key``,
+    ``previous_signing_keys.0`` …)."""
+    names: dict[str, str] = {}
+    if webhook.signing_key and webhook.signing_key.get_secret_value():
+        names[webhook.signing_key.get_secret_value()] = "signing_key"
+    for i, old in enumerate(webhook.previous_signing_keys):
+        names.setdefault(old.get_secret_value(), f"previous_signing_keys.{i}")
+    return names
+
+
+def key_label(key: str, names: Mapping[str, str]) -> str:
+    """``<place>:<fingerprint>``: ``signing_key:1a2b3c4d``; a key not in ``names`` is one
+    ``webhooks install`` stored in the database (``stored:…``)."""
+    return f"{names.get(key, 'stored')}:{fingerprint(key)}"
 
 
 def dev_key_path(settings: Settings) -> Path:
@@ -61,6 +88,12 @@ class KeyRing:
         self._at = -1e9
         self._keys = self.static
         self._refreshing = threading.Lock()
+        #: Each static key's place, for :meth:`label` (see :func:`config_key_names`).
+        self.names: dict[str, str] = {}
+
+    def label(self, key: str) -> str:
+        """The non-secret label of one of this ring's keys (:func:`key_label`)."""
+        return key_label(key, self.names)
 
     def _refresh(self) -> None:
         try:
@@ -97,9 +130,12 @@ class KeyRing:
 def build_keyring(settings: Settings, loader: Callable[[], Sequence[str]] | None = None) -> KeyRing:
     keys = list(settings.calendly.webhook.keys)
     ring = KeyRing(keys, loader)
+    ring.names = config_key_names(settings.calendly.webhook)
     if not ring.prime():
         if settings.embedded and settings.dry_run:
-            ring = KeyRing([ensure_dev_key(settings)], loader)
+            dev = ensure_dev_key(settings)
+            ring = KeyRing([dev], loader)
+            ring.names = {dev: "dev"}
         else:
             raise ConfigError(
                 "connectors.calendly.webhook.signing_key",

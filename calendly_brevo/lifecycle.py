@@ -2,9 +2,10 @@
 
 Pruning keeps the ``processed_events`` rows (event id, name, status, timestamps): they are what
 makes a late Calendly retry or a backfill replay a no-op. Only the raw payload and the email,
-the PII, go; invitee records lose the names, phones and answers a newer record of the same
-person also holds (:mod:`calendly_brevo.retention`). ``forget`` removes what the connector
-stores about one email.
+the PII, go, with the log of the Brevo calls made for the event (``trace``); invitee records
+lose the names, phones and answers a newer record of the same person also holds
+(:mod:`calendly_brevo.retention`). ``forget`` removes what the connector stores about one
+email, those call logs included.
 """
 
 from __future__ import annotations
@@ -50,18 +51,22 @@ def prune(sessions: sessionmaker[Session], older_than: timedelta) -> PruneResult
     """Drop PII past retention. Kept: every ``processed_events`` row (event id, name, status,
     times: the dedup that makes a late retry or a backfill replay a no-op), the invitee state the
     projection needs (:mod:`calendly_brevo.retention`), and open dead letters' rows without
-    their payload. Removed: raw payloads and emails of events in any state (an unfinished one
-    is retried from its queued message, which carries its own body, never from this copy),
-    replayed dead letters, and the payloads of open ones."""
+    their payload. Removed: raw payloads, emails and Brevo call logs of events in any state (an
+    unfinished one is retried from its queued message, which carries its own body, never from
+    this copy), replayed dead letters, and the payloads of open ones."""
     cutoff = datetime.now(UTC) - older_than
     with sessions.begin() as s:
         payloads = s.execute(
             update(ProcessedEvent)
             .where(
                 ProcessedEvent.updated_at < cutoff,
-                or_(ProcessedEvent.payload.is_not(None), ProcessedEvent.email.is_not(None)),
+                or_(
+                    ProcessedEvent.payload.is_not(None),
+                    ProcessedEvent.email.is_not(None),
+                    ProcessedEvent.brevo_calls.is_not(None),
+                ),
             )
-            .values(payload=None, email=None)
+            .values(payload=None, email=None, brevo_calls=None)
         ).rowcount  # type: ignore[attr-defined]
         dead = s.execute(
             delete(DeadLetter).where(
@@ -161,7 +166,7 @@ def forget(
         events = s.execute(
             update(ProcessedEvent)
             .where(or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris)))
-            .values(payload=None, email=None, invitee_uri=None)
+            .values(payload=None, email=None, invitee_uri=None, brevo_calls=None)
         ).rowcount  # type: ignore[attr-defined]
         doomed = _person_dead_letters(s, email, event_ids)
         dead = len(doomed)
@@ -197,7 +202,7 @@ def _tombstone(sessions: sessionmaker[Session], email: str, invitee_uris: list[s
 
 
 def status_numbers(sessions: sessionmaker[Session]) -> dict[str, Any]:
-    from calendly_brevo.calendly.subscriptions import STATE_NAME
+    from calendly_brevo.calendly.subscription_store import STATE_NAME
 
     with sessions() as s:
         last = s.execute(

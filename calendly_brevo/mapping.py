@@ -43,7 +43,7 @@ import contextlib
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -52,7 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from calendly_brevo.config import EventMappingEntry, Settings
+from calendly_brevo.config import EventMappingEntry, EventTypeFilter, FieldMapping, Rules, Settings
 from calendly_brevo.state import InviteeRecord
 from calendly_brevo.times import parse_time
 
@@ -186,9 +186,11 @@ def _uri(value: str | None) -> str | None:
     return value.strip().rstrip("/") if value and value.strip() else None
 
 
-def lists_for(record: InviteeRecord, settings: Settings) -> tuple[int, ...]:
+def lists_for(
+    record: InviteeRecord, event_mapping: Mapping[str, EventMappingEntry]
+) -> tuple[int, ...]:
     """Brevo list ids for the record's event type (tiers in the module docstring)."""
-    entries = list(settings.calendly.event_mapping.items())
+    entries = list(event_mapping.items())
     uri = _uri(record.event_type_uri)
     name = record.event_type_name
 
@@ -218,23 +220,18 @@ def _names_type(entry: str, record: InviteeRecord) -> bool:
     return slugify(entry) == slugify(name) or words(entry) == words(name)
 
 
-def event_type_synced(record: InviteeRecord, settings: Settings) -> bool:
+def event_type_synced(record: InviteeRecord, f: EventTypeFilter) -> bool:
     """``connectors.calendly.sync.event_types``: whether this booking's type is pushed. With an
     ``include`` list, a record of no known type (pre-2023 payloads) is not included."""
-    f = settings.calendly.sync.event_types
     if f.include and not any(_names_type(e, record) for e in f.include):
         return False
     return not any(_names_type(e, record) for e in f.exclude)
 
 
 def managed_lists(settings: Settings) -> frozenset[int]:
-    """Every list named anywhere in the config: the connector owns their membership."""
-    ids = {i for entry in settings.calendly.event_mapping.values() for i in entry.lists}
-    moves = settings.brevo.list_moves
-    for move in (moves.on_cancel, moves.on_no_show):
-        ids.update(move.add)
-        ids.update(move.remove)
-    return frozenset(ids)
+    """:meth:`Rules.managed_lists` of ``settings``, for ``brevo setup``'s check (which still
+    passes the whole settings)."""
+    return settings.rules.managed_lists()
 
 
 # --- attributes --------------------------------------------------------------------------------
@@ -245,13 +242,13 @@ def _put(attrs: dict[str, Any], attribute: str | None, value: str | None) -> Non
 
 def question_attributes(
     questions_and_answers: Sequence[tuple[str, str]],
-    settings: Settings,
+    rules: Rules,
     default_region: str | None,
 ) -> dict[str, Any]:
     """``field_mapping.questions_and_answers`` applied to a list of (question, answer)."""
     attrs: dict[str, Any] = {}
-    fallback = settings.brevo.sms_fallback_attribute
-    for key, attribute in settings.mapping.questions_and_answers.items():
+    fallback = rules.sms_fallback_attribute
+    for key, attribute in rules.fields.questions_and_answers.items():
         answer = match_answer(key, questions_and_answers)
         if answer is None:
             continue
@@ -266,9 +263,9 @@ def question_attributes(
     return attrs
 
 
-def person_attributes(record: InviteeRecord, settings: Settings) -> dict[str, Any]:
+def person_attributes(record: InviteeRecord, rules: Rules) -> dict[str, Any]:
     """Attributes about the person: names, answers, phone, timezone, UTM tracking."""
-    m = settings.mapping
+    m = rules.fields
     attrs: dict[str, Any] = {}
     first, last = split_name(record)
     _put(attrs, m.first_name, first)
@@ -278,7 +275,7 @@ def person_attributes(record: InviteeRecord, settings: Settings) -> dict[str, An
         _put(attrs, m.name, first if plays_first else full_name(record))
     region = m.phone_default_region or region_for_timezone(record.timezone)
     for attribute, value in question_attributes(
-        record.questions_and_answers, settings, region
+        record.questions_and_answers, rules, region
     ).items():
         attrs.setdefault(attribute, value)
     reminder = m.text_reminder_number
@@ -287,7 +284,7 @@ def person_attributes(record: InviteeRecord, settings: Settings) -> dict[str, An
         if phone is not None or reminder not in PHONE_ATTRIBUTES:
             _put(attrs, reminder, phone or record.text_reminder_number)
         else:  # not a valid number: kept where a conflicting SMS would go, as for answers
-            _put(attrs, settings.brevo.sms_fallback_attribute, record.text_reminder_number)
+            _put(attrs, rules.sms_fallback_attribute, record.text_reminder_number)
     _put(attrs, m.timezone, record.timezone)
     tracking = {k.casefold(): v for k, v in record.tracking}
     for key, attribute in m.tracking.items():
@@ -296,10 +293,9 @@ def person_attributes(record: InviteeRecord, settings: Settings) -> dict[str, An
 
 
 def booking_attributes(
-    record: InviteeRecord, status: str | None, settings: Settings
+    record: InviteeRecord, status: str | None, m: FieldMapping
 ) -> dict[str, Any]:
     """Attributes about one booking: status, date, event type, its links."""
-    m = settings.mapping
     attrs: dict[str, Any] = {}
     _put(attrs, m.status, status)
     _put(attrs, m.scheduled_at, meeting_date(record.start_time, record.timezone))
@@ -309,6 +305,6 @@ def booking_attributes(
     return attrs
 
 
-def attributes_for(record: InviteeRecord, status: str | None, settings: Settings) -> dict[str, Any]:
+def attributes_for(record: InviteeRecord, status: str | None, rules: Rules) -> dict[str, Any]:
     """All Brevo attributes one record gives (booking attributes win a name clash)."""
-    return {**person_attributes(record, settings), **booking_attributes(record, status, settings)}
+    return {**person_attributes(record, rules), **booking_attributes(record, status, rules.fields)}

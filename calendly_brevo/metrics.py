@@ -154,6 +154,25 @@ BREVO_RATELIMIT_LIMIT = Gauge(
     ["family"],
     multiprocess_mode="max",
 )
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 150, 200)
+BREVO_BATCH_ITEMS = Histogram(
+    f"{PREFIX}_brevo_batch_items",
+    "Items per coalesced Brevo request, by bulk endpoint (events, contacts).",
+    ["endpoint"],
+    buckets=BATCH_SIZE_BUCKETS,
+)
+BREVO_BATCHES = Counter(
+    f"{PREFIX}_brevo_batches_total",
+    "Coalesced Brevo requests by endpoint and outcome (accepted: every item taken; partial: "
+    "a 207, some refused; split: refused as a whole, items sent one by one; failed: the "
+    "request failed, every item retries; in_doubt: no answer, every item is looked up).",
+    ["endpoint", "outcome"],
+)
+BREVO_BATCH_ITEMS_IN_DOUBT = Counter(
+    f"{PREFIX}_brevo_batch_items_in_doubt_total",
+    "Items of coalesced requests whose outcome is unknown (looked up before any resend).",
+    ["endpoint"],
+)
 RATELIMIT_WAIT_SECONDS = Histogram(
     f"{PREFIX}_ratelimit_wait_seconds",
     "Time spent waiting for a token from the shared bucket, by family.",

@@ -17,16 +17,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.errors import UnmappableEvent
 from calendly_brevo.events import (
     HANDLED_EVENTS,
     INVITEE_EVENTS,
     ROUTING_FORM_SUBMITTED,
-    Envelope,
-    identify,
-    parse_envelope,
+    envelope_from_dict,
+    read_event,
 )
+from calendly_brevo.payloads import Envelope
 from calendly_brevo.projection import (
     BrevoEvent,
     ContactProjection,
@@ -95,15 +95,15 @@ def load_payload(text: str) -> Envelope:
     except ValueError as exc:
         raise PreviewInputError(f"not JSON: {exc}") from None
     try:
-        return parse_envelope(json.dumps(data))
+        return envelope_from_dict(data)
     except UnmappableEvent as exc:
         raise PreviewInputError(str(exc)) from None
 
 
-def _switch_notes(event_name: str, settings: Settings) -> tuple[bool, bool, list[str]]:
-    contact_on, event_on = effects_enabled(event_name, settings)
+def _switch_notes(event_name: str, rules: Rules) -> tuple[bool, bool, list[str]]:
+    contact_on, event_on = effects_enabled(event_name, rules)
     notes: list[str] = []
-    if not settings.calendly.enabled:
+    if not rules.enabled:
         notes.append("connectors.calendly.enabled is false: nothing is pushed")
     elif not contact_on and not event_on and event_name in HANDLED_EVENTS:
         notes.append(f"the sync switches push nothing for {event_name} (calendly.sync)")
@@ -112,10 +112,11 @@ def _switch_notes(event_name: str, settings: Settings) -> tuple[bool, bool, list
     return contact_on, event_on, notes
 
 
-def preview(env: Envelope, settings: Settings) -> Preview:
+def preview(env: Envelope, rules: Rules) -> Preview:
     """The Brevo effects of ``env`` alone. Raises :class:`UnmappableEvent` for a handled event
     the worker would dead-letter (the message is the dead letter's cause)."""
-    ident = identify(env)
+    event = read_event(env)
+    ident = event.identity
     if ident.event_name not in HANDLED_EVENTS:
         return Preview(
             ident.event_name,
@@ -125,29 +126,29 @@ def preview(env: Envelope, settings: Settings) -> Preview:
             None,
             (f"{ident.event_name} is not handled: the worker records it as ignored",),
         )
-    contact_on, event_on, notes = _switch_notes(ident.event_name, settings)
+    contact_on, event_on, notes = _switch_notes(ident.event_name, rules)
     contact: ContactProjection | None = None
     record = None
     if ident.event_name == ROUTING_FORM_SUBMITTED:
-        contact = routing_form_contact(env, settings) if contact_on else None
+        contact = routing_form_contact(event, rules) if contact_on else None
         if contact_on and contact is None:
             notes.append("no contact upsert: brevo.upsert_routing_form_submitters is off")
     elif ident.event_name in INVITEE_EVENTS:
-        record = record_from_event(env)
+        record = record_from_event(event)
         if record is None or not ident.email:
             raise UnmappableEvent("invitee has no email")
-        mark = mark_from_event(env)
+        mark = mark_from_event(event)
         if contact_on:
-            contact = project_contact(ident.email, [record], [mark] if mark else [], settings)
+            contact = project_contact(ident.email, [record], [mark] if mark else [], rules)
         notes.append(
             "as if this were the person's only event: other stored bookings of the same "
             "email can change the status and lists"
         )
-    event = custom_event(ident, env, record, settings)
-    if event is None and event_on and record is not None and record.canceled and record.rescheduled:
+    sent = custom_event(event, record, rules)
+    if sent is None and event_on and record is not None and record.canceled and record.rescheduled:
         notes.append("no custom event: a reschedule is not a cancellation")
-    elif event is None and event_on:
+    elif sent is None and event_on:
         notes.append(f"no custom event: brevo.events names none for {ident.event_name}")
-    elif event is None:
+    elif sent is None:
         notes.append("no custom event: calendly.sync.events (or the event's switch) is off")
-    return Preview(ident.event_name, ident.event_id, ident.email, contact, event, tuple(notes))
+    return Preview(ident.event_name, ident.event_id, ident.email, contact, sent, tuple(notes))

@@ -41,24 +41,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.events import (
     INVITEE_CANCELED,
     INVITEE_CREATED,
     NO_SHOW_CREATED,
     NO_SHOW_DELETED,
     ROUTING_FORM_SUBMITTED,
-    Envelope,
     EventIdentity,
+    WebhookEvent,
     normalize_email,
-    routing_email,
-    routing_payload,
 )
 from calendly_brevo.mapping import (
     booking_attributes,
     event_type_synced,
     lists_for,
-    managed_lists,
     meeting_date,
     person_attributes,
     split_name,
@@ -127,7 +124,7 @@ def project_contact(
     email: str,
     records: Iterable[InviteeRecord],
     marks: Iterable[NoShowMark],
-    settings: Settings,
+    rules: Rules,
 ) -> ContactProjection:
     """The Brevo contact for ``email`` (rules in the module docstring). Deterministic in the
     set of ``records`` and ``marks``; records of other emails are ignored."""
@@ -135,10 +132,10 @@ def project_contact(
     bookings = {
         uri: r
         for uri, r in merge_records(records).items()
-        if normalize_email(r.email) == key and event_type_synced(r, settings)
+        if normalize_email(r.email) == key and event_type_synced(r, rules.sync.event_types)
     }
     marks = tuple(marks)
-    if not settings.calendly.sync.cancellations:
+    if not rules.sync.cancellations:
         bookings = {
             uri: replace(r, status="active", rescheduled=False) for uri, r in bookings.items()
         }
@@ -155,16 +152,16 @@ def project_contact(
 
     attributes: dict[str, Any] = {}
     for record in sorted(bookings.values(), key=lambda r: _recency(r, r.created_at), reverse=True):
-        for name, value in person_attributes(record, settings).items():
+        for name, value in person_attributes(record, rules).items():
             attributes.setdefault(name, value)
-    attributes.update(booking_attributes(primary, status, settings))
+    attributes.update(booking_attributes(primary, status, rules.fields))
 
-    desired: set[int] = {i for r in bookings.values() for i in lists_for(r, settings)}
-    moves = settings.brevo.list_moves
+    desired: set[int] = {i for r in bookings.values() for i in lists_for(r, rules.event_mapping)}
+    moves = rules.list_moves
     move = {"cancelled": moves.on_cancel, "no_show": moves.on_no_show}.get(status)
     if move is not None:
         desired = (desired - set(move.remove)) | set(move.add)
-    unlink = managed_lists(settings) - desired
+    unlink = rules.managed_lists() - desired
     return ContactProjection(
         email=key,
         attributes=attributes,
@@ -176,16 +173,15 @@ def project_contact(
 
 
 # --- switches ----------------------------------------------------------------------------------
-def effects_enabled(event_name: str, settings: Settings) -> tuple[bool, bool]:
+def effects_enabled(event_name: str, rules: Rules) -> tuple[bool, bool]:
     """(upsert the contact?, send the custom event?) for an event under ``calendly.sync``.
 
     ``cancellations: false`` makes ``invitee.canceled`` change nothing at all; events the
     connector does not handle have no effects.
     """
-    cal = settings.calendly
-    sync = cal.sync
-    names = settings.brevo.events
-    if not cal.enabled:
+    sync = rules.sync
+    names = rules.events
+    if not rules.enabled:
         return (False, False)
     if event_name in (INVITEE_CREATED, NO_SHOW_CREATED):
         return (sync.contacts, sync.events)
@@ -195,7 +191,7 @@ def effects_enabled(event_name: str, settings: Settings) -> tuple[bool, bool]:
         return (sync.contacts, sync.events and names.no_show_deleted is not None)
     if event_name == ROUTING_FORM_SUBMITTED:
         return (
-            sync.contacts and settings.brevo.upsert_routing_form_submitters,
+            sync.contacts and rules.upsert_routing_form_submitters,
             sync.events and names.routing_form_submitted is not None,
         )
     return (False, False)
@@ -261,10 +257,7 @@ def invitee_properties(record: InviteeRecord, identity: EventIdentity) -> dict[s
 
 
 def custom_event(
-    identity: EventIdentity,
-    env: Envelope,
-    record: InviteeRecord | None,
-    settings: Settings,
+    event: WebhookEvent, record: InviteeRecord | None, rules: Rules
 ) -> BrevoEvent | None:
     """The one Brevo custom event for this logical event, or ``None``.
 
@@ -273,27 +266,26 @@ def custom_event(
     never an event: a reschedule is not a cancellation (the created half sends
     ``rescheduled``). Its properties carry the logical event's id (:data:`EVENT_ID_PROPERTY`).
     """
-    _, send = effects_enabled(identity.event_name, settings)
+    identity = event.identity
+    _, send = effects_enabled(identity.event_name, rules)
     if not send:
         return None
     if identity.event_name == ROUTING_FORM_SUBMITTED:
-        event = _routing_event(env, settings)
+        made = _routing_event(event, rules)
     else:
-        event = _invitee_event(identity, env, record, settings)
-    if event is None:
+        made = _invitee_event(event, record, rules)
+    if made is None:
         return None
-    return replace(event, properties={**event.properties, EVENT_ID_PROPERTY: identity.event_id})
+    return replace(made, properties={**made.properties, EVENT_ID_PROPERTY: identity.event_id})
 
 
 def _invitee_event(
-    identity: EventIdentity,
-    env: Envelope,
-    record: InviteeRecord | None,
-    settings: Settings,
+    event: WebhookEvent, record: InviteeRecord | None, rules: Rules
 ) -> BrevoEvent | None:
-    names = settings.brevo.events
-    own = record_from_event(env)
-    if own is None:
+    identity = event.identity
+    names = rules.events
+    own = record_from_event(event)
+    if own is None or event.invitee is None:
         return None
     record = record or own
     if identity.event_name == INVITEE_CREATED:
@@ -304,11 +296,11 @@ def _invitee_event(
         when = own.canceled_at
     elif identity.event_name == NO_SHOW_CREATED:
         name = names.no_show
-        marked = env.payload.get("no_show")
-        when = marked.get("created_at") if isinstance(marked, dict) else None
+        marked = event.invitee.no_show
+        when = marked.created_at if marked is not None else None
     elif identity.event_name == NO_SHOW_DELETED:
         name = names.no_show_deleted
-        when = env.created_at
+        when = event.created_at
     else:
         return None
     if name is None:
@@ -316,16 +308,16 @@ def _invitee_event(
     return BrevoEvent(
         name=name,
         properties=invitee_properties(record, identity),
-        event_date=brevo_timestamp(when) or brevo_timestamp(env.created_at),
+        event_date=brevo_timestamp(when) or brevo_timestamp(event.created_at),
         email=identity.email,
     )
 
 
-def _routing_event(env: Envelope, settings: Settings) -> BrevoEvent | None:
-    name = settings.brevo.events.routing_form_submitted
-    submission = routing_payload(env)
-    email = routing_email(submission)
-    if name is None or email is None:
+def _routing_event(event: WebhookEvent, rules: Rules) -> BrevoEvent | None:
+    name = rules.events.routing_form_submitted
+    submission = event.submission
+    email = event.identity.email
+    if name is None or submission is None or email is None:
         return None
     result = submission.result or {}
     items: list[tuple[str, str | int | bool | None]] = [
@@ -340,7 +332,7 @@ def _routing_event(env: Envelope, settings: Settings) -> BrevoEvent | None:
     return BrevoEvent(
         name=name,
         properties=_properties(items),
-        event_date=brevo_timestamp(submission.created_at) or brevo_timestamp(env.created_at),
+        event_date=brevo_timestamp(submission.created_at) or brevo_timestamp(event.created_at),
         email=email,
     )
 
@@ -353,7 +345,7 @@ def _text(value: Any) -> str | None:
 _NAME_QUESTIONS = {("name",), ("full", "name"), ("your", "name")}
 
 
-def routing_form_contact(env: Envelope, settings: Settings) -> ContactProjection | None:
+def routing_form_contact(event: WebhookEvent, rules: Rules) -> ContactProjection | None:
     """Upsert of a routing form submitter (``brevo.upsert_routing_form_submitters``).
 
     The email is the answer to a question mentioning e-mail, else the first answer that is an
@@ -361,11 +353,9 @@ def routing_form_contact(env: Envelope, settings: Settings) -> ContactProjection
     "First name" / "Last name" question for the name attributes, UTM tracking. No lists and no
     BOOKING_STATUS: a submission is not a booking.
     """
-    if not settings.brevo.upsert_routing_form_submitters or env.event != ROUTING_FORM_SUBMITTED:
-        return None
-    submission = routing_payload(env)
-    email = routing_email(submission)
-    if email is None:
+    submission = event.submission
+    email = event.identity.email
+    if not rules.upsert_routing_form_submitters or submission is None or email is None:
         return None
     qas = tuple(
         (qa.question.strip(), qa.answer.strip())
@@ -384,4 +374,4 @@ def routing_form_contact(env: Envelope, settings: Settings) -> ContactProjection
         questions_and_answers=qas,
         tracking=tuple(sorted((k, v) for k, v in tracking.items() if v)),
     )
-    return ContactProjection(email=email, attributes=person_attributes(record, settings))
+    return ContactProjection(email=email, attributes=person_attributes(record, rules))

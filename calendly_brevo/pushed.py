@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.ledger.base import PushedProjection
 
 
@@ -32,16 +32,16 @@ def projection_hash(attributes: Mapping[str, Any], list_ids: Iterable[int]) -> s
     return _digest({"attributes": dict(attributes), "lists": sorted(set(list_ids))})
 
 
-def mapping_fingerprint(settings: Settings) -> str:
-    """A stable hash of the settings a contact's projection depends on."""
-    cal = settings.calendly
+def mapping_fingerprint(rules: Rules) -> str:
+    """A stable hash of the settings a contact's projection depends on. The keys are those of
+    the first version (stored fingerprints stay comparable)."""
     return _digest(
         {
-            "enabled": cal.enabled,
-            "event_mapping": {k: v.model_dump(mode="json") for k, v in cal.event_mapping.items()},
-            "field_mapping": settings.mapping.model_dump(mode="json"),
-            "list_moves": settings.brevo.list_moves.model_dump(mode="json"),
-            "sync": cal.sync.model_dump(mode="json", exclude={"auto_resync"}),
+            "enabled": rules.enabled,
+            "event_mapping": {k: v.model_dump(mode="json") for k, v in rules.event_mapping.items()},
+            "field_mapping": rules.fields.model_dump(mode="json"),
+            "list_moves": rules.list_moves.model_dump(mode="json"),
+            "sync": rules.sync.model_dump(mode="json", exclude={"auto_resync"}),
         }
     )
 

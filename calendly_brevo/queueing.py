@@ -2,13 +2,17 @@
 
 The receiver must not import worker code, yet it enqueues Dramatiq messages: this module builds
 the message dict exactly as ``dramatiq.Message.asdict()`` would (actor ``process_event`` on queue
-``calendly``, args ``[raw_body, received_at, source]``) and writes it the way Dramatiq's
+``calendly``, args ``[raw_body, received_at, source]``, and for a webhook the label of the key
+that verified it in the option ``signature_key``) and writes it the way Dramatiq's
 ``RedisBroker`` does (``HSET <ns>:<queue>.msgs id data`` + ``RPUSH <ns>:<queue> id``, in one
 MULTI so a crash cannot leave half a message). The embedded mode writes the same bytes into the
 SQLite queue of :mod:`worker.sqlite_broker`, which this module also owns the table of.
 
 Anything that enqueues (webhooks, backfill, reconcile, ``dlq replay``) goes through here, so a
-replayed event is byte-for-byte the message a webhook would have produced.
+replayed event is byte-for-byte the message a webhook would have produced (less the key label:
+nothing verified a replay). The label is an *option*, not an argument, so a message queued by an
+older receiver (no option) and one read by an older worker (which ignores unknown options) both
+still process.
 """
 
 from __future__ import annotations
@@ -32,17 +36,28 @@ from calendly_brevo.private_files import private_file
 QUEUE_NAME = "calendly"
 ACTOR_NAME = "process_event"
 NAMESPACE = "dramatiq"
+#: The message option that carries the label of the signing key that verified a webhook.
+SIGNATURE_KEY_OPTION = "signature_key"
 
 
-def build_message(body: str, *, received_at: float, source: str = "webhook") -> dict[str, Any]:
+def build_message(
+    body: str,
+    *,
+    received_at: float,
+    source: str = "webhook",
+    signature_key: str | None = None,
+) -> dict[str, Any]:
     """A Dramatiq message dict for ``process_event(body, received_at, source)``."""
     message_id = str(uuid.uuid4())
+    options: dict[str, Any] = {"redis_message_id": message_id}
+    if signature_key is not None:
+        options[SIGNATURE_KEY_OPTION] = signature_key
     return {
         "queue_name": QUEUE_NAME,
         "actor_name": ACTOR_NAME,
         "args": [body, received_at, source],
         "kwargs": {},
-        "options": {"redis_message_id": message_id},
+        "options": options,
         "message_id": message_id,
         "message_timestamp": int(time.time() * 1000),
     }
@@ -87,8 +102,17 @@ class AsyncRedisEnqueuer:
         self._pending: list[tuple[str, bytes, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str:
-        message = build_message(body, received_at=received_at, source=source)
+    async def enqueue(
+        self,
+        body: str,
+        *,
+        received_at: float,
+        source: str = "webhook",
+        signature_key: str | None = None,
+    ) -> str:
+        message = build_message(
+            body, received_at=received_at, source=source, signature_key=signature_key
+        )
         rid = message["options"]["redis_message_id"]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rid, encode(message), done))
@@ -142,8 +166,12 @@ class RedisEnqueuer:
         self.namespace = namespace
         self.key = queue_key(namespace)
 
-    def enqueue(self, body: str, *, received_at: float, source: str) -> str:
-        message = build_message(body, received_at=received_at, source=source)
+    def enqueue(
+        self, body: str, *, received_at: float, source: str, signature_key: str | None = None
+    ) -> str:
+        message = build_message(
+            body, received_at=received_at, source=source, signature_key=signature_key
+        )
         rid = message["options"]["redis_message_id"]
         try:
             with self.client.pipeline(transaction=True) as pipe:
@@ -281,8 +309,12 @@ class SqliteEnqueuer:
     def __init__(self, queue: SqliteQueue) -> None:
         self.queue = queue
 
-    def enqueue(self, body: str, *, received_at: float, source: str) -> str:
-        message = build_message(body, received_at=received_at, source=source)
+    def enqueue(
+        self, body: str, *, received_at: float, source: str, signature_key: str | None = None
+    ) -> str:
+        message = build_message(
+            body, received_at=received_at, source=source, signature_key=signature_key
+        )
         self.queue.put(QUEUE_NAME, message["options"]["redis_message_id"], encode(message))
         return str(message["message_id"])
 

@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from calendly_brevo.brevo.models import UpsertResult
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import DeadLetterFilter, Failure, Ledger, PushedProjection
@@ -92,10 +92,10 @@ class ContactDiff:
         }
 
 
-def desired(email: str, ledger: Ledger, settings: Settings) -> ContactProjection:
-    """The contact's projection from its stored records under ``settings``."""
+def desired(email: str, ledger: Ledger, rules: Rules) -> ContactProjection:
+    """The contact's projection from its stored records under ``rules``."""
     records, marks = ledger.contact_state(email)
-    return project_contact(email, records, marks, settings)
+    return project_contact(email, records, marks, rules)
 
 
 def diff(
@@ -190,7 +190,7 @@ class Resync:
     replaces the push step (default: :func:`one_by_one` on ``brevo``)."""
 
     ledger: Ledger
-    settings: Settings
+    rules: Rules
     brevo: ResyncBrevo | None
     full: bool = False
     limit: int | None = None
@@ -202,14 +202,14 @@ class Resync:
 
     @cached_property
     def fingerprint(self) -> str:
-        """The mapping fingerprint of ``settings``, computed once per run."""
-        return mapping_fingerprint(self.settings)
+        """The mapping fingerprint of ``rules``, computed once per run."""
+        return mapping_fingerprint(self.rules)
 
     def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
         """Check ``emails`` in order. With the connector or contact sync switched off
         (:func:`contacts_synced`) nothing is pushed: the switches decide what is pushed."""
         self.summary.dry_run = self.brevo is None and self.pusher is None
-        if not contacts_synced(self.settings):
+        if not contacts_synced(self.rules):
             return self.summary
         self._open = open_failures(self.ledger)
         for email in emails:
@@ -239,7 +239,7 @@ class Resync:
         the connector pushed it before; ``None`` when there is nothing to push."""
         s = self.summary
         s.checked += 1
-        projection = desired(email, self.ledger, self.settings)
+        projection = desired(email, self.ledger, self.rules)
         last = self.ledger.last_pushed(email)
         if not self.full and matches(projection, last):
             self._resolve(email)  # an earlier failed push is moot: nothing to push now
@@ -308,9 +308,9 @@ def open_failures(ledger: Ledger) -> dict[str, list[int]]:
     return found
 
 
-def contacts_synced(settings: Settings) -> bool:
+def contacts_synced(rules: Rules) -> bool:
     """``connectors.calendly.enabled`` and ``connectors.calendly.sync.contacts``."""
-    return settings.calendly.enabled and settings.calendly.sync.contacts
+    return rules.enabled and rules.sync.contacts
 
 
 def selected(ledger: Ledger, email: str | None, page: int = 500) -> Sequence[str] | Iterable[str]:

@@ -56,7 +56,7 @@ class BulkResync(Resync):
         if self.bulk is None or self.brevo is None:
             return super().run(emails, progress)
         self.summary.dry_run = False
-        if not contacts_synced(self.settings):
+        if not contacts_synced(self.rules):
             return self.summary
         self._open = open_failures(self.ledger)
         page: list[str] = []
@@ -98,7 +98,7 @@ class BulkResync(Resync):
     def _settle(self, change: ContactDiff, *, sent: bool) -> None:
         """Under the contact's lock: record what the batch sent, or push what is due now."""
         with self.ledger.contact_lock(change.email):
-            now = desired(change.email, self.ledger, self.settings)
+            now = desired(change.email, self.ledger, self.rules)
             if sent and _same(now, change.projection):
                 self._record(change)
                 return
@@ -116,7 +116,7 @@ def bulk_resync(run: Resync, client: BrevoClient, page: int) -> BulkResync:
     """``run`` (its options) on ``client``'s ``POST /contacts/batch``, ``page`` per request."""
     return BulkResync(
         run.ledger,
-        run.settings,
+        run.rules,
         run.brevo,
         full=run.full,
         limit=run.limit,

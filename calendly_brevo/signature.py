@@ -74,16 +74,31 @@ def verify(
     tolerance: int = DEFAULT_TOLERANCE,
 ) -> int:
     """Return the signed timestamp if ``header`` proves ``body`` came from Calendly."""
+    return verify_key(keys, body, header, now, tolerance)[0]
+
+
+def verify_key(
+    keys: Sequence[str],
+    body: bytes,
+    header: str | None,
+    now: float,
+    tolerance: int = DEFAULT_TOLERANCE,
+) -> tuple[int, int]:
+    """:func:`verify`, also saying which key verified: ``(timestamp, index in keys)``, the first
+    key that matched (during a rotation: whether Calendly still signs with the old one)."""
     timestamp, signatures = parse_header(header)
     if abs(now - timestamp) > tolerance:
         raise StaleSignature(f"signature timestamp outside the {tolerance}s tolerance")
     prefix = f"{timestamp}.".encode()
-    matched = False
-    for key in keys:
+    matched = -1
+    for index, key in enumerate(keys):
         expected = hmac.new(key.encode(), prefix + body, hashlib.sha256).hexdigest()
+        hit = False
         for candidate in signatures:
             # No early exit: every comparison runs, so timing says nothing about which matched.
-            matched |= hmac.compare_digest(expected, candidate)
-    if not keys or not matched:
+            hit |= hmac.compare_digest(expected, candidate)
+        if hit and matched < 0:
+            matched = index
+    if matched < 0:
         raise InvalidSignature("signature does not match")
-    return timestamp
+    return timestamp, matched

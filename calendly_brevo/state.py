@@ -32,15 +32,11 @@ from typing import Any, Literal
 
 from calendly_brevo.events import (
     INVITEE_CANCELED,
-    INVITEE_EVENTS,
     NO_SHOW_CREATED,
     NO_SHOW_DELETED,
-    Envelope,
-    InviteePayload,
-    invitee_email,
-    invitee_payload,
-    invitee_uri,
+    WebhookEvent,
 )
+from calendly_brevo.payloads import InviteePayload
 from calendly_brevo.times import parse_time
 
 Status = Literal["active", "canceled"]
@@ -232,18 +228,26 @@ def _questions(payload: InviteePayload) -> tuple[tuple[str, str], ...]:
     )
 
 
-def record_from_event(env: Envelope) -> InviteeRecord | None:
+def _invitee(event: WebhookEvent) -> tuple[InviteePayload, str, str] | None:
+    """The invitee payload, URI and email of an invitee event (:func:`read_event` checked
+    them), else ``None``."""
+    ident = event.identity
+    if event.invitee is None or ident.invitee_uri is None or ident.email is None:
+        return None
+    return event.invitee, ident.invitee_uri, ident.email
+
+
+def record_from_event(event: WebhookEvent) -> InviteeRecord | None:
     """The invitee as this event shows it; ``None`` for events without an invitee payload.
 
-    Raises :class:`~calendly_brevo.errors.UnmappableEvent` for an invitee event without a
-    URI or a usable email. ``invitee.canceled`` always yields a canceled record; a
-    ``scheduled_event`` missing from old payloads leaves the event type fields ``None``.
+    ``invitee.canceled`` always yields a canceled record; a ``scheduled_event`` missing from
+    old payloads leaves the event type fields ``None``.
     """
-    if env.event not in INVITEE_EVENTS:
+    invitee = _invitee(event)
+    if invitee is None:
         return None
-    p = invitee_payload(env)
-    uri = invitee_uri(p, env.event)
-    email = invitee_email(p, env.event)
+    p, uri, email = invitee
+    env = event.envelope
     se = p.scheduled_event
     cancellation = p.cancellation or (se.cancellation if se else None)
     canceled = env.event == INVITEE_CANCELED or (p.status or "").strip().lower() == "canceled"
@@ -338,7 +342,7 @@ def merge_marks(marks: Iterable[NoShowMark]) -> dict[tuple[str, str], NoShowMark
     return merged
 
 
-def mark_from_event(env: Envelope) -> NoShowMark | None:
+def mark_from_event(event: WebhookEvent) -> NoShowMark | None:
     """The no-show mark an event shows, if any.
 
     ``invitee_no_show.created`` → a created mark; ``invitee_no_show.deleted`` → a deleted
@@ -346,10 +350,11 @@ def mark_from_event(env: Envelope) -> NoShowMark | None:
     envelope's ``created_at``). Any other invitee event whose payload carries a ``no_show``
     object (backfill replays of invitees fetched from the API) → a created mark.
     """
-    if env.event not in INVITEE_EVENTS:
+    invitee = _invitee(event)
+    if invitee is None:
         return None
-    p = invitee_payload(env)
-    uri = invitee_uri(p, env.event)
+    p, uri, _ = invitee
+    env = event.envelope
     no_show_uri = _clean(p.no_show.uri) if p.no_show else None
     if env.event == NO_SHOW_DELETED:
         marked_at = (p.no_show.created_at if p.no_show and no_show_uri else None) or env.created_at

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules, Settings
 from calendly_brevo.errors import ServiceUnavailable
 from calendly_brevo.unreachable import describe
 
@@ -61,11 +61,11 @@ def applied_per_minute(sessions: sessionmaker[Session], now: datetime | None = N
     return round(int(n or 0) / (THROUGHPUT_WINDOW.total_seconds() / 60), 2)
 
 
-def stale_contacts(settings: Settings, ledger: Any) -> int:
+def stale_contacts(rules: Rules, ledger: Any) -> int:
     """Contacts last pushed under another mapping than today's (``resync`` updates them)."""
     from calendly_brevo.pushed import mapping_fingerprint
 
-    return int(ledger.stale_pushed(mapping_fingerprint(settings)))
+    return int(ledger.stale_pushed(mapping_fingerprint(rules)))
 
 
 def _database_part(settings: Settings, sources: StatusSources) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def _database_part(settings: Settings, sources: StatusSources) -> dict[str, Any]
         "suppressed_by_reason": dict(sorted(n["suppressed_by_reason"].items())),
         "dead_letters_open": n["dead_letters_open"],
         "subscription": n["subscription"],
-        "stale_contacts": stale_contacts(settings, sources.ledger),
+        "stale_contacts": stale_contacts(settings.rules, sources.ledger),
     }
 
 

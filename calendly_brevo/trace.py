@@ -1,15 +1,17 @@
 """One person's timeline: "what happened to ada@example.com?" from what the connector stores.
 
 :func:`trace` gathers, for an email (or the person behind an event id or invitee URI): every
-event received (when, which event, source webhook/backfill/replay, event id, outcome, attempts,
-last error, which Brevo effects were recorded), the stored bookings and no-show marks, the
-contact's current projection under today's config (what Brevo should hold), and the dead letters
-about the person with the command that replays each. It reads only; the console's contact page
-and ``calendly-brevo trace`` print the same :class:`Trace`.
+event received (when, which event, source webhook/backfill/replay, the signing key that verified
+it, event id, outcome, attempts, last error, which Brevo effects were recorded), every Brevo call
+made for those events with its status (failed attempts' included), the stored bookings and
+no-show marks, the contact's current projection under today's config (what Brevo should hold),
+what the connector last pushed to Brevo and when, and the dead letters about the person with the
+command that replays each. It reads only; the console's contact page and ``calendly-brevo
+trace`` print the same :class:`Trace`.
 
-It also shows what the connector last pushed to Brevo for the person and when (the ledger's
-pushed projection), when one is recorded. What it cannot show yet, said plainly: the individual
-Brevo calls and the signing key that verified each delivery are not recorded by this version.
+Said plainly, what it does not show: Brevo calls not made for an event (``resync``, ``forget``,
+``brevo setup``), the key of an event stored before the connector recorded keys (``unknown``),
+and more than the newest :data:`~calendly_brevo.brevo_calls.MAX_CALLS` calls of one event.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import Rules
 from calendly_brevo.db.models import DeadLetter, Invitee, ProcessedEvent
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
@@ -44,6 +46,9 @@ class Delivery:
     invitee_uri: str | None
     last_error: str | None
     effects: dict[str, Any]
+    #: The label of the signing key that verified it (``signing_key:1a2b3c4d``), ``none
+    #: (backfill)`` / ``none (replay)`` when nothing was verified, ``unknown`` when not recorded.
+    signature_key: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ class Trace:
     dead_letters: list[DeadLetterLine] = field(default_factory=list)
     #: What the connector last pushed to Brevo (attributes, lists, when, from which event).
     last_pushed: dict[str, Any] | None = None
+    #: Every Brevo call made for the person's events, oldest first: ``at``, ``method``,
+    #: ``route`` (a template: no email), ``status`` (HTTP status, ``error``, ``dry_run``),
+    #: ``ms``, ``attempt``, and the ``event_id`` / ``event_name`` it was made for.
+    brevo_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -106,12 +115,32 @@ def _email_for(s: Session, event_id: str | None, invitee_uri: str | None) -> str
     return None
 
 
-def _deliveries(s: Session, email: str, uris: list[str]) -> list[Delivery]:
-    rows = s.scalars(
-        select(ProcessedEvent)
-        .where(or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris)))
-        .order_by(ProcessedEvent.received_at, ProcessedEvent.created_at)
-    ).all()
+def _key(row: ProcessedEvent) -> str:
+    if row.signature_key:
+        return row.signature_key
+    return "unknown" if row.source == "webhook" else f"none ({row.source})"
+
+
+def _rows(s: Session, email: str, uris: list[str]) -> list[ProcessedEvent]:
+    return list(
+        s.scalars(
+            select(ProcessedEvent)
+            .where(or_(ProcessedEvent.email == email, ProcessedEvent.invitee_uri.in_(uris)))
+            .order_by(ProcessedEvent.received_at, ProcessedEvent.created_at)
+        ).all()
+    )
+
+
+def _calls(rows: list[ProcessedEvent]) -> list[dict[str, Any]]:
+    calls = [
+        {**call, "event_id": r.event_id, "event_name": r.event_name}
+        for r in rows
+        for call in r.brevo_calls or ()
+    ]
+    return sorted(calls, key=lambda c: str(c.get("at", "")))
+
+
+def _deliveries(rows: list[ProcessedEvent]) -> list[Delivery]:
     return [
         Delivery(
             event_id=r.event_id,
@@ -124,6 +153,7 @@ def _deliveries(s: Session, email: str, uris: list[str]) -> list[Delivery]:
             invitee_uri=r.invitee_uri,
             last_error=r.last_error,
             effects={k: v for k, v in (r.effects or {}).items() if k in ("contact", "event")},
+            signature_key=_key(r),
         )
         for r in rows
     ]
@@ -149,7 +179,7 @@ def _dead_letters(s: Session, email: str, event_ids: list[str]) -> list[DeadLett
 
 def trace(
     sessions: sessionmaker[Session],
-    settings: Settings,
+    rules: Rules,
     *,
     email: str | None = None,
     event_id: str | None = None,
@@ -165,7 +195,8 @@ def trace(
         if key is None:
             return Trace(email=None)
         records, marks = contact_state(s, key)
-        deliveries = _deliveries(s, key, [r.invitee_uri for r in records])
+        rows = _rows(s, key, [r.invitee_uri for r in records])
+        deliveries, calls = _deliveries(rows), _calls(rows)
         dead = _dead_letters(s, key, [d.event_id for d in deliveries])
     bookings = [
         Booking(
@@ -180,7 +211,7 @@ def trace(
     ]
     projection = None
     if records:
-        p = project_contact(key, records, marks, settings)
+        p = project_contact(key, records, marks, rules)
         projection = {
             "status": p.status,
             "attributes": p.attributes,
@@ -188,7 +219,7 @@ def trace(
             "unlink_list_ids": list(p.unlink_list_ids),
         }
     pushed = last_pushed(key) if last_pushed is not None else None
-    return Trace(key, deliveries, bookings, projection, dead, _pushed(pushed))
+    return Trace(key, deliveries, bookings, projection, dead, _pushed(pushed), calls)
 
 
 def _pushed(p: PushedProjection | None) -> dict[str, Any] | None:

@@ -52,13 +52,32 @@ def _redis(exc: BaseException, settings: Settings | None) -> ServiceUnavailable:
     )
 
 
-def _http(exc: httpx.HTTPError) -> ServiceUnavailable:
+def _http(exc: httpx.HTTPError, settings: Settings | None) -> ServiceUnavailable:
     try:
-        host = exc.request.url.host
+        url = str(exc.request.url)
     except RuntimeError:
-        host = "the API"
+        url = ""
+    reason = f"{type(exc).__name__}: {_first_line(exc)}"
+    apis = (
+        [
+            (
+                "Calendly",
+                settings.calendly.api_url,
+                "CALENDLY_API_URL (connectors.calendly.api_url)",
+            ),
+            ("Brevo", settings.brevo.api_url, "BREVO_API_URL (brevo.api_url)"),
+        ]
+        if settings is not None
+        else []
+    )
+    for name, base, knob in apis:
+        if url and url.startswith(base.rstrip("/")):
+            return ServiceUnavailable(
+                f"cannot reach {name} at {base}: {reason}", f"check {knob} and the network"
+            )
+    host = httpx.URL(url).host if url else "the API"
     return ServiceUnavailable(
-        f"cannot reach {host}: {type(exc).__name__}: {_first_line(exc)}",
+        f"cannot reach {host}: {reason}",
         "check the network and the API URL (connectors.calendly.api_url, brevo.api_url)",
     )
 
@@ -87,5 +106,5 @@ def _describe_one(exc: BaseException, settings: Settings | None) -> ServiceUnava
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return _redis(exc, settings)
     if isinstance(exc, httpx.TransportError):
-        return _http(exc)
+        return _http(exc, settings)
     return None

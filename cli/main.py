@@ -31,9 +31,9 @@ COMMANDS: dict[str, str] = {
     "prune": "cli.commands.lifecycle:prune",
     "forget": "cli.commands.lifecycle:forget",
     "brevo": "cli.commands.brevo:brevo",
-    "webhooks": "cli.commands.calendly:webhooks",
-    "backfill": "cli.commands.calendly:backfill",
-    "reconcile": "cli.commands.calendly:reconcile",
+    "webhooks": "cli.commands.webhooks:webhooks",
+    "backfill": "cli.commands.backfill:backfill",
+    "reconcile": "cli.commands.backfill:reconcile",
     "links": "cli.commands.calendly:links",
     "doctor": "cli.commands.calendly:doctor",
     "keys": "cli.commands.keys:keys",
@@ -66,25 +66,34 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            # The fix on its own line, not repeated in the error's "(allowed: …)".
+            click.secho(f"error: config error at {exc.path}: {exc.problem}", fg="red", err=True)
             if exc.allowed:
                 click.echo(f"fix: {exc.allowed}", err=True)
             sys.exit(2)
         except ServiceUnavailable as exc:
             _unavailable(exc)
         except ConnectorError as exc:
+            # A Brevo or Calendly client error caused by no connection at all says so, with
+            # the fix; any other is its own one line.
+            found = _connection_failure(ctx, exc)
+            if found is not None:
+                _unavailable(found)
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(1)
         except Exception as exc:
             # A driver's connection error becomes one line with the fix; anything else is a
             # bug and keeps its traceback.
-            from calendly_brevo.unreachable import describe
-
-            obj = ctx.obj
-            found = describe(exc, getattr(obj, "_settings", None))
+            found = _connection_failure(ctx, exc)
             if found is None:
                 raise
             _unavailable(found)
+
+
+def _connection_failure(ctx: click.Context, exc: BaseException) -> ServiceUnavailable | None:
+    from calendly_brevo.unreachable import describe
+
+    return describe(exc, getattr(ctx.obj, "_settings", None))
 
 
 def _unavailable(exc: ServiceUnavailable) -> None:

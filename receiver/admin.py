@@ -118,7 +118,7 @@ def _link_request(body: Any) -> tuple[str, str | None, str] | str:
 
 def _status_snapshot(settings: Settings, services: Any) -> dict[str, Any]:
     from calendly_brevo.calendly.backfill import BACKFILL_STATE, load_cursor
-    from calendly_brevo.calendly.subscriptions import remembered
+    from calendly_brevo.calendly.subscription_store import remembered
 
     out: dict[str, Any] = {"mode": "embedded" if settings.embedded else "redis"}
     try:

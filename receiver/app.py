@@ -30,6 +30,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 from aiohttp import web
@@ -38,15 +39,27 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from calendly_brevo import metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import QueueUnavailable, SignatureError
+from calendly_brevo.keyring import config_key_names
+from calendly_brevo.keyring import key_label as label_of
 from calendly_brevo.logs import get_logger
-from calendly_brevo.signature import HEADER, verify
+from calendly_brevo.signature import HEADER, verify_key
 from receiver.metrics_view import render_metrics
 
 log = get_logger("calendly_brevo.receiver")
 
 
 class Queue(Protocol):
-    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str: ...
+    async def enqueue(
+        self,
+        body: str,
+        *,
+        received_at: float,
+        source: str = "webhook",
+        signature_key: str | None = None,
+    ) -> str:
+        """Put the event on the queue; ``signature_key``: the label of the key that verified
+        it (:func:`calendly_brevo.keyring.key_label`), carried to the worker."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -54,6 +67,7 @@ class Queue(Protocol):
 SETTINGS = web.AppKey("settings", Settings)
 QUEUE = web.AppKey("queue", Queue)
 SIGNING_KEYS = web.AppKey[Callable[[], Sequence[str]]]("signing_keys")
+KEY_LABEL = web.AppKey[Callable[[str], str]]("key_label")
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:
@@ -79,13 +93,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
         except TimeoutError:
             outcome = "read_timeout"
             return _error(408, outcome, f"body not received within {hook.read_timeout_seconds}s")
+        keys = request.app[SIGNING_KEYS]()
         try:
-            verify(
-                request.app[SIGNING_KEYS](),
-                body,
-                request.headers.get(HEADER),
-                time.time(),
-                hook.tolerance_seconds,
+            _, which = verify_key(
+                keys, body, request.headers.get(HEADER), time.time(), hook.tolerance_seconds
             )
         except SignatureError as exc:
             outcome = exc.reason
@@ -109,7 +120,10 @@ async def handle_webhook(request: web.Request) -> web.Response:
         received_at = time.time()
         try:
             message_id = await request.app[QUEUE].enqueue(
-                text, received_at=received_at, source="webhook"
+                text,
+                received_at=received_at,
+                source="webhook",
+                signature_key=request.app[KEY_LABEL](keys[which]),
             )
         except QueueUnavailable as exc:
             outcome = "queue_down"
@@ -149,13 +163,17 @@ def create_app(
     queue: Queue | None = None,
     queue_factory: Callable[[], Awaitable[Queue]] | None = None,
     signing_keys: Callable[[], Sequence[str]] | None = None,
+    key_label: Callable[[str], str] | None = None,
     extra_setup: Sequence[Callable[[web.Application], None]] = (),
 ) -> web.Application:
-    """Build the receiver. Give ``queue`` (tests) or ``queue_factory`` (opened at start-up)."""
+    """Build the receiver. Give ``queue`` (tests) or ``queue_factory`` (opened at start-up).
+    ``key_label`` names the key that verified a webhook (default: its place in the config)."""
     keys = tuple(settings.calendly.webhook.keys)
+    names = config_key_names(settings.calendly.webhook)
     app = web.Application(client_max_size=settings.calendly.webhook.max_body_bytes)
     app[SETTINGS] = settings
     app[SIGNING_KEYS] = signing_keys or (lambda: keys)
+    app[KEY_LABEL] = key_label or partial(label_of, names=names)
     if queue is not None:
         app[QUEUE] = queue
     elif queue_factory is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import active_signing_keys
+from calendly_brevo.calendly.subscription_store import active_signing_keys
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
 from calendly_brevo.crypto import SecretBox, load_box
@@ -82,10 +82,12 @@ def build_apps(settings: Settings) -> ReceiverApps:
         store = OAuthTokenStore(services.sessions, box)
         public_setups.append(lambda app: setup_oauth_callback(app, settings, store))
         admin_setups.append(lambda app: setup_oauth_start(app, settings, store))
+    ring = build_keyring(settings, loader)
     public = create_app(
         settings,
         queue_factory=lambda: open_queue(settings),
-        signing_keys=build_keyring(settings, loader),
+        signing_keys=ring,
+        key_label=ring.label,
         extra_setup=public_setups,
     )
     admin = create_admin_app(settings, extra_setup=admin_setups)

@@ -21,9 +21,20 @@ class AsyncSqliteQueue:
     def __init__(self, enqueuer: SqliteEnqueuer) -> None:
         self.enqueuer = enqueuer
 
-    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str:
+    async def enqueue(
+        self,
+        body: str,
+        *,
+        received_at: float,
+        source: str = "webhook",
+        signature_key: str | None = None,
+    ) -> str:
         return await asyncio.to_thread(
-            self.enqueuer.enqueue, body, received_at=received_at, source=source
+            self.enqueuer.enqueue,
+            body,
+            received_at=received_at,
+            source=source,
+            signature_key=signature_key,
         )
 
     async def ping(self) -> bool:

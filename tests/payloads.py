@@ -19,7 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from calendly_brevo.config import Settings
 
 API = "https://api.calendly.com"
 HOST_USER = f"{API}/users/AAAAAAAAAAAAAAAA"
@@ -506,7 +509,7 @@ SEED_CONFIG: dict[str, Any] = {
 }
 
 
-def settings(**overrides: Any) -> Any:
+def settings(**overrides: Any) -> Settings:
     """:class:`calendly_brevo.config.Settings` from :data:`SEED_CONFIG`, with top-level
     sections replaced or deep-merged: ``settings(brevo={"list_moves": {...}})``."""
     from calendly_brevo.config import Settings

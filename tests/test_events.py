@@ -13,14 +13,15 @@ from calendly_brevo.errors import UnmappableEvent
 from calendly_brevo.events import (
     EVENT_ID_VERSION,
     HANDLED_EVENTS,
-    InviteePayload,
     envelope_from_dict,
+    event_from_dict,
     event_id,
-    identify,
     invitee_payload,
     normalize_email,
     parse_envelope,
+    read_event,
 )
+from calendly_brevo.payloads import InviteePayload
 from tests import payloads as p
 
 EXAMPLES = [
@@ -36,7 +37,7 @@ EXAMPLES = [
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_every_calendly_example_parses_and_gets_an_id(name: str) -> None:
     env = parse_envelope(p.body(p.example(name)))
-    identity = identify(env)
+    identity = read_event(env).identity
     assert env.event == name
     assert len(identity.event_id) == 64
     assert identity.handled is (name in HANDLED_EVENTS)
@@ -114,7 +115,7 @@ def test_wrongly_typed_optional_fields_degrade_to_none_instead_of_failing() -> N
 def test_a_v1_payload_shape_is_unmappable() -> None:
     env = {"event": "invitee.created", "payload": {"invitee": {"email": "a@example.com"}}}
     with pytest.raises(UnmappableEvent, match="v1"):
-        identify(envelope_from_dict(env))
+        event_from_dict(env)
 
 
 # --- event ids ---------------------------------------------------------------------------------
@@ -132,45 +133,43 @@ def test_retries_and_overlapping_subscriptions_share_one_event_id() -> None:
     other_subscription = dict(
         env, created_by=f"{p.API}/users/OTHER", created_at="2030-01-01T10:00:01Z"
     )
-    ids = {identify(parse_envelope(raw)).event_id for raw in (p.body(env), retry)}
-    ids.add(identify(envelope_from_dict(other_subscription)).event_id)
+    ids = {read_event(parse_envelope(raw)).identity.event_id for raw in (p.body(env), retry)}
+    ids.add(event_from_dict(other_subscription).identity.event_id)
     assert len(ids) == 1
 
 
 def test_a_backfill_replay_with_a_later_invitee_state_shares_the_id() -> None:
     live = p.invitee_created()
     replay = p.with_payload(live, updated_at="2030-02-01T00:00:00Z", status="canceled")
-    assert (
-        identify(envelope_from_dict(live)).event_id == identify(envelope_from_dict(replay)).event_id
-    )
+    assert event_from_dict(live).identity.event_id == event_from_dict(replay).identity.event_id
 
 
 def test_created_and_canceled_of_one_invitee_have_different_ids() -> None:
-    created = identify(envelope_from_dict(p.invitee_created()))
-    canceled = identify(envelope_from_dict(p.invitee_canceled()))
+    created = event_from_dict(p.invitee_created()).identity
+    canceled = event_from_dict(p.invitee_canceled()).identity
     assert created.event_id != canceled.event_id
 
 
 def test_group_invitees_of_one_scheduled_event_have_different_ids() -> None:
-    ids = {identify(envelope_from_dict(e)).event_id for e in p.group_event(["a@x.io", "b@x.io"])}
+    ids = {event_from_dict(e).identity.event_id for e in p.group_event(["a@x.io", "b@x.io"])}
     assert len(ids) == 2
 
 
 def test_two_no_show_marks_of_one_invitee_have_different_ids() -> None:
-    first = identify(envelope_from_dict(p.no_show_created(no_show_uri=p.no_show_uri("A"))))
-    second = identify(envelope_from_dict(p.no_show_created(no_show_uri=p.no_show_uri("B"))))
+    first = event_from_dict(p.no_show_created(no_show_uri=p.no_show_uri("A"))).identity
+    second = event_from_dict(p.no_show_created(no_show_uri=p.no_show_uri("B"))).identity
     assert first.no_show_uri == p.no_show_uri("A")
     assert first.event_id != second.event_id
 
 
 def test_a_no_show_deletion_without_no_show_object_falls_back_to_the_invitee_uri() -> None:
-    identity = identify(envelope_from_dict(p.no_show_deleted()))
+    identity = event_from_dict(p.no_show_deleted()).identity
     assert identity.no_show_uri is None
     assert identity.event_id == event_id("invitee_no_show.deleted", p.invitee_uri())
 
 
 def test_a_no_show_deletion_naming_its_mark_uses_the_mark() -> None:
-    identity = identify(envelope_from_dict(p.no_show_deleted(no_show_uri=p.no_show_uri("A"))))
+    identity = event_from_dict(p.no_show_deleted(no_show_uri=p.no_show_uri("A"))).identity
     assert identity.no_show_uri == p.no_show_uri("A")
     assert identity.event_id == event_id(
         "invitee_no_show.deleted", p.invitee_uri(), p.no_show_uri("A")
@@ -181,9 +180,7 @@ def test_an_invitee_event_ignores_a_no_show_object_in_its_id() -> None:
     replay = p.with_payload(
         p.invitee_created(), no_show={"uri": p.no_show_uri(), "created_at": None}
     )
-    assert identify(envelope_from_dict(replay)).event_id == event_id(
-        "invitee.created", p.invitee_uri()
-    )
+    assert event_from_dict(replay).identity.event_id == event_id("invitee.created", p.invitee_uri())
 
 
 def test_event_id_without_invitee_or_fallback_is_a_programming_error() -> None:
@@ -193,8 +190,8 @@ def test_event_id_without_invitee_or_fallback_is_a_programming_error() -> None:
 
 def test_a_routing_form_submission_is_identified_by_its_uri() -> None:
     env = p.routing_form_submission()
-    identity = identify(envelope_from_dict(env))
-    retry = identify(envelope_from_dict(dict(env, created_at="2031-01-01T00:00:00Z")))
+    identity = event_from_dict(env).identity
+    retry = event_from_dict(dict(env, created_at="2031-01-01T00:00:00Z")).identity
     assert identity.invitee_uri is None
     assert identity.email == "lead@example.com"
     assert identity.event_id == retry.event_id
@@ -205,7 +202,7 @@ def test_a_routing_form_submission_is_identified_by_its_uri() -> None:
 
 def test_event_type_events_are_identified_by_uri_and_update_time() -> None:
     env = p.event_type_created()
-    identity = identify(envelope_from_dict(env))
+    identity = event_from_dict(env).identity
     updated = p.with_payload(env, updated_at="2031-01-01T00:00:00Z")
     assert not identity.handled
     assert identity.email is None
@@ -214,23 +211,23 @@ def test_event_type_events_are_identified_by_uri_and_update_time() -> None:
         None,
         fallback=f"{env['payload']['uri']}@{env['payload']['updated_at']}",
     )
-    assert identify(envelope_from_dict(updated)).event_id != identity.event_id
+    assert event_from_dict(updated).identity.event_id != identity.event_id
 
 
 def test_an_unknown_event_without_uri_is_identified_by_its_content() -> None:
     env = {"event": "contact.deleted", "created_at": "2030-01-01T00:00:00Z", "payload": {"x": 1}}
-    first = identify(envelope_from_dict(env))
-    again = identify(parse_envelope(json.dumps(env, indent=1)))
-    other = identify(envelope_from_dict(dict(env, payload={"x": 2})))
+    first = event_from_dict(env).identity
+    again = read_event(parse_envelope(json.dumps(env, indent=1))).identity
+    other = event_from_dict(dict(env, payload={"x": 2})).identity
     assert first.event_id == again.event_id != other.event_id
     assert not first.handled
 
 
 # --- emails ------------------------------------------------------------------------------------
 def test_identify_lower_cases_and_strips_the_email() -> None:
-    identity = identify(
+    identity = read_event(
         envelope_from_dict(p.invitee_created(email="  John.Doe+Sales@Example.COM "))
-    )
+    ).identity
     assert identity.email == "john.doe+sales@example.com"
     assert identity.invitee_uri == p.invitee_uri()
 
@@ -243,14 +240,14 @@ def test_unicode_emails_are_kept_and_not_case_folded() -> None:
 def test_an_invitee_without_email_is_unmappable(email: str | None) -> None:
     env = p.with_payload(p.invitee_created(), email=email)
     with pytest.raises(UnmappableEvent, match="invitee has no email"):
-        identify(envelope_from_dict(env))
+        event_from_dict(env)
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "a b@example.com", "@example.com"])
 def test_an_invalid_email_is_unmappable_and_not_echoed(email: str) -> None:
     env = p.with_payload(p.invitee_created(), email=email)
     with pytest.raises(UnmappableEvent, match="not a valid address") as info:
-        identify(envelope_from_dict(env))
+        event_from_dict(env)
     assert email not in str(info.value)
     assert info.value.code == "bad_email"
 
@@ -258,11 +255,11 @@ def test_an_invalid_email_is_unmappable_and_not_echoed(email: str) -> None:
 def test_an_invitee_without_uri_is_unmappable() -> None:
     env = p.without(p.invitee_created(), "uri")
     with pytest.raises(UnmappableEvent, match="no 'uri'"):
-        identify(envelope_from_dict(env))
+        event_from_dict(env)
 
 
 def test_an_ignored_event_never_raises_for_missing_invitee_fields() -> None:
-    identity = identify(envelope_from_dict({"event": "meeting_recap.created", "payload": {}}))
+    identity = event_from_dict({"event": "meeting_recap.created", "payload": {}}).identity
     assert not identity.handled
 
 
@@ -270,11 +267,11 @@ def test_routing_form_email_prefers_the_email_question_then_any_address() -> Non
     env = p.routing_form_submission(
         answers=[("Referrer", "boss@example.com"), ("Your E-mail", " Lead@Example.com ")]
     )
-    assert identify(envelope_from_dict(env)).email == "lead@example.com"
+    assert event_from_dict(env).identity.email == "lead@example.com"
     env = p.routing_form_submission(answers=[("Anything", "x"), ("Contact", "me@example.com")])
-    assert identify(envelope_from_dict(env)).email == "me@example.com"
+    assert event_from_dict(env).identity.email == "me@example.com"
     env = p.routing_form_submission(answers=[("Industry", "IT")])
-    assert identify(envelope_from_dict(env)).email is None
+    assert event_from_dict(env).identity.email is None
 
 
 @settings(max_examples=60, deadline=None)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calendly_brevo.config import Settings
-from calendly_brevo.events import envelope_from_dict
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.mapping import (
     attributes_for,
     lists_for,
@@ -29,7 +29,7 @@ from tests import payloads as p
 
 
 def record(env: dict[str, Any]) -> InviteeRecord:
-    rec = record_from_event(envelope_from_dict(env))
+    rec = record_from_event(event_from_dict(env))
     assert rec is not None
     return rec
 
@@ -42,16 +42,18 @@ def config(event_mapping: dict[str, Any], **extra: Any) -> Settings:
 
 # --- lists -------------------------------------------------------------------------------------
 def test_lists_match_by_event_type_uri() -> None:
-    assert lists_for(record(p.invitee_created()), p.settings()) == (10,)
+    assert lists_for(record(p.invitee_created()), p.settings().calendly.event_mapping) == (10,)
     demo = record(p.invitee_created(event_type_uri=p.DEMO_EVENT_TYPE_URI, event_type_name="Demo"))
-    assert lists_for(demo, p.settings()) == (11,)
+    assert lists_for(demo, p.settings().calendly.event_mapping) == (11,)
 
 
 def test_lists_match_by_mapping_key_as_slug_of_the_event_name() -> None:
     cfg = config({"discovery_call": {"list_id": 10}, "demo": {"list_ids": [11, 12]}})
     rec = record(p.invitee_created(event_type_name="Discovery  Call"))
-    assert lists_for(rec, cfg) == (10,)
-    assert lists_for(record(p.invitee_created(event_type_name="DEMO")), cfg) == (11, 12)
+    assert lists_for(rec, cfg.calendly.event_mapping) == (10,)
+    assert lists_for(
+        record(p.invitee_created(event_type_name="DEMO")), cfg.calendly.event_mapping
+    ) == (11, 12)
 
 
 def test_lists_match_by_explicit_slug_then_by_name_case_insensitively() -> None:
@@ -61,8 +63,12 @@ def test_lists_match_by_explicit_slug_then_by_name_case_insensitively() -> None:
             "b": {"list_id": 2, "name": "Onboarding  session"},
         }
     )
-    assert lists_for(record(p.invitee_created(event_type_name="Intro Chat")), cfg) == (1,)
-    assert lists_for(record(p.invitee_created(event_type_name="onboarding session")), cfg) == (2,)
+    assert lists_for(
+        record(p.invitee_created(event_type_name="Intro Chat")), cfg.calendly.event_mapping
+    ) == (1,)
+    assert lists_for(
+        record(p.invitee_created(event_type_name="onboarding session")), cfg.calendly.event_mapping
+    ) == (2,)
 
 
 def test_a_uri_match_wins_over_a_name_match() -> None:
@@ -72,7 +78,7 @@ def test_a_uri_match_wins_over_a_name_match() -> None:
             "by_uri": {"list_id": 2, "event_type_uri": p.DEFAULT_EVENT_TYPE_URI + "/"},
         }
     )
-    assert lists_for(record(p.invitee_created()), cfg) == (2,)
+    assert lists_for(record(p.invitee_created()), cfg.calendly.event_mapping) == (2,)
 
 
 def test_an_entry_pinned_to_a_uri_does_not_catch_another_event_type_by_name() -> None:
@@ -80,7 +86,7 @@ def test_an_entry_pinned_to_a_uri_does_not_catch_another_event_type_by_name() ->
     other = record(
         p.invitee_created(event_type_uri=p.event_type_uri("OTHER"), event_type_name="Demo")
     )
-    assert lists_for(other, cfg) == ()
+    assert lists_for(other, cfg.calendly.event_mapping) == ()
 
 
 def test_several_entries_for_one_event_type_give_all_their_lists_once() -> None:
@@ -90,11 +96,17 @@ def test_several_entries_for_one_event_type_give_all_their_lists_once() -> None:
             "two": {"list_id": 1, "list_ids": [7], "event_type_uri": p.DEFAULT_EVENT_TYPE_URI},
         }
     )
-    assert lists_for(record(p.invitee_created()), cfg) == (3, 1, 7)
+    assert lists_for(record(p.invitee_created()), cfg.calendly.event_mapping) == (3, 1, 7)
 
 
 def test_a_payload_without_scheduled_event_maps_to_no_list() -> None:
-    assert lists_for(record(p.invitee_created(with_scheduled_event=False)), p.settings()) == ()
+    assert (
+        lists_for(
+            record(p.invitee_created(with_scheduled_event=False)),
+            p.settings().calendly.event_mapping,
+        )
+        == ()
+    )
 
 
 def test_managed_lists_are_every_list_named_in_the_config() -> None:
@@ -114,25 +126,25 @@ def test_slugify_joins_words_with_dashes() -> None:
 # --- names -------------------------------------------------------------------------------------
 def test_first_and_last_name_come_from_calendlys_split_fields() -> None:
     rec = record(p.invitee_created(first_name="Ada", last_name="King", name="Ada King"))
-    attrs = attributes_for(rec, "booked", p.settings())
+    attrs = attributes_for(rec, "booked", p.settings().rules)
     assert (attrs["FIRSTNAME"], attrs["LASTNAME"]) == ("Ada", "King")
 
 
 def test_null_first_and_last_name_fall_back_to_splitting_name() -> None:
     rec = record(p.invitee_created(first_name=None, last_name=None, name="Jean Claude Van Damme"))
-    attrs = attributes_for(rec, "booked", p.settings())
+    attrs = attributes_for(rec, "booked", p.settings().rules)
     assert (attrs["FIRSTNAME"], attrs["LASTNAME"]) == ("Jean", "Claude Van Damme")
 
 
 def test_a_single_word_name_has_no_last_name() -> None:
-    attrs = attributes_for(record(p.invitee_created(name="Madonna")), "booked", p.settings())
+    attrs = attributes_for(record(p.invitee_created(name="Madonna")), "booked", p.settings().rules)
     assert attrs["FIRSTNAME"] == "Madonna"
     assert "LASTNAME" not in attrs
 
 
 def test_the_name_attribute_gets_the_full_name_when_first_name_is_mapped_apart() -> None:
     cfg = p.settings(field_mapping={"name": "FULLNAME", "first_name": "FIRSTNAME"})
-    attrs = attributes_for(record(p.invitee_created(name="Ada King")), None, cfg)
+    attrs = attributes_for(record(p.invitee_created(name="Ada King")), None, cfg.rules)
     assert attrs["FULLNAME"] == "Ada King"
     assert attrs["FIRSTNAME"] == "Ada"
     assert attrs["LASTNAME"] == "King"
@@ -187,12 +199,12 @@ def test_multi_select_answers_are_readable() -> None:
     assert readable_answer("Answer 1\nAnswer 2\n\n Answer 3 ") == "Answer 1, Answer 2, Answer 3"
     cfg = p.settings(field_mapping={"questions_and_answers": {"interests": "INTERESTS"}})
     rec = record(p.invitee_created(questions=[("Interests", "SEO\nAds\nEmail")]))
-    assert attributes_for(rec, None, cfg)["INTERESTS"] == "SEO, Ads, Email"
+    assert attributes_for(rec, None, cfg.rules)["INTERESTS"] == "SEO, Ads, Email"
 
 
 def test_the_seed_mapping_fills_company_role_and_phone() -> None:
     rec = record(p.invitee_created(questions=list(QAS)))
-    attrs = attributes_for(rec, "booked", p.settings())
+    attrs = attributes_for(rec, "booked", p.settings().rules)
     assert attrs["COMPANY"] == "Acme Inc."
     assert attrs["JOB_TITLE"] == "CTO"
     assert attrs["SMS"] == "+31612345678"
@@ -230,7 +242,7 @@ def test_any_punctuation_of_a_valid_number_gives_the_same_e164(seps: list[str]) 
 def test_a_national_number_uses_the_configured_default_region() -> None:
     cfg = p.settings(field_mapping={"phone_default_region": "NL"})
     rec = record(p.invitee_created(questions=[("Phone", "06 12345678")]))
-    assert attributes_for(rec, None, cfg)["SMS"] == "+31612345678"
+    assert attributes_for(rec, None, cfg.rules)["SMS"] == "+31612345678"
 
 
 def test_a_national_number_is_read_in_the_country_of_the_invitee_timezone() -> None:
@@ -239,12 +251,12 @@ def test_a_national_number_is_read_in_the_country_of_the_invitee_timezone() -> N
     rec = record(
         p.invitee_created(questions=[("Phone", "06 12345678")], timezone="Europe/Amsterdam")
     )
-    assert attributes_for(rec, None, p.settings())["SMS"] == "+31612345678"
+    assert attributes_for(rec, None, p.settings().rules)["SMS"] == "+31612345678"
 
 
 def test_an_unparseable_phone_is_kept_as_text_and_left_out_of_sms() -> None:
     rec = record(p.invitee_created(questions=[("Phone", "call me maybe")]))
-    attrs = attributes_for(rec, None, p.settings())
+    attrs = attributes_for(rec, None, p.settings().rules)
     assert "SMS" not in attrs
     assert attrs["PHONE_TEXT"] == "call me maybe"
 
@@ -289,7 +301,7 @@ def test_booking_attributes_and_tracking() -> None:
         }
     )
     rec = record(p.invitee_created(tracking={"utm_source": "newsletter"}))
-    attrs = attributes_for(rec, "booked", cfg)
+    attrs = attributes_for(rec, "booked", cfg.rules)
     assert attrs["BOOKING_STATUS"] == "booked"
     assert attrs["MEETING_DATE"] == "2030-01-10"
     assert attrs["CALENDLY_EVENT_TYPE"] == "15 Minute Meeting"
@@ -302,7 +314,7 @@ def test_booking_attributes_and_tracking() -> None:
 
 def test_a_record_without_scheduled_event_still_gets_person_attributes() -> None:
     attrs = attributes_for(
-        record(p.invitee_created(with_scheduled_event=False)), "booked", p.settings()
+        record(p.invitee_created(with_scheduled_event=False)), "booked", p.settings().rules
     )
     assert attrs == {"FIRSTNAME": "John", "LASTNAME": "Doe", "BOOKING_STATUS": "booked"}
 
@@ -312,7 +324,7 @@ def test_every_attribute_value_is_a_non_empty_string() -> None:
         record(p.invitee_created(questions=list(QAS), tracking={"utm_source": "x"})),
         last_name="",
     )
-    attrs = attributes_for(rec, "booked", p.settings())
+    attrs = attributes_for(rec, "booked", p.settings().rules)
     assert attrs
     assert all(isinstance(v, str) and v for v in attrs.values())
 
@@ -326,31 +338,32 @@ def test_meeting_date_never_raises_on_odd_input(tz: str, start: str) -> None:
 
 def test_a_non_ascii_event_name_does_not_match_a_non_ascii_key_by_empty_slug() -> None:
     cfg = config({"会議": {"list_id": 5}})
-    assert lists_for(record(p.invitee_created(event_type_name="打ち合わせ")), cfg) == ()
+    rec = record(p.invitee_created(event_type_name="打ち合わせ"))
+    assert lists_for(rec, cfg.calendly.event_mapping) == ()
     assert lists_for(
         record(p.invitee_created(event_type_name="会議")),
-        config({"x": {"list_id": 5, "name": "会議"}}),
+        config({"x": {"list_id": 5, "name": "会議"}}).calendly.event_mapping,
     ) == (5,)
 
 
 def test_name_and_first_name_on_one_attribute_give_the_given_name() -> None:
     cfg = p.settings(field_mapping={"name": "FIRSTNAME", "first_name": "FIRSTNAME"})
-    assert attributes_for(record(p.invitee_created()), None, cfg)["FIRSTNAME"] == "John"
+    assert attributes_for(record(p.invitee_created()), None, cfg.rules)["FIRSTNAME"] == "John"
 
 
 def test_the_sms_reminder_number_becomes_the_sms_attribute_in_e164() -> None:
     rec = record(p.invitee_created(text_reminder_number="+1 212-555-0199"))
-    assert attributes_for(rec, None, p.settings())["SMS"] == "+12125550199"
+    assert attributes_for(rec, None, p.settings().rules)["SMS"] == "+12125550199"
 
 
 def test_a_phone_answer_mapped_to_sms_wins_over_the_reminder_number() -> None:
     rec = record(p.invitee_created(questions=list(QAS), text_reminder_number="+12125550199"))
-    assert attributes_for(rec, None, p.settings())["SMS"] == "+31612345678"
+    assert attributes_for(rec, None, p.settings().rules)["SMS"] == "+31612345678"
 
 
 def test_an_unparseable_reminder_number_goes_to_the_fallback_attribute_not_sms() -> None:
     rec = record(p.invitee_created(text_reminder_number="not a number"))
-    attrs = attributes_for(rec, None, p.settings())
+    attrs = attributes_for(rec, None, p.settings().rules)
     assert "SMS" not in attrs
     assert attrs["PHONE_TEXT"] == "not a number"
 
@@ -358,7 +371,7 @@ def test_an_unparseable_reminder_number_goes_to_the_fallback_attribute_not_sms()
 def test_the_reminder_number_mapping_can_be_switched_off() -> None:
     rec = record(p.invitee_created(text_reminder_number="+12125550199"))
     cfg = p.settings(field_mapping={"text_reminder_number": None})
-    assert "SMS" not in attributes_for(rec, None, cfg)
+    assert "SMS" not in attributes_for(rec, None, cfg.rules)
 
 
 def test_the_event_type_filter_matches_uri_slug_or_name_and_exclude_wins() -> None:
@@ -372,7 +385,7 @@ def test_the_event_type_filter_matches_uri_slug_or_name_and_exclude_wins() -> No
             }
         )
         r = InviteeRecord(invitee_uri="u", email="a@example.com", **record)  # type: ignore[arg-type]
-        return event_type_synced(r, settings)
+        return event_type_synced(r, settings.calendly.sync.event_types)
 
     uri = "https://api.calendly.com/event_types/ABC"
     call = {"event_type_uri": uri + "/", "event_type_name": "Discovery Call"}

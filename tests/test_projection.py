@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calendly_brevo.config import Settings
-from calendly_brevo.events import envelope_from_dict, identify, parse_envelope
+from calendly_brevo.events import event_from_dict, parse_envelope, read_event
 from calendly_brevo.projection import (
     BrevoEvent,
     ContactProjection,
@@ -51,7 +51,7 @@ def fold(events: Iterable[dict[str, Any]]) -> tuple[list[InviteeRecord], list[No
     records: dict[str, dict[str, Any]] = {}
     marks: dict[str, dict[str, Any]] = {}
     for env_dict in events:
-        env = parse_envelope(p.body(env_dict))
+        env = read_event(parse_envelope(p.body(env_dict)))
         rec = record_from_event(env)
         if rec is not None:
             old = records.get(rec.invitee_uri)
@@ -73,12 +73,12 @@ def project(
     events: Sequence[dict[str, Any]], email: str = p.DEFAULT_EMAIL, cfg: Settings | None = None
 ) -> ContactProjection:
     records, marks = fold(events)
-    return project_contact(email, records, marks, cfg or p.settings())
+    return project_contact(email, records, marks, (cfg or p.settings()).rules)
 
 
 def event_for(env_dict: dict[str, Any], cfg: Settings | None = None) -> BrevoEvent | None:
-    env = envelope_from_dict(env_dict)
-    return custom_event(identify(env), env, record_from_event(env), cfg or p.settings())
+    event = event_from_dict(env_dict)
+    return custom_event(event, record_from_event(event), (cfg or p.settings()).rules)
 
 
 # --- the semantics table, row by row -----------------------------------------------------------
@@ -208,7 +208,7 @@ def test_a_no_show_on_one_booking_does_not_hide_another_active_booking() -> None
 
 
 def test_routing_form_submission_upserts_only_when_configured() -> None:
-    env = envelope_from_dict(
+    env = event_from_dict(
         p.routing_form_submission(
             answers=[
                 ("Email address", "Lead@Example.com"),
@@ -219,12 +219,12 @@ def test_routing_form_submission_upserts_only_when_configured() -> None:
             tracking={"utm_source": "ads"},
         )
     )
-    assert routing_form_contact(env, p.settings()) is None
+    assert routing_form_contact(env, p.settings().rules) is None
     cfg = p.settings(
         brevo={"upsert_routing_form_submitters": True},
         field_mapping={"tracking": {"utm_source": "UTM_SOURCE"}},
     )
-    contact = routing_form_contact(env, cfg)
+    contact = routing_form_contact(env, cfg.rules)
     assert contact == ContactProjection(
         email="lead@example.com",
         attributes={
@@ -238,9 +238,9 @@ def test_routing_form_submission_upserts_only_when_configured() -> None:
 
 
 def test_a_routing_form_without_an_email_answer_upserts_nothing() -> None:
-    env = envelope_from_dict(p.routing_form_submission(answers=[("Industry", "IT")]))
+    env = event_from_dict(p.routing_form_submission(answers=[("Industry", "IT")]))
     cfg = p.settings(brevo={"upsert_routing_form_submitters": True})
-    assert routing_form_contact(env, cfg) is None
+    assert routing_form_contact(env, cfg.rules) is None
 
 
 def test_a_routing_form_event_is_sent_only_when_configured() -> None:
@@ -255,7 +255,7 @@ def test_a_routing_form_event_is_sent_only_when_configured() -> None:
 
 def test_ignored_events_have_no_effects() -> None:
     assert event_for(p.event_type_created()) is None
-    assert effects_enabled("event_type.created", p.settings()) == (False, False)
+    assert effects_enabled("event_type.created", p.settings().rules) == (False, False)
 
 
 # --- group events, several emails --------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_every_invitee_of_a_group_event_is_their_own_booked_contact() -> None:
     events = p.group_event([ANN, BOB, "cy@example.com"])
     records, marks = fold(events)
     for i, email in enumerate([ANN, BOB, "cy@example.com"]):
-        contact = project_contact(email, records, marks, p.settings())
+        contact = project_contact(email, records, marks, p.settings().rules)
         assert contact.status == "booked"
         assert contact.attributes["FIRSTNAME"] == "Guest"
         assert contact.attributes["LASTNAME"] == str(i)
@@ -271,13 +271,15 @@ def test_every_invitee_of_a_group_event_is_their_own_booked_contact() -> None:
 
 def test_records_of_other_emails_are_ignored() -> None:
     records, marks = fold([p.invitee_created(email=BOB), p.invitee_canceled(email=BOB)])
-    contact = project_contact(ANN, records, marks, p.settings())
+    contact = project_contact(ANN, records, marks, p.settings().rules)
     assert contact == ContactProjection(email=ANN, attributes={})
 
 
 def test_the_email_key_is_case_insensitive() -> None:
     records, marks = fold([p.invitee_created(email="Ann@Example.COM")])
-    assert project_contact(" ANN@example.com", records, marks, p.settings()).status == "booked"
+    assert (
+        project_contact(" ANN@example.com", records, marks, p.settings().rules).status == "booked"
+    )
 
 
 # --- attributes across bookings ----------------------------------------------------------------
@@ -330,29 +332,29 @@ def test_on_no_show_list_moves() -> None:
 
 
 def test_a_contact_without_bookings_touches_no_list() -> None:
-    contact = project_contact(ANN, [], [], p.settings(**MOVES))
+    contact = project_contact(ANN, [], [], p.settings(**MOVES).rules)
     assert (contact.list_ids, contact.unlink_list_ids, contact.status) == ((), (), None)
 
 
 # --- switches ----------------------------------------------------------------------------------
 def test_effects_follow_the_sync_switches() -> None:
     on = p.settings()
-    assert effects_enabled("invitee.created", on) == (True, True)
-    assert effects_enabled("invitee.canceled", on) == (True, True)
-    assert effects_enabled("invitee_no_show.deleted", on) == (True, False)
-    assert effects_enabled("routing_form_submission.created", on) == (False, False)
+    assert effects_enabled("invitee.created", on.rules) == (True, True)
+    assert effects_enabled("invitee.canceled", on.rules) == (True, True)
+    assert effects_enabled("invitee_no_show.deleted", on.rules) == (True, False)
+    assert effects_enabled("routing_form_submission.created", on.rules) == (False, False)
     no_events = p.settings(connectors={"calendly": {"sync": {"events": False}}})
-    assert effects_enabled("invitee.created", no_events) == (True, False)
+    assert effects_enabled("invitee.created", no_events.rules) == (True, False)
     assert event_for(p.invitee_created(), no_events) is None
     no_contacts = p.settings(connectors={"calendly": {"sync": {"contacts": False}}})
-    assert effects_enabled("invitee.created", no_contacts) == (False, True)
+    assert effects_enabled("invitee.created", no_contacts.rules) == (False, True)
     disabled = p.settings(connectors={"calendly": {"enabled": False}})
-    assert effects_enabled("invitee.created", disabled) == (False, False)
+    assert effects_enabled("invitee.created", disabled.rules) == (False, False)
 
 
 def test_with_cancellations_off_a_cancel_changes_nothing() -> None:
     cfg = p.settings(connectors={"calendly": {"sync": {"cancellations": False}}})
-    assert effects_enabled("invitee.canceled", cfg) == (False, False)
+    assert effects_enabled("invitee.canceled", cfg.rules) == (False, False)
     assert event_for(p.invitee_canceled(), cfg) is None
     assert project([p.invitee_created(), p.invitee_canceled()], cfg=cfg).status == "booked"
 
@@ -495,11 +497,11 @@ def test_any_delivery_order_gives_the_same_contacts(
     shuffled = data.draw(st.permutations(events))
     first, second = fold(events), fold(shuffled)
     for email in TWO_EMAILS:
-        a = project_contact(email, *first, cfg)
-        b = project_contact(email, *second, cfg)
+        a = project_contact(email, *first, cfg.rules)
+        b = project_contact(email, *second, cfg.rules)
         assert a == b
         # The projection is a function of the set: feeding the records reversed changes nothing.
-        assert project_contact(email, reversed(first[0]), reversed(first[1]), cfg) == a
+        assert project_contact(email, reversed(first[0]), reversed(first[1]), cfg.rules) == a
 
 
 @settings(max_examples=60, deadline=None)

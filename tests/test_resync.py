@@ -28,7 +28,9 @@ def deliver(ledger: MemoryLedger, brevo: RecordingBrevo, *envs: Any, **overrides
 def resync(
     ledger: MemoryLedger, brevo: RecordingBrevo | None, *, full: bool = False, **overrides: Any
 ) -> Any:
-    run = Resync(ledger, payloads.settings(**overrides), brevo, full=full, sleep=lambda _: None)
+    run = Resync(
+        ledger, payloads.settings(**overrides).rules, brevo, full=full, sleep=lambda _: None
+    )
     return run.run(selected(ledger, None, page=1))
 
 
@@ -81,7 +83,7 @@ def test_a_list_dropped_from_the_config_is_unlinked_when_the_connector_added_it(
             "connectors": {"calendly": {"event_mapping": {"demo": seed["demo"]}}},
         }
     )
-    summary = Resync(ledger, only_demo, brevo).run([ADA])
+    summary = Resync(ledger, only_demo.rules, brevo).run([ADA])
     assert summary.changed == 1
     assert brevo.lists[ADA] == set()
     assert brevo.updates == [(ADA, {}, (10,))]
@@ -141,7 +143,7 @@ def test_all_pushes_every_whole_projection_and_limit_stops_after_n_pushes() -> N
     ledger, brevo = MemoryLedger(), RecordingBrevo()
     deliver(ledger, brevo, *two_bookings())
     assert resync(ledger, brevo, full=True).changed == 2
-    run = Resync(ledger, payloads.settings(), brevo, full=True, limit=1)
+    run = Resync(ledger, payloads.settings().rules, brevo, full=True, limit=1)
     assert run.run(selected(ledger, None)).changed == 1
 
 
@@ -169,7 +171,7 @@ def test_the_push_step_is_replaceable_and_records_like_the_default() -> None:
         seen.append(change)
         return 1
 
-    run = Resync(ledger, payloads.settings(), None, pusher=pusher, sleep=lambda _: None)
+    run = Resync(ledger, payloads.settings().rules, None, pusher=pusher, sleep=lambda _: None)
     summary = run.run(selected(ledger, None))
     assert (summary.changed, summary.calls, summary.dry_run) == (2, 2, False)
     assert [c.email for c in seen] == [ADA, BOB] and seen[0].add == (10,)

@@ -14,7 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calendly_brevo.events import envelope_from_dict, identify
+from calendly_brevo.config import Settings
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.ledger.memory import MemoryLedger
 from calendly_brevo.resync import Resync, selected
 from tests import payloads
@@ -63,7 +64,7 @@ configs = st.fixed_dictionaries(
 )
 
 
-def _settings(c: dict[str, Any]) -> Any:
+def _settings(c: dict[str, Any]) -> Settings:
     return payloads.settings(
         connectors={
             "calendly": {
@@ -116,7 +117,7 @@ def test_resync_after_any_interleaving_gives_what_a_fresh_connector_gives(
         _deliver(Pipeline(_settings(config), ledger, brevo), value)
         received.append(value)
     brevo.dry_run = False
-    Resync(ledger, _settings(final), brevo).run(selected(ledger, None))
+    Resync(ledger, _settings(final).rules, brevo).run(selected(ledger, None))
 
     fresh, fresh_ledger = RecordingBrevo(), MemoryLedger()
     fresh_pipeline = Pipeline(_settings(final), fresh_ledger, fresh)
@@ -128,12 +129,12 @@ def test_resync_after_any_interleaving_gives_what_a_fresh_connector_gives(
     # So its own resync may push exactly the contacts that had a suppressed event, no other.
     suppressed = set()
     for env in received:
-        ident = identify(envelope_from_dict(env))
+        ident = event_from_dict(env).identity
         row = fresh_ledger.event(ident.event_id)
         if row is not None and row.status == "suppressed" and ident.email:
             suppressed.add(ident.email)
-    fixup = Resync(fresh_ledger, _settings(final), fresh).run(selected(fresh_ledger, None))
+    fixup = Resync(fresh_ledger, _settings(final).rules, fresh).run(selected(fresh_ledger, None))
     assert {c["email"] for c in fixup.contacts} <= suppressed
     assert _state(brevo, fresh) == _state(fresh, fresh)
-    again = Resync(ledger, _settings(final), brevo).run(selected(ledger, None))
+    again = Resync(ledger, _settings(final).rules, brevo).run(selected(ledger, None))
     assert again.calls == 0

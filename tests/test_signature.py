@@ -13,7 +13,7 @@ from calendly_brevo.errors import (
     SignatureError,
     StaleSignature,
 )
-from calendly_brevo.signature import parse_header, sign, verify
+from calendly_brevo.signature import parse_header, sign, verify, verify_key
 
 # calendly-api.md §1: the self-generated, openssl-cross-checked vector.
 VECTOR_KEY = "5mEzn9C-I28UtwOjZJtFoob0sAAFZ95GbZkqj4y3i0I"
@@ -94,6 +94,16 @@ def test_malformed_header_is_refused(header: str) -> None:
 def test_rotated_keys_are_all_accepted() -> None:
     header = sign("old-key", VECTOR_BODY, VECTOR_T)
     assert verify(["new-key", "old-key"], VECTOR_BODY, header, now=VECTOR_T) == VECTOR_T
+
+
+def test_verify_key_says_which_key_verified() -> None:
+    keys = ["new-key", "old-key"]
+    for index, key in enumerate(keys):
+        header = sign(key, VECTOR_BODY, VECTOR_T)
+        assert verify_key(keys, VECTOR_BODY, header, now=VECTOR_T) == (VECTOR_T, index)
+    both = f"{sign('new-key', VECTOR_BODY, VECTOR_T)},{sign('old-key', VECTOR_BODY, VECTOR_T)}"
+    both = both.replace(f",t={VECTOR_T}", "")  # one t=, two v1= (Calendly mid-rotation)
+    assert verify_key(keys, VECTOR_BODY, both, now=VECTOR_T) == (VECTOR_T, 0)
 
 
 def test_any_of_several_v1_values_may_match() -> None:

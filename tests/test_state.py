@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calendly_brevo.events import envelope_from_dict
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.state import (
     InviteeRecord,
     NoShowMark,
@@ -26,13 +26,13 @@ from tests import payloads as p
 
 
 def record(env: dict[str, Any]) -> InviteeRecord:
-    rec = record_from_event(envelope_from_dict(env))
+    rec = record_from_event(event_from_dict(env))
     assert rec is not None
     return rec
 
 
 def mark(env: dict[str, Any]) -> NoShowMark:
-    m = mark_from_event(envelope_from_dict(env))
+    m = mark_from_event(event_from_dict(env))
     assert m is not None
     return m
 
@@ -117,8 +117,8 @@ def test_questions_are_ordered_by_position_and_empty_answers_dropped() -> None:
 
 
 def test_events_without_an_invitee_give_no_record() -> None:
-    assert record_from_event(envelope_from_dict(p.routing_form_submission())) is None
-    assert record_from_event(envelope_from_dict(p.event_type_created())) is None
+    assert record_from_event(event_from_dict(p.routing_form_submission())) is None
+    assert record_from_event(event_from_dict(p.event_type_created())) is None
 
 
 def test_a_record_round_trips_through_plain_json() -> None:
@@ -273,7 +273,7 @@ def test_calendlys_own_no_show_deleted_example_gives_a_deletion_without_uri() ->
 
 
 def test_a_plain_invitee_event_gives_no_mark_unless_it_carries_one() -> None:
-    assert mark_from_event(envelope_from_dict(p.invitee_created())) is None
+    assert mark_from_event(event_from_dict(p.invitee_created())) is None
     replay = p.with_payload(
         p.invitee_created(), no_show={"uri": p.no_show_uri(), "created_at": "2030-01-10T16:00:00Z"}
     )

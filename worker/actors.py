@@ -9,9 +9,9 @@ from collections.abc import Callable
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from calendly_brevo.config import Settings
+from calendly_brevo.config import WorkerSettings
 from calendly_brevo.errors import TransientError
-from calendly_brevo.queueing import ACTOR_NAME, QUEUE_NAME
+from calendly_brevo.queueing import ACTOR_NAME, QUEUE_NAME, SIGNATURE_KEY_OPTION
 from worker.middleware.durable_retries import WAITS_OPTION, RateLimitWait
 from worker.pipeline import Pipeline
 
@@ -19,12 +19,11 @@ from worker.pipeline import Pipeline
 MAX_HINT_SECONDS = 3600.0
 
 
-def backoff_ms(failures: int, exc: TransientError, settings: Settings) -> int:
+def backoff_ms(failures: int, exc: TransientError, w: WorkerSettings) -> int:
     """When to try again. A rate-limit wait: when the hint says, plus up to 10 % jitter so that
     the messages a pause held back do not all come back in the same millisecond. A failure:
     exponential backoff with full jitter, never sooner than the hint (capped by
     ``worker.max_backoff_seconds``)."""
-    w = settings.worker
     hint = None if exc.delay is None else min(max(exc.delay, 0.0), MAX_HINT_SECONDS)
     if exc.rate_limited and hint:
         return int(hint * random.uniform(1.0, 1.1) * 1000)
@@ -35,12 +34,12 @@ def backoff_ms(failures: int, exc: TransientError, settings: Settings) -> int:
     return int(delay * 1000)
 
 
-def is_expired(received_at: float, settings: Settings) -> bool:
-    return (time.time() - received_at) > settings.worker.max_age_seconds
+def is_expired(received_at: float, w: WorkerSettings) -> bool:
+    return (time.time() - received_at) > w.max_age_seconds
 
 
 def declare_actors(
-    broker: dramatiq.Broker, settings: Settings, pipeline: Callable[[], Pipeline]
+    broker: dramatiq.Broker, w: WorkerSettings, pipeline: Callable[[], Pipeline]
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     def process_event(body: str, received_at: float, source: str = "webhook") -> None:
         message = CurrentMessage.get_current_message()
@@ -54,12 +53,14 @@ def declare_actors(
                 received_at,
                 source,
                 attempt=failures + waits + 1,
-                final=failures >= settings.worker.max_retries,
-                expired=is_expired(received_at, settings),
+                final=failures >= w.max_retries,
+                expired=is_expired(received_at, w),
+                # A message from an older receiver has none: the trace then says "unknown".
+                signature_key=options.get(SIGNATURE_KEY_OPTION),
             )
         except TransientError as exc:
             retry = RateLimitWait if exc.rate_limited else dramatiq.Retry
-            raise retry(delay=backoff_ms(failures, exc, settings)) from exc
+            raise retry(delay=backoff_ms(failures, exc, w)) from exc
 
     return dramatiq.Actor(
         process_event,

@@ -155,7 +155,7 @@ class AutoResync:
     _done: str | None = None
 
     def __post_init__(self) -> None:
-        self.fingerprint = self.fingerprint or mapping_fingerprint(self.settings)
+        self.fingerprint = self.fingerprint or mapping_fingerprint(self.settings.rules)
 
     def announce(self) -> None:
         """Log, once, how many contacts were pushed under another mapping; claim the newest
@@ -181,7 +181,7 @@ class AutoResync:
         if cursor == DONE:
             return PassResult()
         deadline = self.clock() + PASS_SECONDS
-        run = Resync(self.ledger, self.settings, self.brevo)
+        run = Resync(self.ledger, self.settings.rules, self.brevo)
         result = PassResult(stopped="done")
         self._start_pass()
         try:
@@ -233,10 +233,10 @@ class AutoResync:
 def build(services: Services) -> AutoResync:
     """The runner of ``services``' deployment: its Brevo client on spare tokens of the shared
     bucket, coordinated in Redis when there is one."""
-    from worker.runtime import make_brevo, make_limiter
+    from worker.runtime import make_client, make_limiter
 
     settings = services.settings
-    brevo = make_brevo(services, SpareBucket(make_limiter(services)))
+    brevo = make_client(services, SpareBucket(make_limiter(services)))
     coordination: Coordination = LocalCoordination()
     if settings.storage.redis_url:
         coordination = RedisCoordination(services.redis)
@@ -256,7 +256,7 @@ def auto_resync(
         runner.stopping = stop.is_set
         runner.announce()
         sync = settings.calendly.sync
-        if sync.auto_resync and not settings.dry_run and contacts_synced(settings):
+        if sync.auto_resync and not settings.dry_run and contacts_synced(settings.rules):
             runner.run_forever(stop.wait)
     except Exception as exc:  # a background helper must not take the worker down
         log.warning("auto_resync_failed", error=type(exc).__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from calendly_brevo import metrics
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import SubscriptionProbe
+from calendly_brevo.calendly.subscription_probe import SubscriptionProbe
 from calendly_brevo.logs import get_logger
 from calendly_brevo.queue_health import held_by_stale_workers
 from calendly_brevo.status import stale_contacts
@@ -29,7 +29,7 @@ class GaugeRefresher:
                 metrics.QUEUE_DEPTH.labels("calendly", kind).set(n)
             metrics.DEAD_LETTERS.set(self.services.ledger.open_dead_letters())
             settings = self.services.settings
-            metrics.STALE_CONTACTS.set(stale_contacts(settings, self.services.ledger))
+            metrics.STALE_CONTACTS.set(stale_contacts(settings.rules, self.services.ledger))
             if settings.storage.redis_url:
                 # Also set by the maintenance thread; counted here too so that a maintenance
                 # that stopped running shows (and alerts) instead of freezing the gauge at 0.

@@ -11,7 +11,8 @@ dry run say; they decide only what is *pushed*. Outcomes:
 
 - ``applied``: its Brevo calls were made; the contact's pushed projection is recorded.
 - ``dry_run``: stored; the Brevo client ran dry (logged the calls, sent nothing).
-- ``suppressed``: stored, nothing pushed, with a reason (:data:`SUPPRESSED_REASONS`).
+- ``suppressed``: stored, nothing pushed, with a reason
+  (:data:`~worker.outcomes.SUPPRESSED_REASONS`).
 - ``duplicate`` (already processed: nothing done), ``ignored`` (an event the connector does
   not handle: ``event_type.created`` …), ``dead_lettered`` (permanent failure, or the last
   attempt failed transiently: stored with its cause, never dropped).
@@ -19,34 +20,36 @@ dry run say; they decide only what is *pushed*. Outcomes:
 ``dry_run`` and ``suppressed`` events are done for deduplication (a redelivery changes
 nothing) but not for Brevo: ``calendly-brevo resync`` diffs the projection of the stored state
 against the last pushed one and pushes what a dry run or a switch held back.
+
+Beside it: :mod:`worker.outcomes` (how an attempt ends: finished or dead-lettered, counted and
+logged), :mod:`calendly_brevo.event_send` (the custom event sent once, with the in-doubt
+lookups) and :mod:`worker.ports` (the protocols of the injected parts).
 """
 
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
-from calendly_brevo import metrics
+from calendly_brevo import brevo_calls, metrics
+from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.config import Settings
-from calendly_brevo.errors import (
-    PermanentError,
-    TransientError,
-    UnmappableEvent,
-)
-from calendly_brevo.event_send import EventPort, EventSender, LookupBudget
+from calendly_brevo.errors import PermanentError, TransientError, UnmappableEvent
+from calendly_brevo.event_send import EventSender
 from calendly_brevo.events import (
     HANDLED_EVENTS,
     INVITEE_EVENTS,
-    Envelope,
+    ROUTING_FORM_SUBMITTED,
     EventIdentity,
-    identify,
+    WebhookEvent,
     parse_envelope,
+    read_event,
 )
 from calendly_brevo.ledger import Arrival, Claim, Failure, Ledger, State
 from calendly_brevo.logs import get_logger
@@ -60,36 +63,10 @@ from calendly_brevo.projection import (
 )
 from calendly_brevo.pushed import mapping_fingerprint, pushed_projection
 from calendly_brevo.state import mark_from_event, record_from_event
+from worker.outcomes import STARTED, Outcome, dead_letter, done, elapsed_ms
+from worker.ports import BrevoPort, LookupBudget
 
 log = get_logger("calendly_brevo.worker")
-
-#: When the current attempt started (perf_counter), for the ``duration_ms`` of its log line.
-_STARTED: ContextVar[float] = ContextVar("calendly_brevo_event_started", default=0.0)
-
-
-def _elapsed_ms() -> float:
-    return round((time.perf_counter() - _STARTED.get()) * 1000, 2)
-
-
-#: Why an event was stored but not pushed (the ``reason`` of ``suppressed``).
-SUPPRESSED_REASONS = ("connector_disabled", "sync_switch", "event_type_filter", "forgotten")
-
-
-class BrevoPort(EventPort, Protocol):
-    """The Brevo calls of an event: the contact upsert, and the custom event's."""
-
-    @property
-    def dry_run(self) -> bool:
-        """``True``: the client logs the calls it would make and sends nothing."""
-        ...
-
-    def upsert_contact(
-        self,
-        email: str,
-        attributes: dict[str, Any],
-        list_ids: tuple[int, ...] | list[int] = (),
-        unlink_list_ids: tuple[int, ...] | list[int] = (),
-    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -101,14 +78,6 @@ class _Last:
     expired: bool
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: str
-    event_name: str | None = None
-    event_id: str | None = None
-    detail: str | None = None
-
-
 class Pipeline:
     def __init__(
         self,
@@ -116,12 +85,16 @@ class Pipeline:
         ledger: Ledger,
         brevo: BrevoPort,
         lookups: LookupBudget | None = None,
+        crowd: Crowd | None = None,
     ) -> None:
         self.settings = settings
+        #: The narrow part of ``settings`` the rules read (mapping, switches, event names).
+        self.rules = settings.rules
         self.ledger = ledger
         self.brevo = brevo
-        #: ``None``: lookups are limited only by the "other" family's bucket itself.
-        self.lookups = lookups
+        #: The attempts in progress, for coalescing (a batch leaves once all of them wait).
+        self.crowd = crowd
+        self.events = EventSender(ledger, brevo, settings.brevo, lookups)
 
     def process(
         self,
@@ -132,27 +105,44 @@ class Pipeline:
         attempt: int = 1,
         final: bool = False,
         expired: bool = False,
+        signature_key: str | None = None,
     ) -> Outcome:
         """``final``: a failure now dead-letters the event (``worker.max_retries`` spent). Once
         ``expired`` (``worker.max_age_seconds``) a rate-limit wait does too: otherwise a wait is
-        not a failure and is never the last attempt."""
+        not a failure and is never the last attempt. ``signature_key``: the label of the key
+        that verified the webhook, stored with the event's first arrival."""
+        with self.crowd.member() if self.crowd is not None else nullcontext():
+            last = _Last(failure=final or expired, expired=expired)
+            arrival = (source, signature_key)
+            return self._attempt(body, received_at, arrival, attempt, last=last)
+
+    def _attempt(
+        self,
+        body: str,
+        received_at: float,
+        arrival: tuple[str, str | None],
+        attempt: int,
+        *,
+        last: _Last,
+    ) -> Outcome:
+        source, signature_key = arrival
         started = time.perf_counter()
-        started_token = _STARTED.set(started)
+        started_token = STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
         received = datetime.fromtimestamp(received_at, UTC) if received_at else None
         name: str | None = None
         try:
             try:
-                env = parse_envelope(body)
+                env = parse_envelope(body)  # the one parse: JSON, then the envelope …
                 name = env.event
-                ident = identify(env)
+                event = read_event(env)  # … then its payload, typed; nothing below re-reads it
+                ident = event.identity
             except UnmappableEvent as exc:
                 failure = Failure(None, name, exc.code, str(exc), attempt, body, source, received)
-                return self._dead_letter(failure)
+                return dead_letter(self.ledger, failure)
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
-            last = _Last(failure=final or expired, expired=expired)
             new = Arrival(
                 ident.event_id,
                 ident.event_name,
@@ -161,8 +151,9 @@ class Pipeline:
                 body,
                 source,
                 received,
+                signature_key,
             )
-            outcome = self._process(env, ident, new, last)
+            outcome = self._process(event, new, last)
             if outcome.status == "applied" and received_at:
                 metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
                     max(0.0, time.time() - received_at)
@@ -177,60 +168,60 @@ class Pipeline:
             elapsed = time.perf_counter() - started
             metrics.EVENT_PROCESSING_SECONDS.labels(metrics.event_label(name)).observe(elapsed)
             structlog.contextvars.unbind_contextvars("source", "attempt", "event_id", "event_name")
-            _STARTED.reset(started_token)
+            STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
-    def _process(self, env: Envelope, ident: EventIdentity, new: Arrival, last: _Last) -> Outcome:
+    def _process(self, event: WebhookEvent, new: Arrival, last: _Last) -> Outcome:
+        ident = event.identity
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
             forgotten = self._forgotten(ident)
             if forgotten:  # its claim keeps the event id (dedup), nothing about the person
                 new = replace(new, invitee_uri=None, email=None, payload="")
-            state = None if forgotten else self._state_of(env, ident)
-            claim = self.ledger.claim(new, None if isinstance(state, UnmappableEvent) else state)
+            state = None if forgotten else self._state_of(event)
+            claim = self.ledger.claim(new, state)
             if claim.duplicate:
-                return self._done(ident, "duplicate", record=False)
-            try:
-                if isinstance(state, UnmappableEvent):
-                    raise state
-                outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
-                if not forgotten:
-                    outcome = self._apply(env, ident, claim)
-                status, finished, reason = outcome
-            except PermanentError as exc:
-                return self._dead_letter(new.failed(exc.code, str(exc), claim.attempts))
-            except TransientError as exc:
-                if last.expired if exc.rate_limited else last.failure:
-                    reason = "expired" if last.expired else "retries_exhausted"
-                    error = f"{type(exc).__name__}: {exc}"
-                    return self._dead_letter(new.failed(reason, error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                (log.info if exc.rate_limited else log.warning)(
-                    "event_rate_limited" if exc.rate_limited else "event_retry",
-                    outcome="rate_limited" if exc.rate_limited else "retried",
-                    duration_ms=_elapsed_ms(),
-                    error=str(exc),
-                    delay=exc.delay,
-                )
-                raise
-            except Exception as exc:
-                # A bug, not an outage: record it; the last attempt dead-letters it with its cause.
-                if last.failure:
-                    error = f"{type(exc).__name__}: {exc}"
-                    return self._dead_letter(new.failed("error", error, claim.attempts))
-                self.ledger.finish(ident.event_id, "failed", f"{type(exc).__name__}: {exc}")
-                raise
-            return self._done(ident, status, record=not finished, reason=reason)
+                return done(self.ledger, ident, "duplicate", record=False)
+            # The Brevo calls of this attempt, stored with the event's writes (trace).
+            with brevo_calls.recording(claim.attempts, claim.calls):
+                try:
+                    outcome: tuple[str, bool, str | None] = ("suppressed", False, "forgotten")
+                    if not forgotten:
+                        outcome = self._apply(event, claim)
+                    status, finished, reason = outcome
+                except PermanentError as exc:
+                    return dead_letter(self.ledger, new.failed(exc.code, str(exc), claim.attempts))
+                except TransientError as exc:
+                    if last.expired if exc.rate_limited else last.failure:
+                        reason = "expired" if last.expired else "retries_exhausted"
+                        error = f"{type(exc).__name__}: {exc}"
+                        return dead_letter(self.ledger, new.failed(reason, error, claim.attempts))
+                    self._failed(ident, exc)
+                    (log.info if exc.rate_limited else log.warning)(
+                        "event_rate_limited" if exc.rate_limited else "event_retry",
+                        outcome="rate_limited" if exc.rate_limited else "retried",
+                        duration_ms=elapsed_ms(),
+                        error=str(exc),
+                        delay=exc.delay,
+                    )
+                    raise
+                except Exception as exc:
+                    # A bug, not an outage: record it; the last attempt dead-letters it.
+                    if last.failure:
+                        error = f"{type(exc).__name__}: {exc}"
+                        return dead_letter(self.ledger, new.failed("error", error, claim.attempts))
+                    self._failed(ident, exc)
+                    raise
+                return done(self.ledger, ident, status, record=not finished, reason=reason)
 
-    @property
-    def _events(self) -> EventSender:
-        """The custom event's at-most-once path (:mod:`calendly_brevo.event_send`)."""
-        return EventSender(self.settings, self.ledger, self.brevo, self.lookups)
+    def _failed(self, ident: EventIdentity, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        self.ledger.finish(ident.event_id, "failed", error, calls=brevo_calls.stored())
 
     @cached_property
     def fingerprint(self) -> str:
-        """The mapping fingerprint of ``settings``, computed once (not on every upsert)."""
-        return mapping_fingerprint(self.settings)
+        """The mapping fingerprint of the rules, computed once (not on every upsert)."""
+        return mapping_fingerprint(self.rules)
 
     def _forgotten(self, ident: EventIdentity) -> bool:
         """A past event of a person ``forget`` removed (its invitee URI is tombstoned): neither
@@ -239,44 +230,37 @@ class Pipeline:
             return False
         return self.ledger.is_tombstoned(invitee_uri=ident.invitee_uri)
 
-    def _state_of(self, env: Envelope, ident: EventIdentity) -> State | UnmappableEvent | None:
+    def _state_of(self, event: WebhookEvent) -> State | None:
         """The record and mark this event adds to the contact's state, if it adds any.
-
-        Computed before the claim so the claim's transaction stores them. A payload that cannot
-        be mapped gives its error, raised after the claim: the event is dead-lettered as
-        ``unmappable`` and nothing of it is stored."""
-        if ident.event_name not in INVITEE_EVENTS or not ident.email:
+        Computed before the claim so the claim's transaction stores them."""
+        if event.invitee is None:
             return None
-        try:
-            return record_from_event(env), mark_from_event(env)
-        except UnmappableEvent as exc:
-            return exc
+        return record_from_event(event), mark_from_event(event)
 
-    def _apply(
-        self, env: Envelope, ident: EventIdentity, claim: Claim
-    ) -> tuple[str, bool, str | None]:
+    def _apply(self, event: WebhookEvent, claim: Claim) -> tuple[str, bool, str | None]:
         """Do the event's Brevo effects. Returns the status, whether it is already stored, and
         for ``suppressed`` the reason. The state was stored by the claim in every case."""
-        settings = self.settings
+        rules = self.rules
+        ident = event.identity
         effects = claim.effects
         name = ident.event_name
         if name not in HANDLED_EVENTS:
             return "ignored", False, None
-        contact_on, event_on = effects_enabled(name, settings)
+        contact_on, event_on = effects_enabled(name, rules)
         if not contact_on and not event_on:
-            reason = "sync_switch" if settings.calendly.enabled else "connector_disabled"
+            reason = "sync_switch" if rules.enabled else "connector_disabled"
             return "suppressed", False, reason
-        if name == "routing_form_submission.created":
-            projection = routing_form_contact(env, settings)
+        if name == ROUTING_FORM_SUBMITTED:
+            projection = routing_form_contact(event, rules)
             if projection is None:
                 return "ignored", False, None
             if self.brevo.dry_run:
-                return self._dry(ident, env, None, projection if contact_on else None, event_on)
-            in_doubt = event_on and self._events.in_doubt(claim, after_contact=contact_on)
+                return self._dry(event, None, projection if contact_on else None, event_on)
+            in_doubt = event_on and self.events.in_doubt(claim, after_contact=contact_on)
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
-            finished = event_on and self._events.send(
-                ident, env, None, effects, projection.email, in_doubt=in_doubt
+            finished = self._send_event(
+                event, None, effects, event_on, projection.email, in_doubt=in_doubt
             )
             return "applied", finished, None
 
@@ -286,23 +270,20 @@ class Pipeline:
         if claim.records is None or claim.marks is None:  # _state_of gave it: cannot happen
             raise RuntimeError("an invitee event was claimed without its state")
         record = claim.record
-        if record is not None and not event_type_synced(record, settings):
+        if record is not None and not event_type_synced(record, rules.sync.event_types):
             return "suppressed", False, "event_type_filter"
-        projection = project_contact(email, claim.records, claim.marks, settings)
+        projection = project_contact(email, claim.records, claim.marks, rules)
         if self.brevo.dry_run:
-            return self._dry(ident, env, record, projection if contact_on else None, event_on)
-        in_doubt = event_on and self._events.in_doubt(claim, after_contact=contact_on)
+            return self._dry(event, record, projection if contact_on else None, event_on)
+        in_doubt = event_on and self.events.in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects, record_pushed=True)
-        finished = event_on and self._events.send(
-            ident, env, record, effects, email, in_doubt=in_doubt
-        )
+        finished = self._send_event(event, record, effects, event_on, email, in_doubt=in_doubt)
         return "applied", finished, None
 
     def _dry(
         self,
-        ident: EventIdentity,
-        env: Envelope,
+        event: WebhookEvent,
         record: Any,
         projection: ContactProjection | None,
         event_on: bool,
@@ -316,13 +297,13 @@ class Pipeline:
                 list_ids=projection.list_ids,
                 unlink_list_ids=projection.unlink_list_ids,
             )
-        event = custom_event(ident, env, record, self.settings) if event_on else None
-        if event is not None and event.email:
+        sent = custom_event(event, record, self.rules) if event_on else None
+        if sent is not None and sent.email:
             self.brevo.create_event(
-                event.name,
-                email=event.email,
-                properties=event.properties,
-                event_date=event.event_date,
+                sent.name,
+                email=sent.email,
+                properties=sent.properties,
+                event_date=sent.event_date,
             )
         return "dry_run", False, None
 
@@ -341,6 +322,7 @@ class Pipeline:
         if effects.get("contact"):
             return
         unlink = projection.unlink_list_ids
+        last = None
         if record_pushed:
             # Lists the connector added under an earlier config and no longer wants (a list
             # dropped from event_mapping is no longer managed, but it is still the connector's).
@@ -354,9 +336,10 @@ class Pipeline:
             projection.attributes,
             list_ids=projection.list_ids,
             unlink_list_ids=unlink,
+            existing=last is not None,
         )
         effects["contact"] = True
-        self.ledger.record_effect(event_id, effects)
+        self.ledger.record_effect(event_id, effects, calls=brevo_calls.stored())
         if record_pushed:
             self.ledger.record_pushed(
                 pushed_projection(
@@ -368,45 +351,22 @@ class Pipeline:
                 )
             )
 
-    # -------------------------------------------------------------------------------------------
-    def _done(
+    def _send_event(
         self,
-        ident: EventIdentity,
-        status: str,
+        event: WebhookEvent,
+        record: Any,
+        effects: dict[str, Any],
+        enabled: bool,
+        email: str,
         *,
-        record: bool = True,
-        reason: str | None = None,
-    ) -> Outcome:
-        if record:
-            # A suppressed event keeps its reason where a failed one keeps its error.
-            self.ledger.finish(ident.event_id, status, reason)
-        label = metrics.event_label(ident.event_name)
-        metrics.EVENTS_PROCESSED.labels(label, status).inc()
-        if reason is not None:
-            metrics.EVENTS_SUPPRESSED.labels(label, reason).inc()
-        log.info(
-            "event_" + status,
-            event_id=ident.event_id,
-            event_name=ident.event_name,
-            outcome=status,
-            duration_ms=_elapsed_ms(),
-            **({"reason": reason} if reason else {}),
-        )
-        return Outcome(status, ident.event_name, ident.event_id, reason)
-
-    def _dead_letter(self, failure: Failure) -> Outcome:
-        dl_id = self.ledger.dead_letter(failure)
-        label = metrics.event_label(failure.event_name)
-        metrics.EVENTS_PROCESSED.labels(label, "dead_lettered").inc()
-        metrics.DEAD_LETTERED.labels(label, failure.reason).inc()
-        log.error(
-            "event_dead_lettered",
-            event_id=failure.event_id,
-            event_name=failure.event_name,
-            outcome="dead_lettered",
-            duration_ms=_elapsed_ms(),
-            reason=failure.reason,
-            error=failure.error,
-            dead_letter_id=dl_id,
-        )
-        return Outcome("dead_lettered", failure.event_name, failure.event_id, failure.error)
+        in_doubt: bool,
+    ) -> bool:
+        """Send the custom event once (:mod:`calendly_brevo.event_send`); ``True``: its record also
+        marked the event applied."""
+        if not enabled or effects.get("event"):
+            return False
+        sent = custom_event(event, record, self.rules)
+        if sent is None:
+            return False
+        self.events.send(event.identity.event_id, sent, effects, email, in_doubt=in_doubt)
+        return True

@@ -10,7 +10,9 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from calendly_brevo.bootstrap import Services
+from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
+from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import BrevoSetupError, RateLimited
 from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
 from worker.actors import declare_actors
@@ -32,7 +34,7 @@ def make_limiter(services: Services) -> TokenBucket:
     return limiter
 
 
-def make_brevo(services: Services, limiter: TokenBucket | None = None) -> BrevoClient:
+def make_client(services: Services, limiter: TokenBucket | None = None) -> BrevoClient:
     """The worker's Brevo client, on the process's bucket (or ``limiter``: the background's
     :class:`~calendly_brevo.ratelimit.spare.SpareBucket`)."""
     settings = services.settings
@@ -45,6 +47,18 @@ def make_brevo(services: Services, limiter: TokenBucket | None = None) -> BrevoC
         limiter or make_limiter(services),
         sms_fallback_attribute=settings.brevo.sms_fallback_attribute,
     )
+
+
+def make_brevo(services: Services, crowd: Crowd | None = None) -> BrevoClient | CoalescingBrevo:
+    """The process's Brevo port: coalescing into the bulk endpoints unless ``brevo.batch`` is
+    off or the run is dry (nothing is sent, so nothing to batch)."""
+    settings = services.settings
+    client = make_client(services)
+    if client.dry_run or not settings.brevo.batch.enabled:
+        return client
+    # A waiting call trusts its batch's sender this long: the bucket's wait plus the request.
+    patience = client.max_wait + settings.brevo.timeout_seconds + 5.0
+    return CoalescingBrevo(client, settings.brevo.batch, patience=patience, crowd=crowd)
 
 
 #: The bucket of in-doubt lookups: a share of "other" (each lookup still takes an "other" token).
@@ -68,12 +82,16 @@ class BucketLookupBudget:
         return True
 
 
-def build_pipeline(services: Services, brevo: BrevoClient | None = None) -> Pipeline:
+def build_pipeline(
+    services: Services, brevo: BrevoClient | CoalescingBrevo | None = None
+) -> Pipeline:
+    crowd = Crowd()  # the process's attempts in progress: a batch leaves once all wait
     return Pipeline(
         services.settings,
         services.ledger,
-        brevo or make_brevo(services),
+        brevo or make_brevo(services, crowd),
         BucketLookupBudget(make_limiter(services)),
+        crowd=crowd,
     )
 
 
@@ -92,7 +110,7 @@ def build_runtime(
 ) -> WorkerRuntime:
     broker = make_broker(services.settings, extra=extra_middleware)
     pipe = pipeline or build_pipeline(services)
-    actor = declare_actors(broker, services.settings, lambda: pipe)
+    actor = declare_actors(broker, services.settings.worker, lambda: pipe)
     return WorkerRuntime(broker, pipe, actor)
 
 

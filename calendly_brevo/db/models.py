@@ -3,7 +3,9 @@
 - ``processed_events``: one row per logical event (its id is a stable hash, see
   :func:`calendly_brevo.events.event_id`). ``status`` goes ``processing`` → ``applied`` /
   ``ignored`` / ``dead``; ``effects`` records which Brevo effects already happened so a retry
-  after a partial success never sends a custom event twice.
+  after a partial success never sends a custom event twice. ``signature_key`` labels the
+  webhook signing key that verified it (never the key), ``brevo_calls`` logs the Brevo calls
+  made for it (method, route template, status, duration: no email), both for ``trace``.
 - ``invitees``: the state of every invitee ever seen, the input of the contact projection.
 - ``no_shows``: each no-show mark seen (created and/or deleted), so marks converge in any order.
 - ``dead_letters``: events that failed permanently or ran out of retries, with the cause.
@@ -59,6 +61,10 @@ class ProcessedEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     effects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     payload: Mapped[str | None] = mapped_column(Text)
+    #: The label of the key that verified the webhook (calendly_brevo.keyring.key_label).
+    signature_key: Mapped[str | None] = mapped_column(String(64))
+    #: The Brevo calls of every attempt, oldest first (calendly_brevo.brevo_calls).
+    brevo_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
     received_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
     applied_at: Mapped[datetime | None] = mapped_column(index=True)

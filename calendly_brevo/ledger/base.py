@@ -12,7 +12,10 @@ suite against all three. What a ledger keeps:
   brought to the stored state by ``resync``, not by processing the event again. Any other status
   (``processing`` from a worker that died, ``failed``, ``dead`` after a fix and a replay) is
   claimed and processed again. ``effects`` remembers which Brevo calls already succeeded, so a
-  retry after a partial success repeats none of them. All work on one contact runs under
+  retry after a partial success repeats none of them. A claim also keeps the label of the
+  signing key that verified the event (``Arrival.signature_key``) and the log of the Brevo calls
+  made for it (``calls=`` on the writes below: the whole log, every attempt's, see
+  :mod:`calendly_brevo.brevo_calls`), both for ``trace``. All work on one contact runs under
   :meth:`Ledger.contact_lock`; concurrent duplicates of one event serialise on it and apply once.
 - **invitee state**: each invitee record and no-show mark, merged (a join: any order of
   arrival gives the same result), and read back per email for the projection.
@@ -86,6 +89,8 @@ class Claim:
     #: The attempt before this one never finished (its worker died, or lost the database):
     #: it may have done any of its Brevo calls.
     interrupted: bool = False
+    #: The Brevo calls the earlier attempts stored (:mod:`calendly_brevo.brevo_calls`).
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,9 @@ class Arrival:
     payload: str
     source: str
     received_at: datetime | None
+    #: The label of the webhook signing key that verified it (never the key itself:
+    #: :func:`calendly_brevo.keyring.key_label`); ``None`` for a backfill or a replay.
+    signature_key: str | None = None
 
     def failed(self, reason: str, error: str, attempts: int) -> Failure:
         return Failure(
@@ -139,6 +147,9 @@ class EventRow:
     last_error: str | None
     applied_at: datetime | None
     event_name: str | None = None
+    signature_key: str | None = None
+    #: The Brevo calls made for it, oldest first (:mod:`calendly_brevo.brevo_calls`).
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,14 +202,27 @@ class Ledger(Protocol):
         ...
 
     def record_effect(
-        self, event_id: str, effects: dict[str, Any], finish: str | None = None
+        self,
+        event_id: str,
+        effects: dict[str, Any],
+        finish: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         """Store the event's ``effects`` (the claim's, with the new one added: the caller holds
         the contact lock, so nobody else writes them); with ``finish``, also the final status,
-        in the same commit."""
+        in the same commit. ``calls``: the event's whole Brevo call log replaces the stored one
+        (``None`` leaves it), here and in :meth:`finish` and :meth:`dead_letter`."""
         ...
 
-    def finish(self, event_id: str, status: str, error: str | None = None) -> None: ...
+    def finish(
+        self,
+        event_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None: ...
 
     def event(self, event_id: str) -> EventRow | None: ...
 
@@ -223,7 +247,7 @@ class Ledger(Protocol):
         ...
 
     # -- dead letters --------------------------------------------------------------------------
-    def dead_letter(self, failure: Failure) -> int:
+    def dead_letter(self, failure: Failure, *, calls: list[dict[str, Any]] | None = None) -> int:
         """Store a dead letter and mark its event ``dead``; returns its id. An event has at most
         one open dead letter: a later failure updates it with the new cause. The error text is
         scrubbed of input values, emails and phone numbers."""
@@ -275,6 +299,7 @@ def record_durably(
     effects: dict[str, Any],
     finish: str | None = None,
     *,
+    calls: list[dict[str, Any]] | None = None,
     give_up_after: float = 300.0,
 ) -> None:
     """Record an effect Brevo has *already* accepted, waiting out a database outage.
@@ -285,7 +310,7 @@ def record_durably(
     wait = 0.2
     while True:
         try:
-            ledger.record_effect(event_id, effects, finish)
+            ledger.record_effect(event_id, effects, finish, calls=calls)
             return
         except ledger.transient_errors as exc:
             if time.monotonic() + wait > deadline:

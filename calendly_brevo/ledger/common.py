@@ -67,6 +67,8 @@ def _event_row(row: ProcessedEvent) -> EventRow:
         last_error=row.last_error,
         applied_at=aware(row.applied_at),
         event_name=row.event_name,
+        signature_key=row.signature_key,
+        calls=list(row.brevo_calls or ()),
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,24 +53,23 @@ def _entry(row: DeadLetterRow) -> DeadLetter:
     )
 
 
-def _mark_dead(s: Session, event_id: str, error: str) -> None:
-    s.execute(
-        update(ProcessedEvent)
-        .where(ProcessedEvent.event_id == event_id)
-        .values(status="dead", last_error=error, updated_at=now())
-    )
+def _mark_dead(s: Session, event_id: str, error: str, calls: list[dict[str, Any]] | None) -> None:
+    values: dict[str, Any] = {"status": "dead", "last_error": error, "updated_at": now()}
+    if calls is not None:
+        values["brevo_calls"] = list(calls)
+    s.execute(update(ProcessedEvent).where(ProcessedEvent.event_id == event_id).values(values))
 
 
 class SqlDeadLetters:
     sessions: sessionmaker[Session]
 
-    def dead_letter(self, failure: Failure) -> int:
+    def dead_letter(self, failure: Failure, *, calls: list[dict[str, Any]] | None = None) -> int:
         error = scrub_error(failure.error)[:ERROR_LIMIT]
         event_id = failure.event_id
         with self.sessions.begin() as s:
             row = None
             if event_id is not None:
-                _mark_dead(s, event_id, error)
+                _mark_dead(s, event_id, error, calls)
                 row = s.scalars(
                     select(DeadLetterRow)
                     .where(DeadLetterRow.event_id == event_id, DeadLetterRow.replayed_at.is_(None))

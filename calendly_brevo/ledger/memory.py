@@ -78,7 +78,17 @@ class MemoryLedger:
                 effects = copy.deepcopy(row.effects)
                 return Claim(event_id, duplicate=True, attempts=row.attempts, effects=effects)
             if row is None:
-                row = EventRow(event_id, "new", 0, {}, new.payload, None, None, new.event_name)
+                row = EventRow(
+                    event_id,
+                    "new",
+                    0,
+                    {},
+                    new.payload,
+                    None,
+                    None,
+                    event_name=new.event_name,
+                    signature_key=new.signature_key,
+                )
             t.events[event_id] = replace(
                 row,
                 status="processing",
@@ -91,6 +101,7 @@ class MemoryLedger:
                 attempts=row.attempts + 1,
                 effects=copy.deepcopy(row.effects),
                 interrupted=row.status == "processing",
+                calls=copy.deepcopy(row.calls),
             )
             if state is not None and email:
                 record, mark = state
@@ -102,7 +113,12 @@ class MemoryLedger:
             return claim
 
     def record_effect(
-        self, event_id: str, effects: dict[str, Any], finish: str | None = None
+        self,
+        event_id: str,
+        effects: dict[str, Any],
+        finish: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.tables.lock:
             row = self.tables.events.get(event_id)
@@ -111,15 +127,25 @@ class MemoryLedger:
             row = replace(row, effects=_as_stored(effects))
             if finish is not None:
                 row = replace(row, status=finish, last_error=None)
-            self._put(row, done=finish in DONE)
+            self._put(row, done=finish in DONE, calls=calls)
 
-    def finish(self, event_id: str, status: str, error: str | None = None) -> None:
+    def finish(
+        self,
+        event_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
         with self.tables.lock:
             row = self.tables.events.get(event_id)
             if row is not None:
-                self._put(replace(row, status=status, last_error=error), done=status in DONE)
+                row = replace(row, status=status, last_error=error)
+                self._put(row, done=status in DONE, calls=calls)
 
-    def _put(self, row: EventRow, *, done: bool) -> None:
+    def _put(self, row: EventRow, *, done: bool, calls: list[dict[str, Any]] | None = None) -> None:
+        if calls is not None:
+            row = replace(row, calls=_as_stored(calls))
         self.tables.events[row.event_id] = replace(row, applied_at=now()) if done else row
 
     def event(self, event_id: str) -> EventRow | None:
@@ -173,13 +199,14 @@ class MemoryLedger:
             return records, marks
 
     # -- dead letters ----------------------------------------------------------------------------
-    def dead_letter(self, failure: Failure) -> int:
+    def dead_letter(self, failure: Failure, *, calls: list[dict[str, Any]] | None = None) -> int:
         error = scrub_error(failure.error)[:ERROR_LIMIT]
         event_id = failure.event_id
         t = self.tables
         with t.lock:
             if event_id is not None and event_id in t.events:
-                t.events[event_id] = replace(t.events[event_id], status="dead", last_error=error)
+                dead = replace(t.events[event_id], status="dead", last_error=error)
+                self._put(dead, done=False, calls=calls)
             kept = max(
                 (
                     d

@@ -6,7 +6,7 @@
 - A claim knows whether the attempt before it was ``interrupted`` (left ``processing``: its
   worker died). Such an attempt may have fired the custom event; the pipeline looks it up in
   Brevo before sending it again. A database outage after Brevo accepted the event does not open
-  a window either: the effect write waits it out (:meth:`record_effect_durably`).
+  a window either: the effect write waits it out (:func:`.base.record_durably`).
 
 The hot path (lock, claim, effects, finish) is plain SQL on the DBAPI connection, not the ORM:
 it was most of the worker's CPU per event (``benchmarks/RESULTS.md``). The contact lock's
@@ -120,7 +120,7 @@ class PostgresLedger(SqlLedger):
 
     def _claim(self, conn: Connection, new: Arrival) -> Claim:
         event_id = new.event_id
-        prev_status, prev_attempts, prev_effects, attempts, effects = self._run(
+        prev_status, prev_attempts, prev_effects, attempts, effects, calls = self._run(
             conn, sql.PG_CLAIM, {**vars(new), "ts": now()}
         ).fetchone()
         if attempts is None:  # done: a duplicate
@@ -135,6 +135,7 @@ class PostgresLedger(SqlLedger):
             attempts=attempts,
             effects=dict(effects or {}),
             interrupted=prev_status == "processing",
+            calls=list(calls or ()),
         )
 
     def _merge_state(
@@ -195,15 +196,33 @@ class PostgresLedger(SqlLedger):
 
     # -- effects and outcomes --------------------------------------------------------------------
     def record_effect(
-        self, event_id: str, effects: dict[str, Any], finish: str | None = None
+        self,
+        event_id: str,
+        effects: dict[str, Any],
+        finish: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         """One UPDATE, no read first (see :meth:`Ledger.record_effect`)."""
         with self._connection() as conn:
             statement = sql.PG_RECORD_EFFECT[None if finish is None else finish in DONE]
             params = {"effects": json.dumps(effects), "ts": now(), "status": finish}
-            self._run(conn, statement, params | {"error": None, "event_id": event_id})
+            params |= {"error": None, "event_id": event_id, "calls": _json(calls)}
+            self._run(conn, statement, params)
 
-    def finish(self, event_id: str, status: str, error: str | None = None) -> None:
+    def finish(
+        self,
+        event_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
         params = {"ts": now(), "status": status, "error": error, "event_id": event_id}
+        params["calls"] = _json(calls)
         with self._connection() as conn:
             self._run(conn, sql.PG_FINISH[status in DONE], params)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)

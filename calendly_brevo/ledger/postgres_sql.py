@@ -18,10 +18,10 @@ WITH prev AS (
 ), claimed AS (
     INSERT INTO processed_events AS pe (
         event_id, event_name, invitee_uri, email, status, source, attempts, effects, payload,
-        received_at, claimed_at, created_at, updated_at
+        signature_key, received_at, claimed_at, created_at, updated_at
     ) VALUES (
         %(event_id)s, %(event_name)s, %(invitee_uri)s, %(email)s, 'processing', %(source)s, 1,
-        '{}', %(payload)s, %(received_at)s, %(ts)s, %(ts)s, %(ts)s
+        '{}', %(payload)s, %(signature_key)s, %(received_at)s, %(ts)s, %(ts)s, %(ts)s
     )
     ON CONFLICT (event_id) DO UPDATE SET
         status = 'processing',
@@ -30,9 +30,10 @@ WITH prev AS (
         updated_at = EXCLUDED.updated_at,
         payload = COALESCE(pe.payload, EXCLUDED.payload)
     WHERE pe.status NOT IN ({done})
-    RETURNING attempts, effects
+    RETURNING attempts, effects, brevo_calls
 )
-SELECT prev.status, prev.attempts, prev.effects, claimed.attempts, claimed.effects
+SELECT prev.status, prev.attempts, prev.effects, claimed.attempts, claimed.effects,
+    claimed.brevo_calls
 FROM (SELECT 1) AS one LEFT JOIN prev ON true LEFT JOIN claimed ON true
 """.replace("{done}", _DONE_SQL)
 
@@ -80,18 +81,23 @@ ON CONFLICT (mark_key) DO UPDATE SET
 """
 
 #: ``record_effect``: by whether it finishes the event (``None``: no) and as done (``True``).
+#: Here and in ``finish``, the Brevo call log replaces the stored one when given (a NULL
+#: ``calls`` leaves it).
 PG_RECORD_EFFECT = {
     None: """
-UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s
+UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s,
+    brevo_calls = COALESCE(%(calls)s::json, brevo_calls)
 WHERE event_id = %(event_id)s
 """,
     False: """
 UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s,
+    brevo_calls = COALESCE(%(calls)s::json, brevo_calls),
     status = %(status)s, last_error = %(error)s
 WHERE event_id = %(event_id)s
 """,
     True: """
 UPDATE processed_events SET effects = %(effects)s::json, updated_at = %(ts)s,
+    brevo_calls = COALESCE(%(calls)s::json, brevo_calls),
     status = %(status)s, last_error = %(error)s, applied_at = %(ts)s
 WHERE event_id = %(event_id)s
 """,
@@ -99,12 +105,13 @@ WHERE event_id = %(event_id)s
 #: ``finish``: by whether the status is a done one.
 PG_FINISH = {
     False: """
-UPDATE processed_events SET updated_at = %(ts)s, status = %(status)s, last_error = %(error)s
+UPDATE processed_events SET updated_at = %(ts)s, status = %(status)s, last_error = %(error)s,
+    brevo_calls = COALESCE(%(calls)s::json, brevo_calls)
 WHERE event_id = %(event_id)s
 """,
     True: """
 UPDATE processed_events SET updated_at = %(ts)s, status = %(status)s, last_error = %(error)s,
-    applied_at = %(ts)s
+    applied_at = %(ts)s, brevo_calls = COALESCE(%(calls)s::json, brevo_calls)
 WHERE event_id = %(event_id)s
 """,
 }

@@ -85,6 +85,7 @@ class SqliteLedger(common.SqlLedger):
                 attempts=row.attempts,
                 effects=dict(row.effects),
                 interrupted=interrupted,
+                calls=list(row.brevo_calls or ()),
             )
             if state is not None and email:
                 record, mark = state
@@ -97,19 +98,41 @@ class SqliteLedger(common.SqlLedger):
             return claim
 
     def record_effect(
-        self, event_id: str, effects: dict[str, Any], finish: str | None = None
+        self,
+        event_id: str,
+        effects: dict[str, Any],
+        finish: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
     ) -> None:
         values: dict[str, Any] = {"effects": dict(effects)}
         if finish is not None:
             values |= {"status": finish, "last_error": None}
-        self._update(event_id, values, done=finish in DONE)
+        self._update(event_id, values, done=finish in DONE, calls=calls)
 
-    def finish(self, event_id: str, status: str, error: str | None = None) -> None:
-        self._update(event_id, {"status": status, "last_error": error}, done=status in DONE)
+    def finish(
+        self,
+        event_id: str,
+        status: str,
+        error: str | None = None,
+        *,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
+        values = {"status": status, "last_error": error}
+        self._update(event_id, values, done=status in DONE, calls=calls)
 
-    def _update(self, event_id: str, values: dict[str, Any], *, done: bool) -> None:
+    def _update(
+        self,
+        event_id: str,
+        values: dict[str, Any],
+        *,
+        done: bool,
+        calls: list[dict[str, Any]] | None = None,
+    ) -> None:
         ts = now()
         values["updated_at"] = ts
+        if calls is not None:
+            values["brevo_calls"] = list(calls)
         if done:
             values["applied_at"] = ts
         with self.sessions.begin() as s:

@@ -1,6 +1,7 @@
-"""webhooks · backfill · reconcile · links · doctor: the Calendly-side commands.
+"""links · doctor, and what every Calendly-side command shares (:mod:`cli.commands.webhooks`,
+:mod:`cli.commands.backfill`): the services, a Calendly client, who a walk runs as.
 
-They decode options, call the plain functions in :mod:`calendly_brevo.calendly` and
+The commands decode options, call the plain functions in :mod:`calendly_brevo.calendly` and
 :mod:`calendly_brevo.doctor`, and print. ``ctx.obj`` is a :class:`calendly_brevo.bootstrap.Services`
 (or the CLI's lazy wrapper of one); tests may set ``brevo_client`` / ``http_client`` on it to inject
 fakes.
@@ -12,7 +13,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,48 +22,12 @@ import httpx
 from calendly_brevo.brevo.client import client_for
 from calendly_brevo.calendly import CalendlyClient, make_client
 from calendly_brevo.config import Settings
-from calendly_brevo.durations import Duration, When
 
 SCOPE = click.Choice(["organization", "user"])
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-KEY_BANNER = """\
-Signing key (shown once; stored encrypted in the database, where the receiver reads it):
-
-    {key}
-
-Receivers without database access: set CALENDLY_WEBHOOK_SIGNING_KEY to this value."""
-KEY_STORED = (
-    "a new signing key was generated and stored encrypted in the database "
-    "(table signing_keys, subscription {uri}); receivers with database access read it from "
-    "there. It is not printed{why}. Receivers without database access need it in "
-    "CALENDLY_WEBHOOK_SIGNING_KEY: run the command in a terminal with --show-key when the key "
-    "is created."
-)
-SHOW_KEY = click.option(
-    "--show-key",
-    is_flag=True,
-    help="In a terminal, show a newly generated signing key once (never in a pipe or CronJob).",
-)
 
 
-def _interactive(obj: Any) -> bool:
-    """A person at a terminal (tests set ``obj.interactive``)."""
-    forced = getattr(obj, "interactive", None)
-    if forced is not None:
-        return bool(forced)
-    return sys.stdin.isatty() and sys.stdout.isatty()
-
-
-def _announce_key(obj: Any, key: str, uri: str, show: bool) -> None:
-    """Say where a new signing key is; show the key itself only to a terminal that asked."""
-    if show and _interactive(obj):
-        click.echo(KEY_BANNER.format(key=key))
-        return
-    why = " (--show-key needs a terminal)" if show else ""
-    click.echo(KEY_STORED.format(uri=uri, why=why))
-
-
-def _obj(*, read_only: bool = False) -> Any:
+def obj_of(*, read_only: bool = False) -> Any:
     obj = click.get_current_context().obj
     if obj is None or not hasattr(obj, "settings"):
         raise click.UsageError("no services: run through `calendly-brevo`")
@@ -73,8 +37,8 @@ def _obj(*, read_only: bool = False) -> Any:
 
 
 @contextmanager
-def _calendly(*, read_only: bool = False) -> Iterator[tuple[Any, Settings, CalendlyClient]]:
-    obj = _obj(read_only=read_only)
+def calendly_session(*, read_only: bool = False) -> Iterator[tuple[Any, Settings, CalendlyClient]]:
+    obj = obj_of(read_only=read_only)
     settings: Settings = obj.settings
     injected = getattr(obj, "http_client", None)
     http = injected or httpx.Client(timeout=30.0)
@@ -85,7 +49,7 @@ def _calendly(*, read_only: bool = False) -> Iterator[tuple[Any, Settings, Calen
             http.close()
 
 
-def _who(
+def who(
     client: CalendlyClient, settings: Settings, scope: str
 ) -> tuple[str, str | None, str | None]:
     """(created_by, organization, user) for a walk in ``scope``."""
@@ -94,254 +58,6 @@ def _who(
     if scope == "organization":
         return str(me["uri"]), org, None
     return str(me["uri"]), None, str(me["uri"])
-
-
-# --- webhooks -----------------------------------------------------------------------------------
-@click.group()
-def webhooks() -> None:
-    """Install, list, remove and check the Calendly webhook subscription."""
-
-
-def _manager(
-    obj: Any, settings: Settings, client: CalendlyClient, events: tuple[str, ...] | None = None
-) -> Any:
-    from calendly_brevo.calendly.subscriptions import manager_for
-
-    return manager_for(settings, client, obj.sessions, events)
-
-
-def _default_url(settings: Settings, url: str | None) -> str | None:
-    from calendly_brevo.calendly.subscriptions import default_callback_url
-
-    return url or default_callback_url(settings.server.public_url)
-
-
-@webhooks.command("install")
-@click.option("--url", help="Callback URL (default PUBLIC_URL + /webhooks/calendly).")
-@click.option("--scope", type=SCOPE, default="organization", show_default=True)
-@click.option(
-    "--events",
-    help="Comma-separated events (default: invitee and no-show events, plus "
-    "routing_form_submission.created when brevo.upsert_routing_form_submitters is on).",
-)
-@SHOW_KEY
-def webhooks_install(url: str | None, scope: str, events: str | None, show_key: bool) -> None:
-    """Subscribe to invitee and no-show events (idempotent: an existing one is adopted)."""
-    from calendly_brevo.calendly.subscriptions import subscribed_events
-
-    with _calendly() as (obj, settings, client):
-        target = _default_url(settings, url)
-        if not target:
-            raise click.UsageError("pass --url https://<host>/webhooks/calendly or set PUBLIC_URL")
-        chosen = subscribed_events(settings.brevo.upsert_routing_form_submitters, events, scope)
-        if events is None and scope != "organization":
-            chosen = tuple(e for e in chosen if e != "routing_form_submission.created")
-        result = _manager(obj, settings, client, chosen).install(target, scope)
-    sub = result.subscription
-    verb = "created" if result.created else "already installed"
-    click.echo(f"{verb}: {sub['uri']} ({sub.get('scope')}, {sub.get('state')}) -> {target}")
-    click.echo(f"events: {', '.join(sub.get('events') or chosen)}")
-    if result.signing_key:
-        _announce_key(obj, result.signing_key, str(sub["uri"]), show_key)
-    elif not result.created:
-        click.echo("its signing key is unchanged (the one stored when it was created)")
-
-
-@webhooks.command("list")
-@JSON
-def webhooks_list(as_json: bool) -> None:
-    """Show the organization's and your own webhook subscriptions."""
-    from rich.console import Console
-    from rich.table import Table
-
-    with _calendly() as (obj, settings, client):
-        subs = _manager(obj, settings, client).list_subscriptions()
-    if as_json:
-        keys = ("uri", "state", "scope", "callback_url", "events", "created_at", "updated_at")
-        click.echo(json.dumps([{k: s.get(k) for k in keys} for s in subs], indent=2))
-        return
-    table = Table("state", "scope", "callback url", "events", "uri")
-    for s in subs:
-        table.add_row(
-            str(s.get("state")),
-            str(s.get("scope")),
-            str(s.get("callback_url")),
-            ", ".join(s.get("events") or []),
-            str(s.get("uri")),
-        )
-    Console(width=200).print(table)
-    if not subs:
-        click.echo("no webhook subscriptions")
-
-
-@webhooks.command("remove")
-@click.option("--url", help="Remove the subscription(s) with this callback URL.")
-@click.option("--uri", help="Remove this subscription (its https://api.calendly.com/… URI).")
-def webhooks_remove(url: str | None, uri: str | None) -> None:
-    """Delete a webhook subscription (and deactivate its stored signing key)."""
-    if not url and not uri:
-        raise click.UsageError("pass --url or --uri")
-    with _calendly() as (obj, settings, client):
-        removed = _manager(obj, settings, client).remove(url=url, uri=uri)
-    for r in removed:
-        click.echo(f"removed {r}")
-    if not removed:
-        click.echo("nothing matched")
-        sys.exit(1)
-
-
-@webhooks.command("check")
-@click.option("--url", help="Callback URL to look for (default: the installed one).")
-@click.option("--repair", is_flag=True, help="Recreate a disabled or missing subscription.")
-@SHOW_KEY
-def webhooks_check(url: str | None, repair: bool, show_key: bool) -> None:
-    """Exit 1 when the subscription is disabled or missing (for a CronJob or alert)."""
-    with _calendly() as (obj, settings, client):
-        health = _manager(obj, settings, client).check(_default_url(settings, url), repair=repair)
-    label = "OK" if health.healthy else "FAIL"
-    click.echo(f"{label}: {health.url} {health.state}: {health.message}")
-    if health.signing_key:
-        _announce_key(
-            obj, health.signing_key, str((health.subscription or {}).get("uri")), show_key
-        )
-    if not health.healthy:
-        sys.exit(1)
-
-
-# --- backfill / reconcile -----------------------------------------------------------------------
-def _stats(stats: Any, *names: str) -> dict[str, Any]:
-    return {name: getattr(stats, name) for name in names}
-
-
-@contextmanager
-def _progress(window: Any, *, quiet: bool = False) -> Iterator[Any]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    if quiet:
-        yield lambda _stats: None
-        return
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        task = progress.add_task("starting", total=1000)
-
-        def update(stats: Any) -> None:
-            fraction = window.fraction(stats.position, datetime.now(UTC)) if window else None
-            progress.update(
-                task,
-                description=(
-                    f"events {stats.events} · invitees {stats.invitees} · "
-                    f"enqueued {stats.enqueued}"
-                    + (f" · skipped {stats.skipped}" if stats.skipped else "")
-                ),
-                completed=int(fraction * 1000) if fraction is not None else None,
-            )
-
-        yield update
-
-
-@click.command()
-@click.option(
-    "--since",
-    type=When(),
-    required=True,
-    help="Meetings starting at or after: a date (2024-01-01, ISO) or a duration ago (30d).",
-)
-@click.option(
-    "--until",
-    type=When(),
-    help="Meetings starting before: a date or a duration ago (default: no limit, future too).",
-)
-@click.option("--status", type=click.Choice(["active", "canceled"]), help="Default: both.")
-@click.option("--scope", type=SCOPE, default="organization", show_default=True)
-@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue a cursor.")
-@click.option("--restart", is_flag=True, help="Forget the saved cursor and start over.")
-@JSON
-def backfill(
-    since: datetime,
-    until: datetime | None,
-    status: str | None,
-    scope: str,
-    resume: bool,
-    restart: bool,
-    as_json: bool,
-) -> None:
-    """Replay past and future bookings, cancellations and no-shows as webhook events."""
-    from calendly_brevo.calendly.backfill import Resume, WalkHooks, Window
-    from calendly_brevo.calendly.backfill import backfill as run_backfill
-
-    with _calendly() as (obj, settings, client):
-        created_by, org, user = _who(client, settings, scope)
-        window = Window(
-            since=since,
-            until=until,
-            status=status,
-            organization=org,
-            user=user,
-        )
-        with _progress(window, quiet=as_json) as update:
-            stats = run_backfill(
-                client,
-                obj.enqueuer,
-                obj.sessions,
-                window,
-                created_by=created_by,
-                resume=Resume(restart=restart, resume=resume),
-                hooks=WalkHooks(on_progress=update),
-            )
-    if as_json:
-        click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "resumed")))
-        return
-    note = " (resumed)" if stats.resumed else ""
-    click.echo(
-        f"backfill done{note}: {stats.events} events, {stats.invitees} invitees, "
-        f"{stats.enqueued} events enqueued"
-    )
-
-
-@click.command()
-@click.option("--window", type=Duration(), default="48h", show_default=True, help="e.g. 48h, 7d.")
-@click.option("--scope", type=SCOPE, default="organization", show_default=True)
-@JSON
-def reconcile(window: timedelta, scope: str, as_json: bool) -> None:
-    """Enqueue what webhooks missed: meetings from now-WINDOW on (future ones included)."""
-    from calendly_brevo.calendly.backfill import WalkHooks
-    from calendly_brevo.calendly.backfill import reconcile as run_reconcile
-
-    with _calendly() as (obj, settings, client):
-        created_by, org, user = _who(client, settings, scope)
-        with _progress(None, quiet=as_json) as update:
-            stats = run_reconcile(
-                client,
-                obj.enqueuer,
-                obj.ledger,
-                window=window,
-                created_by=created_by,
-                organization=org,
-                user=user,
-                hooks=WalkHooks(on_progress=update),
-            )
-    if as_json:
-        click.echo(json.dumps(_stats(stats, "events", "invitees", "enqueued", "skipped")))
-        return
-    click.echo(
-        f"reconcile done: {stats.events} events, {stats.invitees} invitees, "
-        f"{stats.enqueued} enqueued, {stats.skipped} already processed"
-    )
 
 
 # --- links --------------------------------------------------------------------------------------
@@ -371,7 +87,7 @@ def links_create(
     addresses = list(emails)
     if emails_file is not None:
         addresses += read_emails(emails_file.read_text(encoding="utf-8"))
-    with _calendly() as (obj, settings, client):
+    with calendly_session() as (obj, settings, client):
         brevo = client_for(obj, settings) if addresses else None
         if addresses and brevo is None:
             click.echo(
@@ -396,7 +112,7 @@ def doctor(as_json: bool) -> None:
     """Check Calendly, the webhook, Brevo, Redis and the database; exit 1 on any FAIL."""
     from calendly_brevo.doctor import DoctorContext, run_checks
 
-    obj = _obj(read_only=True)
+    obj = obj_of(read_only=True)
     settings: Settings = obj.settings
     injected = getattr(obj, "http_client", None)
     http = injected or httpx.Client(timeout=15.0)
@@ -440,4 +156,4 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (webhooks, backfill, reconcile, links, doctor)
+COMMANDS = (links, doctor)

@@ -54,6 +54,7 @@ def worker(obj: LazyServices, processes: int | None, threads: int | None) -> Non
             "a separate worker needs the Redis queue",
             "set REDIS_URL, or use `calendly-brevo run` for the embedded single process",
         )
+    settings.require_brevo()  # a config error stops us before any thread or process starts
     from worker.main import supervise
 
     sys.exit(

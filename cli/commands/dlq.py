@@ -120,6 +120,7 @@ def show(obj: LazyServices, dl_id: int) -> None:
 @click.argument("ids", type=int, nargs=-1)
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Replay every open dead letter.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"replayed": [ids]}.')
 @pass_services
 def replay_cmd(
     obj: LazyServices,
@@ -128,6 +129,7 @@ def replay_cmd(
     error: str | None,
     since: datetime | None,
     everything: bool,
+    as_json: bool,
 ) -> None:
     """Re-run dead letters through the normal pipeline (dedup makes it safe to repeat)."""
     if not (ids or event or error or since or everything):
@@ -135,6 +137,9 @@ def replay_cmd(
     done = replay(
         obj.ledger, obj.enqueuer, DeadLetterFilter(ids=ids, event=event, error=error, since=since)
     )
+    if as_json:
+        click.echo(json.dumps({"replayed": done}))
+        return
     click.echo(f"replayed {len(done)} dead letter(s): {', '.join(map(str, done)) or '-'}")
 
 
@@ -143,6 +148,7 @@ def replay_cmd(
 @filter_options
 @click.option("--all", "everything", is_flag=True, help="Purge every dead letter.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"purged": count}.')
 @pass_services
 def purge_cmd(
     obj: LazyServices,
@@ -152,6 +158,7 @@ def purge_cmd(
     since: datetime | None,
     everything: bool,
     yes: bool,
+    as_json: bool,
 ) -> None:
     """Delete dead letters for good (their raw events included)."""
     if not (ids or event or error or since or everything):
@@ -159,7 +166,8 @@ def purge_cmd(
     f = DeadLetterFilter(ids=ids, event=event, error=error, since=since, include_replayed=True)
     if not yes:
         click.confirm("Delete the matching dead letters and their payloads?", abort=True)
-    click.echo(f"purged {obj.ledger.purge_dead_letters(f)} dead letter(s)")
+    purged = obj.ledger.purge_dead_letters(f)
+    click.echo(json.dumps({"purged": purged}) if as_json else f"purged {purged} dead letter(s)")
 
 
 COMMANDS = [dlq]

@@ -86,7 +86,7 @@ def resync(
     if changed and everyone:
         raise click.UsageError("--all and --changed exclude each other")
     settings = obj.settings
-    if not contacts_synced(settings):
+    if not contacts_synced(settings.rules):
         raise ConnectorError(
             "contacts are not synced (connectors.calendly.enabled or "
             "connectors.calendly.sync.contacts is false): a resync would push nothing"
@@ -101,7 +101,7 @@ def resync(
     columns = (TextColumn("resync"), BarColumn(), MofNCompleteColumn())
     with ExitStack() as stack:
         brevo = None if dry_run else stack.enter_context(brevo_client(obj))
-        run = Resync(obj.ledger, settings, brevo, full=everyone, limit=limit)
+        run = Resync(obj.ledger, settings.rules, brevo, full=everyone, limit=limit)
         if brevo is not None and settings.brevo.batch.enabled:
             # Contacts pushed before: brevo.batch.max_contacts per POST /contacts/batch.
             run = bulk_resync(run, brevo, settings.brevo.batch.max_contacts)

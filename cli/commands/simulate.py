@@ -221,7 +221,7 @@ def preview(obj: LazyServices, payload: str, as_json: bool) -> None:
     except (OSError, UnicodeDecodeError, PreviewInputError) as exc:
         raise click.UsageError(f"{payload}: {exc}") from None
     try:
-        result = compute(env, obj.settings)
+        result = compute(env, obj.settings.rules)
     except UnmappableEvent as exc:
         message = f"the worker would dead-letter this event ({exc.code}): {exc}"
         if as_json:

@@ -37,28 +37,54 @@ def _print(t: Trace) -> None:
     else:
         console.print("last pushed to Brevo: nothing recorded")
     bookings = Table("start", "event type", "status", "invitee", title="bookings")
+    bookings.columns[3].overflow = "fold"  # the whole URI: --invitee-uri takes it
     for b in t.bookings:
         flags = " (rescheduled)" if b.rescheduled else ""
         flags += " no-show" if b.no_show else ""
         bookings.add_row(b.start_time or "-", b.event_type or "-", b.status + flags, b.invitee_uri)
     console.print(bookings)
-    events = Table("received", "event", "source", "outcome", "tries", "effects", "event id")
-    for d in t.deliveries:
-        outcome = d.status + (f": {d.last_error}" if d.last_error else "")
-        events.add_row(
-            (d.received_at or "")[:19].replace("T", " "),
-            d.event_name,
-            d.source,
-            outcome,
-            str(d.attempts),
-            ", ".join(sorted(d.effects)) or "-",
-            d.event_id[:12],
-        )
-    events.title = "events received"
-    console.print(events)
+    _print_deliveries(console, t)
+    _print_calls(console, t)
     for dl in t.dead_letters:
         how = dl.replay or ("replayed" if dl.replayed_at else "payload pruned")
         console.print(f"dead letter {dl.id}: {dl.event_name} {dl.reason}: {dl.error} ({how})")
+
+
+def _print_deliveries(console: Console, t: Trace) -> None:
+    """Two lines per event (a table of eight columns does not fit a terminal)."""
+    console.print("[bold]events received[/bold]")
+    for d in t.deliveries:
+        tries = f"{d.attempts} {'try' if d.attempts == 1 else 'tries'}"
+        outcome = f"{d.status} ({tries})" + (f": {d.last_error}" if d.last_error else "")
+        when = (d.received_at or "-")[:19].replace("T", " ")
+        effects = ", ".join(sorted(d.effects)) or "none"
+        signed = {"unknown": "signing key not recorded"}.get(d.signature_key, "")
+        if not signed:
+            none = d.signature_key.startswith("none")
+            signed = "no signature" if none else f"signed with {d.signature_key}"
+        console.print(
+            f"  {when}  {d.event_name}  {outcome}  event {d.event_id[:12]}\n"
+            f"      {d.source}, {signed}; Brevo effects: {effects}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _print_calls(console: Console, t: Trace) -> None:
+    if not t.brevo_calls:
+        console.print("Brevo calls: none recorded")
+        return
+    calls = Table("at", "event", "try", "call", "status", "ms", title="Brevo calls")
+    for c in t.brevo_calls:
+        calls.add_row(
+            str(c.get("at", ""))[:23].replace("T", " "),
+            str(c.get("event_name", "")),
+            str(c.get("attempt", "")),
+            f"{c.get('method', '')} {c.get('route', '')}",
+            str(c.get("status", "")),
+            str(c.get("ms", "")),
+        )
+    console.print(calls)
 
 
 @click.command()
@@ -74,8 +100,10 @@ def trace(
     invitee_uri: str | None,
     as_json: bool,
 ) -> None:
-    """One person's timeline: events received and their outcomes, bookings, what Brevo should
-    hold, dead letters and how to replay them. Exit 1 when nothing is stored about them."""
+    """One person's timeline: events received (with the signing key that verified each) and
+    their outcomes, every Brevo call made for them with its status, bookings, what Brevo should
+    hold and was last pushed, dead letters and how to replay them. Exit 1 when nothing is
+    stored about them."""
     from calendly_brevo.trace import trace as find
 
     if not (email or event_id or invitee_uri):
@@ -83,7 +111,7 @@ def trace(
     obj.read_only = True
     found = find(
         obj.sessions,
-        obj.settings,
+        obj.settings.rules,
         email=email,
         event_id=event_id,
         invitee_uri=invitee_uri,

@@ -117,7 +117,7 @@ async def contacts(request: web.Request) -> dict[str, Any]:
         found = await asyncio.to_thread(
             trace,
             services.sessions,
-            settings,
+            settings.rules,
             email=email,
             event_id=event_id,
             invitee_uri=invitee_uri,
@@ -216,7 +216,7 @@ def _check_subscription(settings: Settings, services: Any, repair: bool) -> dict
 
 @aiohttp_jinja2.template("webhooks.html")
 async def webhooks(request: web.Request) -> dict[str, Any]:
-    from calendly_brevo.calendly.subscriptions import remembered
+    from calendly_brevo.calendly.subscription_store import remembered
 
     services = request.app[SERVICES]
     try:
@@ -227,7 +227,7 @@ async def webhooks(request: web.Request) -> dict[str, Any]:
 
 
 async def webhooks_check(request: web.Request) -> web.Response:
-    from calendly_brevo.calendly.subscriptions import remembered
+    from calendly_brevo.calendly.subscription_store import remembered
 
     form = await request.post()
     repair = form.get("repair") == "1"

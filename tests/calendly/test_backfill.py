@@ -21,9 +21,9 @@ from calendly_brevo.calendly.backfill import (
 )
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.db.models import ProcessedEvent
-from calendly_brevo.events import identify, parse_envelope
-from cli.commands.calendly import backfill as backfill_command
-from cli.commands.calendly import reconcile as reconcile_command
+from calendly_brevo.events import parse_envelope, read_event
+from cli.commands.backfill import backfill as backfill_command
+from cli.commands.backfill import reconcile as reconcile_command
 from tests.calendly.conftest import queued_envelopes
 from tests.fakes.calendly import FakeCalendlyServer
 
@@ -104,7 +104,7 @@ def test_synthesized_envelopes_get_the_same_event_ids_as_the_worker_derives(
         for envelope in envelopes_for(inv, event, created_by="u"):
             import json
 
-            worker_view = identify(parse_envelope(json.dumps(envelope)))
+            worker_view = read_event(parse_envelope(json.dumps(envelope))).identity
             assert worker_view.event_id == envelope_event_id(envelope)
 
 

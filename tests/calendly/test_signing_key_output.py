@@ -7,10 +7,10 @@ from typing import Any
 from click.testing import CliRunner
 
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import active_signing_keys
+from calendly_brevo.calendly.subscription_store import active_signing_keys
 from calendly_brevo.crypto import load_box
 from calendly_brevo.db.models import SigningKey
-from cli.commands.calendly import webhooks
+from cli.commands.webhooks import webhooks
 from tests.fakes.calendly import FakeCalendlyServer
 
 URL = "https://connector.example.com/webhooks/calendly"

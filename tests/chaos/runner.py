@@ -31,8 +31,8 @@ What happens (``ChaosRun(...).run()``):
 
 Brevo's ``POST /events`` has no idempotency key, so a worker killed after Brevo took the event,
 or an answer lost after it did, would fire the event twice on the next attempt. The worker looks
-such in-doubt events up (``GET /events``) before sending again (``worker/pipeline.py``); the
-run counts those lookups and allows no extra copy at all.
+such in-doubt events up (``GET /events``) before sending again
+(``calendly_brevo/event_send.py``); the run counts those lookups and allows no extra copy at all.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calendly_brevo.config import Settings
-from calendly_brevo.events import identify, parse_envelope
+from calendly_brevo.events import parse_envelope, read_event
 from calendly_brevo.projection import ContactProjection, custom_event, project_contact
 from calendly_brevo.state import mark_from_event, record_from_event
 from tests import payloads
@@ -242,10 +242,10 @@ def _order(scenario: Scenario, pairs: list[tuple[int, int]], rng: random.Random)
 def annotate(scenario: Scenario, settings: Settings) -> None:
     """Fill in each logical event's id, email and expected custom event."""
     for logical in scenario.events:
-        env = parse_envelope(payloads.body(logical.envelope))
-        ident = identify(env)
+        parsed = read_event(parse_envelope(payloads.body(logical.envelope)))
+        ident = parsed.identity
         logical.event_id, logical.email = ident.event_id, ident.email or ""
-        event = custom_event(ident, env, None, settings)
+        event = custom_event(parsed, None, settings.rules)
         if event is not None:
             logical.custom = (
                 event.name,
@@ -260,13 +260,13 @@ def annotate(scenario: Scenario, settings: Settings) -> None:
 def expected_contacts(scenario: Scenario, settings: Settings) -> dict[str, ContactProjection]:
     by_email: dict[str, list[Any]] = {}
     for logical in scenario.events:
-        env = parse_envelope(payloads.body(logical.envelope))
-        by_email.setdefault(logical.email, []).append(env)
+        parsed = read_event(parse_envelope(payloads.body(logical.envelope)))
+        by_email.setdefault(logical.email, []).append(parsed)
     model = {}
     for email, envs in by_email.items():
         records = [r for r in (record_from_event(e) for e in envs) if r is not None]
         marks = [m for m in (mark_from_event(e) for e in envs) if m is not None]
-        model[email] = project_contact(email, records, marks, settings)
+        model[email] = project_contact(email, records, marks, settings.rules)
     return model
 
 

@@ -52,7 +52,16 @@ def dead_port_urls() -> tuple[str, str]:
     )
 
 
-@pytest.mark.parametrize("command", [["status"], ["doctor"], ["dlq", "list"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["doctor"],
+        ["dlq", "list"],
+        ["dlq", "show", "1"],
+        ["trace", "--email", "a@example.com"],
+    ],
+)
 def test_read_only_commands_create_no_files_and_say_the_store_is_missing(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -63,6 +72,16 @@ def test_read_only_commands_create_no_files_and_say_the_store_is_missing(
     assert "calendly-brevo run" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_read_only_commands_add_no_file_to_an_existing_store(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path) | {"CALENDLY_WEBHOOK_SIGNING_KEY": ""}  # doctor looks further
+    assert run_cli(["migrate"], env).returncode == 0
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    for command in (["doctor"], ["status"], ["trace", "--email", "a@example.com"]):
+        run_cli(command, env)
+        assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before, command
+    assert "secret.key" not in before  # doctor used to generate the embedded encryption key
 
 
 def test_status_exits_1_with_one_line_per_unreachable_part_and_hides_passwords(
@@ -91,6 +110,44 @@ def test_a_command_that_cannot_reach_postgres_prints_one_line_and_the_fix(tmp_pa
     assert lines[0].startswith("error: cannot reach the database at postgresql")
     assert lines[1].startswith("fix: start it, or check DATABASE_URL")
     assert "hunter2" not in result.stderr
+
+
+def test_a_config_error_is_the_error_then_the_fix_once_and_exit_2(tmp_path: Path) -> None:
+    env = production_env(*dead_port_urls()) | {"BREVO_DRY_RUN": "false", "BREVO_API_KEY": ""}
+    result = run_cli(["worker"], env)  # production without a Brevo key and no dry run
+    assert result.returncode == 2, result.stdout + result.stderr
+    error, fix = result.stderr.strip().splitlines()
+    assert error.startswith("error: config error at brevo.api_key: is required here")
+    assert fix == (
+        "fix: set BREVO_API_KEY, or BREVO_DRY_RUN=true to log the Brevo calls without sending"
+    )
+    assert "BREVO_DRY_RUN" not in error  # the fix is said once, on its own line
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "key", "service"),
+    [
+        (["webhooks", "list"], "CALENDLY_API_URL", "connectors.calendly.api_url", "Calendly"),
+        (["brevo", "setup"], "BREVO_API_URL", "brevo.api_url", "Brevo"),
+    ],
+)
+def test_a_command_that_cannot_reach_calendly_or_brevo_prints_one_line_and_the_fix(
+    tmp_path: Path, command: list[str], variable: str, key: str, service: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("brevo:\n  startup_wait_seconds: 0\n")  # no waiting out the outage
+    env = embedded_env(tmp_path) | {
+        "CONNECTOR_CONFIG": str(config),
+        "CALENDLY_ACCESS_TOKEN": "pat-unused",
+        "BREVO_API_KEY": "xkeysib-unused-0123456789",
+        variable: f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    }
+    result = run_cli(command, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-2].startswith(f"error: cannot reach {service} at http://127.0.0.1:"), lines
+    assert lines[-1] == f"fix: check {variable} ({key}) and the network"
+    assert "Traceback" not in result.stderr
 
 
 def test_status_json_on_a_healthy_production_deployment_exits_0_with_the_buckets(
@@ -167,3 +224,13 @@ def test_prune_takes_upper_case_units_like_every_other_command(
     result = invoke(env, "prune", "--older-than", "48H")
     assert result.exit_code == 0, result.output
     assert "2 days" in result.output
+
+
+def test_shell_completion_as_the_readme_documents_it(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path) | {"_CALENDLY_BREVO_COMPLETE": "bash_source"}
+    script = run_cli([], env)
+    assert script.returncode == 0 and "_calendly_brevo_completion()" in script.stdout
+    asked = env | {"_CALENDLY_BREVO_COMPLETE": "bash_complete", "COMP_WORDS": "calendly-brevo tr"}
+    completed = run_cli([], asked | {"COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["plain,trace"]
+    assert not (tmp_path / "data").exists()

@@ -49,8 +49,8 @@ def test_dlq_list_show_replay_purge(env: dict[str, str], tmp_path: Path) -> None
     shown = invoke(env, "dlq", "show", str(brevo_row["id"]))
     assert json.loads(shown.output)["payload"]["event"] == "invitee.created"
 
-    replayed = invoke(env, "dlq", "replay", str(brevo_row["id"]))
-    assert "replayed 1" in replayed.output
+    replayed = invoke(env, "dlq", "replay", str(brevo_row["id"]), "--json")
+    assert json.loads(replayed.output) == {"replayed": [brevo_row["id"]]}
     # The replay is on the embedded queue; run it through the pipeline like the worker would.
     from calendly_brevo.queueing import SqliteQueue, sqlite_queue_path
 
@@ -64,6 +64,8 @@ def test_dlq_list_show_replay_purge(env: dict[str, str], tmp_path: Path) -> None
     assert len(brevo.events) == 1
 
     assert invoke(env, "dlq", "list", "--json").output.count("\n") == 1  # only the garbage row
+    nothing = invoke(env, "dlq", "purge", "--event", "invitee.canceled", "--yes", "--json")
+    assert json.loads(nothing.output) == {"purged": 0}
     assert "purged 2" in invoke(env, "dlq", "purge", "--all", "--yes").output
     assert invoke(env, "dlq", "list", "--json", "--all").output == ""
     services.close()

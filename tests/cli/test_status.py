@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from calendly_brevo.calendly.subscriptions import STATE_NAME, _remember, note_state, remembered
+from calendly_brevo.calendly.subscription_store import STATE_NAME, note_state, remember, remembered
 from calendly_brevo.lifecycle import status_numbers
 from cli.main import cli
 from tests import payloads
@@ -43,7 +43,7 @@ def populated(tmp_path: Path) -> Any:
         services.enqueuer.enqueue(
             payloads.body(first).decode(), received_at=time.time(), source="t"
         )
-    _remember(services.sessions, {"uri": SUB_URI, "url": URL, "scope": "organization"})
+    remember(services.sessions, {"uri": SUB_URI, "url": URL, "scope": "organization"})
     yield services
     services.close()
 
@@ -109,7 +109,7 @@ def test_status_shows_the_state_the_last_webhooks_check_saw(
 def test_status_without_a_subscription_says_how_to_install_one(
     populated: Any, env: dict[str, str]
 ) -> None:
-    _remember(populated.sessions, None)
+    remember(populated.sessions, None)
     table = rows(invoke(env, "status").output)
     assert "webhooks install" in table["webhook subscription"]
     assert STATE_NAME == "calendly.webhook_subscription"
@@ -125,7 +125,7 @@ def active(scope: str = "organization") -> float | None:
 def test_without_credentials_the_probe_reads_what_webhooks_check_stored(
     populated: Any,
 ) -> None:
-    from calendly_brevo.calendly.subscriptions import SubscriptionProbe
+    from calendly_brevo.calendly.subscription_probe import SubscriptionProbe
 
     clock = [0.0]
     probe = SubscriptionProbe(
@@ -143,7 +143,7 @@ def test_with_a_token_the_probe_asks_calendly_at_most_every_interval(
     tmp_path: Path,
 ) -> None:
     from calendly_brevo.bootstrap import Services
-    from calendly_brevo.calendly.subscriptions import SubscriptionProbe
+    from calendly_brevo.calendly.subscription_probe import SubscriptionProbe
     from calendly_brevo.db.migrate import upgrade
     from tests.conftest import make_settings
     from tests.fakes.calendly import running_fake_calendly
@@ -244,7 +244,7 @@ def test_contacts_pushed_under_an_earlier_mapping_show_as_stale_with_the_fix(
 
     # Ada was pushed by the fixture's pipeline, whose mapping is not the CLI's config.
     assert stale() == 1
-    pushed("cy@example.com", mapping_fingerprint(load_settings(None, env=env)))
+    pushed("cy@example.com", mapping_fingerprint(load_settings(None, env=env).rules))
     assert stale() == 1, "a contact pushed under today's mapping is not stale"
     pushed("di@example.com", "an-earlier-mapping")
     assert stale() == 2

@@ -28,7 +28,7 @@ import httpx
 import redis
 
 from calendly_brevo.config import Settings
-from calendly_brevo.events import envelope_from_dict, identify
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.projection import ContactProjection, custom_event, project_contact
 from calendly_brevo.queueing import NAMESPACE, queue_key
 from calendly_brevo.signature import HEADER, sign
@@ -238,21 +238,21 @@ def expected(logical: Sequence[dict[str, Any]], settings: Settings) -> Expected:
     marks = []
     emails: set[str] = set()
     for doc in logical:
-        env = envelope_from_dict(doc)
-        ident = identify(env)
-        event = custom_event(ident, env, None, settings)
+        parsed = event_from_dict(doc)
+        ident = parsed.identity
+        event = custom_event(parsed, None, settings.rules)
         if event is not None:
             events[(event.name, str(ident.email))] += 1
-        record = record_from_event(env)
+        record = record_from_event(parsed)
         if record is not None:
             records.append(record)
-        mark = mark_from_event(env)
+        mark = mark_from_event(parsed)
         if mark is not None:
             marks.append(mark)
         if ident.email:
             emails.add(ident.email)
     merged_marks = list(merge_marks(marks).values())
-    contacts = {e: project_contact(e, records, merged_marks, settings) for e in emails}
+    contacts = {e: project_contact(e, records, merged_marks, settings.rules) for e in emails}
     return Expected(events, contacts)
 
 

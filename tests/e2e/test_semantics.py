@@ -25,7 +25,7 @@ import pytest
 
 from calendly_brevo.brevo.setup import STANDARD, required_attributes
 from calendly_brevo.config import load_settings
-from calendly_brevo.events import envelope_from_dict, identify
+from calendly_brevo.events import event_from_dict
 from calendly_brevo.queueing import sqlite_queue_path
 from calendly_brevo.signature import HEADER, sign
 from tests import payloads as p
@@ -453,7 +453,7 @@ def test_event_type_created_is_ignored_not_dead_lettered(brevo: Connector) -> No
     doc = p.event_type_created()
     before = len(brevo.fake.snapshot()["requests"])
     brevo.deliver(doc)
-    event_id = identify(envelope_from_dict(doc)).event_id
+    event_id = event_from_dict(doc).identity.event_id
     assert brevo.db("SELECT status FROM processed_events WHERE event_id = ?", event_id) == [
         ("ignored",)
     ]

@@ -22,6 +22,9 @@ from tests.fakes.brevo_state import FakeBrevo, iso_now
 
 
 def create_event(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
+    tag = (body.get("event_properties") or {}).get("connector_event_id")
+    if tag is not None and str(tag) in state.rejected_batch_items:
+        raise BrevoError(400, "invalid_parameter", "Injected item failure")
     identifiers = dict(body["identifiers"])
     contact = None
     for field, kind in (("email_id", "email_id"), ("ext_id", "ext_id"), ("phone_id", "phone_id")):

@@ -129,7 +129,8 @@ class FakeBrevo:
         return next(self._process_ids)
 
     def reject_batch_items(self, *connector_event_ids: str) -> None:
-        """``POST /events/batch`` refuses these items (a 207 naming them); the rest go in."""
+        """These events are refused however they come: ``POST /events/batch`` names them in a
+        207 (the rest go in), a single ``POST /events`` answers 400. Until :meth:`clear_faults`."""
         self.rejected_batch_items.update(connector_event_ids)
 
     def add_attribute(self, name: str, type: str = "text", category: str = "normal") -> None:
@@ -177,6 +178,7 @@ class FakeBrevo:
 
     def clear_faults(self) -> None:
         self.fault_rules.clear()
+        self.rejected_batch_items.clear()
 
     # -- queries --------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -31,12 +32,22 @@ Client = TestClient[web.Request, web.Application]
 class FakeQueue:
     def __init__(self) -> None:
         self.items: list[tuple[str, float, str]] = []
+        #: The label of the key that verified each item.
+        self.keys: list[str | None] = []
         self.down = False
 
-    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str:
+    async def enqueue(
+        self,
+        body: str,
+        *,
+        received_at: float,
+        source: str = "webhook",
+        signature_key: str | None = None,
+    ) -> str:
         if self.down:
             raise QueueUnavailable("redis: ConnectionError")
         self.items.append((body, received_at, source))
+        self.keys.append(signature_key)
         return f"m{len(self.items)}"
 
     async def ping(self) -> bool:
@@ -164,7 +175,9 @@ async def test_metrics_name_the_running_version(admin: Client) -> None:
     assert f'calendly_brevo_build_info{{version="{__version__}"}} 1.0' in text
 
 
-async def test_rotated_previous_key_still_accepted(aiohttp_client: Any, tmp_path: Path) -> None:
+async def test_rotated_previous_key_still_accepted_and_each_delivery_names_its_key(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "connectors:\n  calendly:\n    webhook:\n      signing_key: new\n"
@@ -178,6 +191,28 @@ async def test_rotated_previous_key_still_accepted(aiohttp_client: Any, tmp_path
         r = await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY, key))
         assert r.status == 202
     assert len(queue.items) == 2
+    # Which key verified each one, as a label that never holds the key: its place in the
+    # config and the first 8 hex characters of its SHA-256.
+    assert queue.keys == [
+        "signing_key:" + hashlib.sha256(b"new").hexdigest()[:8],
+        "previous_signing_keys.0:" + hashlib.sha256(b"old").hexdigest()[:8],
+    ]
+
+
+async def test_a_key_from_the_ring_that_is_not_in_the_config_is_labelled_stored(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """Keys ``webhooks install`` stored in the database come from the key ring's loader."""
+    from calendly_brevo.keyring import KeyRing
+
+    ring = KeyRing([SIGNING_KEY], loader=lambda: ["installed-key"])
+    ring.prime()
+    queue = FakeQueue()
+    app = create_app(make_settings(tmp_path), queue=queue, signing_keys=ring, key_label=ring.label)
+    client = await aiohttp_client(app)
+    r = await client.post("/webhooks/calendly", data=BODY, headers=signed(BODY, "installed-key"))
+    assert r.status == 202
+    assert queue.keys == ["stored:" + hashlib.sha256(b"installed-key").hexdigest()[:8]]
 
 
 async def test_replay_of_a_captured_request_after_the_tolerance_is_refused(

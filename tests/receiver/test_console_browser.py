@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from calendly_brevo.keyring import fingerprint
 from calendly_brevo.queueing import sqlite_queue_path
 from calendly_brevo.signature import HEADER, sign
 from tests import payloads as p
@@ -216,6 +217,14 @@ def test_a_contact_search_shows_the_persons_trace(page: Any) -> None:
     deliveries = page.inner_text("#deliveries")
     assert "invitee.created" in deliveries and "applied" in deliveries
     assert "contact, event" in deliveries
+    # The key that verified the webhook, by its place in the config and fingerprint only.
+    assert f"signing_key:{fingerprint(SIGNING_KEY)}" in deliveries
+    assert SIGNING_KEY not in page.content()
+    calls = [row.split("\t") for row in page.inner_text("#brevo-calls").splitlines()[1:]]
+    assert [(c[1], c[3], c[4]) for c in calls] == [
+        ("invitee.created", "POST /contacts", "201"),
+        ("invitee.created", "POST /events", "204"),
+    ]
     assert page.locator("#person-dead-letters").count() == 0
     shot(page, "contact")
 
@@ -227,6 +236,9 @@ def test_a_persons_dead_letter_shows_in_the_trace_with_its_replay_command(page: 
     dead = page.inner_text("#person-dead-letters")
     assert "brevo_permanent" in dead and "calendly-brevo dlq replay" in dead
     assert "dead" in page.inner_text("#deliveries")
+    refused = page.inner_text("#brevo-calls").splitlines()[-1]
+    assert "POST /events" in refused and "\t400\t" in refused  # the call Brevo refused
+    shot(page, "contact-dead-letter")
 
 
 def test_values_from_payloads_are_shown_as_text_never_as_markup(page: Any) -> None:

@@ -25,7 +25,14 @@ class RecordingQueue:
         self.down = False
         self._lock = threading.Lock()
 
-    async def enqueue(self, body: str, *, received_at: float, source: str = "webhook") -> str:
+    async def enqueue(
+        self,
+        body: str,
+        *,
+        received_at: float,
+        source: str = "webhook",
+        signature_key: str | None = None,
+    ) -> str:
         if self.down:
             raise QueueUnavailable("redis: ConnectionError")
         with self._lock:

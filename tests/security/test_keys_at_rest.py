@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
 from calendly_brevo.bootstrap import Services
-from calendly_brevo.calendly.subscriptions import active_signing_keys, store_signing_key
+from calendly_brevo.calendly.subscription_store import active_signing_keys, store_signing_key
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import load_settings
 from calendly_brevo.crypto import DecryptionError, load_box

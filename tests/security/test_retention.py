@@ -43,7 +43,7 @@ def test_prune_strips_superseded_names_phones_and_answers_but_not_the_projection
         pipeline.process(payloads.body(doc).decode(), 1.0)
     settings = services.settings
     before = project_contact(
-        EMAIL, [InviteeRecord.from_dict(d) for d in _records(services).values()], [], settings
+        EMAIL, [InviteeRecord.from_dict(d) for d in _records(services).values()], [], settings.rules
     )
 
     result = prune(services.sessions, timedelta(0))
@@ -54,7 +54,7 @@ def test_prune_strips_superseded_names_phones_and_answers_but_not_the_projection
     assert old["questions_and_answers"] == [] and old["email"] == EMAIL
     assert new["name"] == "Anna Jansen" and new["text_reminder_number"] == "+31612345678"
     after = project_contact(
-        EMAIL, [InviteeRecord.from_dict(d) for d in after_rows.values()], [], settings
+        EMAIL, [InviteeRecord.from_dict(d) for d in after_rows.values()], [], settings.rules
     )
     assert after == before
     assert prune(services.sessions, timedelta(0)).invitees == 0  # nothing left to strip
@@ -97,10 +97,22 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
                     status=status,
                     email=EMAIL,
                     payload=body,
+                    brevo_calls=[{"method": "POST", "route": "/contacts", "status": "502"}],
                     created_at=long_ago,
                     updated_at=long_ago,
                 )
             )
+        # An applied event whose payload and email an earlier prune already took.
+        s.add(
+            ProcessedEvent(
+                event_id="ev-applied",
+                event_name="invitee.created",
+                status="applied",
+                brevo_calls=[{"method": "POST", "route": "/events", "status": "204"}],
+                created_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
     services.ledger.dead_letter(
         Failure(
             event_id="ev-dead",
@@ -118,13 +130,14 @@ def test_prune_drops_payloads_of_unfinished_events_and_open_dead_letters_past_re
         s.query(ProcessedEvent).update({"updated_at": long_ago})
 
     result = prune(services.sessions, timedelta(days=30))
-    assert result.payloads == 2 and result.open_dead_letter_payloads == 1
+    assert result.payloads == 3 and result.open_dead_letter_payloads == 1
     with services.sessions() as s:
         events = s.scalars(select(ProcessedEvent)).all()
         (dl,) = s.scalars(select(DeadLetter)).all()
-    assert {(e.event_id, e.payload, e.email) for e in events} == {
-        ("ev-failed", None, None),
-        ("ev-dead", None, None),
+    assert {(e.event_id, e.payload, e.email, e.brevo_calls) for e in events} == {
+        ("ev-failed", None, None, None),  # the Brevo call log goes with the PII
+        ("ev-dead", None, None, None),
+        ("ev-applied", None, None, None),
     }
     assert dl.payload == "" and dl.reason == "brevo_rejected"  # still listed, PII gone
 

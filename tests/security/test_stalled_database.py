@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography.fernet import Fernet
 
-from calendly_brevo.calendly.subscriptions import active_signing_keys, store_signing_key
+from calendly_brevo.calendly.subscription_store import active_signing_keys, store_signing_key
 from calendly_brevo.crypto import load_box
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade

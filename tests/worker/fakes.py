@@ -54,6 +54,8 @@ class RecordingBrevo:
         attributes: dict[str, Any],
         list_ids: Any = (),
         unlink_list_ids: Any = (),
+        *,
+        existing: bool = False,
     ) -> UpsertResult:
         with self.lock:
             if self.dry_run:

@@ -77,10 +77,10 @@ def test_an_unfinished_claim_is_processed_again(tmp_path: Path, postgres_url: st
     """A worker that died after claiming leaves status 'processing': the redelivery applies it."""
     pipeline, brevo, services = make_pipeline(tmp_path, postgres_url)
     env = payloads.invitee_created(email="dead@example.com")
-    from calendly_brevo.events import identify, parse_envelope
+    from calendly_brevo.events import parse_envelope, read_event
     from calendly_brevo.ledger import Arrival
 
-    ident = identify(parse_envelope(payloads.body(env)))
+    ident = read_event(parse_envelope(payloads.body(env))).identity
     pipeline.ledger.claim(
         Arrival(
             event_id=ident.event_id,

@@ -45,7 +45,13 @@ class TimingBrevo:
             self.calls.append((email, what, start, end))
 
     def upsert_contact(
-        self, email: str, attributes: dict[str, Any], list_ids: Any = (), unlink_list_ids: Any = ()
+        self,
+        email: str,
+        attributes: dict[str, Any],
+        list_ids: Any = (),
+        unlink_list_ids: Any = (),
+        *,
+        existing: bool = False,
     ) -> None:
         self._call(email, "upsert")
 

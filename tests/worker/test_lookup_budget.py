@@ -34,7 +34,7 @@ class Budget:
 def in_doubt_event(budget: Budget, **brevo: Any) -> tuple[Any, Any, dict[str, Any]]:
     """A pipeline whose first attempt lost Brevo's answer to ``POST /events``."""
     pipeline, fake = memory_pipeline(brevo=brevo)
-    pipeline.lookups = budget
+    pipeline.events.lookups = budget
     env = payloads.invitee_created(email="ada@example.com")
     fake.lost_answers = 1
     with pytest.raises(BrevoTransientError):
@@ -57,7 +57,7 @@ def test_with_the_share_spent_an_event_not_listed_is_dead_lettered_in_doubt() ->
     assert row.reason == "in_doubt"
     assert "brevo.lookup_share" in row.error and "dlq replay" in row.error
     # Once the share refills, a replay looks it up and finds it: still sent once.
-    pipeline.lookups = Budget(1)
+    pipeline.events.lookups = Budget(1)
     assert send(pipeline, env, attempt=1) == "applied"
     assert len(fake.lookups) == 1 and len(fake.events) == 1
 

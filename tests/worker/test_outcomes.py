@@ -84,22 +84,22 @@ def test_an_applied_upsert_records_the_pushed_projection_with_its_event() -> Non
     assert pushed.list_ids == (10,)
     assert pushed.attributes["BOOKING_STATUS"] == "booked"
     assert pushed.projection_hash == projection_hash(pushed.attributes, pushed.list_ids)
-    assert pushed.mapping_fingerprint == mapping_fingerprint(pipeline.settings)
+    assert pushed.mapping_fingerprint == mapping_fingerprint(pipeline.settings.rules)
 
 
 def test_the_mapping_fingerprint_changes_with_the_mapping_and_only_with_it() -> None:
     from calendly_brevo.pushed import mapping_fingerprint
 
     base = payloads.settings()
-    assert mapping_fingerprint(base) == mapping_fingerprint(payloads.settings())
+    assert mapping_fingerprint(base.rules) == mapping_fingerprint(payloads.settings().rules)
     moved = payloads.settings(
         connectors={"calendly": {"event_mapping": {"discovery_call": {"list_id": 12}}}}
     )
     switched = payloads.settings(connectors={"calendly": {"sync": {"cancellations": False}}})
     other = payloads.settings(worker={"threads": 3})
-    assert mapping_fingerprint(moved) != mapping_fingerprint(base)
-    assert mapping_fingerprint(switched) != mapping_fingerprint(base)
-    assert mapping_fingerprint(other) == mapping_fingerprint(base)
+    assert mapping_fingerprint(moved.rules) != mapping_fingerprint(base.rules)
+    assert mapping_fingerprint(switched.rules) != mapping_fingerprint(base.rules)
+    assert mapping_fingerprint(other.rules) == mapping_fingerprint(base.rules)
 
 
 def test_a_suppressed_or_dry_run_event_records_nothing_as_pushed() -> None:

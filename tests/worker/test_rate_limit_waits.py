@@ -67,9 +67,9 @@ def test_a_wait_lasts_as_long_as_the_quota_says_whatever_max_backoff(setup: Any)
         BrevoTransientError("429", status=429, delay=60.0),
         RateLimited("other", 36.0),
     ):
-        waits = [backoff_ms(0, exc, settings) for _ in range(50)]
+        waits = [backoff_ms(0, exc, settings.worker) for _ in range(50)]
         assert exc.delay is not None
         assert all(exc.delay * 1000 <= w <= exc.delay * 1100 for w in waits), waits
     # A failure still backs off within max_backoff_seconds, even with a long hint.
     failure = BrevoTransientError("502", status=502, delay=60.0)
-    assert max(backoff_ms(5, failure, settings) for _ in range(50)) <= 50
+    assert max(backoff_ms(5, failure, settings.worker) for _ in range(50)) <= 50

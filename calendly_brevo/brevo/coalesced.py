@@ -1,0 +1,131 @@
+"""The worker's Brevo port with coalescing (``brevo.batch``): the same calls as
+:class:`~calendly_brevo.brevo.client.BrevoClient`, but custom events and updates of contacts
+Brevo already holds wait up to ``brevo.batch.window_ms`` for other worker threads' calls and go
+out together through the bulk endpoints (:mod:`calendly_brevo.brevo.bulk`), one token per HTTP
+call. Every caller still gets its own item's answer, so the pipeline's exactly-once discipline
+(record the effect, then ack; look up an in-doubt event before resending) is unchanged.
+
+New contacts (the pipeline has never pushed them) go through the single upsert, which creates
+them; so does a contact a batch finds missing (see :mod:`~calendly_brevo.brevo.bulk`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
+from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
+from calendly_brevo.brevo.client import BrevoClient, event_body
+from calendly_brevo.brevo.models import UpsertResult
+from calendly_brevo.config.batch import BatchSettings
+from calendly_brevo.errors import BrevoTransientError
+
+
+def _lost(endpoint: str) -> BrevoTransientError:
+    return BrevoTransientError(
+        f"Brevo {endpoint} batch: no answer from the thread that sent it",
+        maybe_applied=True,
+    )
+
+
+def _json_size(body: Mapping[str, Any]) -> int:
+    return len(json.dumps(body, separators=(",", ":"), default=str)) + 1
+
+
+class CoalescingBrevo:
+    """A :class:`~worker.pipeline.BrevoPort` over ``client`` that batches (see the module)."""
+
+    def __init__(
+        self,
+        client: BrevoClient,
+        batch: BatchSettings,
+        *,
+        patience: float,
+        crowd: Crowd | None = None,
+    ) -> None:
+        """``patience``: how long a waiting call trusts its batch's sender (longer than a
+        request can take: the HTTP timeout plus the bucket's wait). ``crowd``: the worker's
+        calls in progress (a batch leaves early once all of them wait on one)."""
+        self.client = client
+        self.crowd = crowd
+        window = batch.window_seconds
+        self._events: Coalescer[dict[str, Any], None] = Coalescer(
+            "events",
+            lambda bodies: send_events(client, bodies),
+            Limits(window, batch.max_events, batch.max_event_bytes, _json_size),
+            gave_up=lambda: _lost("events"),
+            patience=patience,
+            crowd=crowd,
+        )
+        self._contacts: Coalescer[ContactUpdate, UpsertResult] = Coalescer(
+            "contacts",
+            lambda updates: update_contacts(client, updates),
+            Limits(window, batch.max_contacts),
+            gave_up=lambda: _lost("contacts"),
+            patience=patience,
+            crowd=crowd,
+        )
+
+    @property
+    def dry_run(self) -> bool:
+        return self.client.dry_run
+
+    def upsert_contact(
+        self,
+        email: str,
+        attributes: Mapping[str, Any],
+        list_ids: Iterable[int] = (),
+        unlink_list_ids: Iterable[int] = (),
+        *,
+        existing: bool = False,
+    ) -> UpsertResult:
+        """``existing``: the connector pushed this contact before, so a batch update can take
+        it (else the single upsert creates it)."""
+        if not existing or self.client.dry_run:
+            return self.client.upsert_contact(
+                email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
+            )
+        update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
+        return self._contacts.submit(update)
+
+    def create_event(
+        self,
+        event_name: str,
+        *,
+        email: str,
+        properties: Mapping[str, Any] | None = None,
+        contact_properties: Mapping[str, Any] | None = None,
+        event_date: datetime | str | None = None,
+    ) -> None:
+        body = event_body(
+            event_name,
+            email=email,
+            properties=properties,
+            contact_properties=contact_properties,
+            event_date=event_date,
+        )
+        if self.client.dry_run:
+            self.client.post_event(body)
+            return
+        self._events.submit(body)
+
+    def event_recorded(
+        self,
+        event_name: str,
+        *,
+        event_date: str | None,
+        property_name: str,
+        property_value: str,
+    ) -> bool:
+        return self.client.event_recorded(
+            event_name,
+            event_date=event_date,
+            property_name=property_name,
+            property_value=property_value,
+        )
+
+    def close(self) -> None:
+        self.client.close()

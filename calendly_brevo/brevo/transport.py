@@ -1,0 +1,298 @@
+"""The HTTP side of the Brevo client: one request under the shared token bucket, its metrics,
+Brevo's rate-limit headers, and the error an answer means. :class:`BrevoClient` (the calls the
+connector makes) and :mod:`calendly_brevo.brevo.bulk` (the bulk endpoints) build on it; see
+:mod:`calendly_brevo.brevo.client` for the outcomes table and the dry run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from calendly_brevo import brevo_calls
+from calendly_brevo.brevo.models import BrevoErrorBody, RateLimitHeaders
+from calendly_brevo.config import BrevoSettings, Settings
+from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+from calendly_brevo.metrics import (
+    BREVO_RATE_LIMITED,
+    BREVO_RATELIMIT_LIMIT,
+    BREVO_RATELIMIT_REMAINING,
+    BREVO_REQUEST_SECONDS,
+    BREVO_REQUESTS,
+)
+from calendly_brevo.pii import is_address, mask_email
+from calendly_brevo.ratelimit import TokenBucket
+
+USER_AGENT = "calendly-brevo/0.1"
+DEFAULT_429_DELAY = 1.0
+PII_KEYS = frozenset(
+    {"EMAIL", "SMS", "WHATSAPP", "LANDLINE_NUMBER", "FIRSTNAME", "LASTNAME", "EXT_ID"}
+    | {"PHONE_ID", "WHATSAPP_ID", "LANDLINE_NUMBER_ID", "EMAIL_ID", "EMAILS", "NAME"}
+    | {"PHONE", "PHONE_TEXT"}
+)
+#: Worth another try later. Other ``httpx`` errors (a bad URL or scheme) are bugs and propagate.
+_TRANSIENT_HTTPX = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+#: Failures before the request left this machine: Brevo cannot have applied it.
+_NOT_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_FIX_401 = (
+    "Brevo refused the API key (401): the key is wrong or revoked, or this machine's IP "
+    "address is not allow-listed. Fix: check BREVO_API_KEY (a key starts with xkeysib-), and "
+    "allow the worker's egress IP at https://app.brevo.com/security/authorised-ips (or turn "
+    "off blocking of unknown IP addresses)."
+)
+
+
+def family_of(method: str, path: str) -> str:
+    """Brevo's rate-limit family of a request path (relative to ``/v3``)."""
+    if path == "/contacts" or path.startswith("/contacts/"):
+        return "contacts"
+    if method.upper() == "POST" and path in ("/events", "/events/batch"):
+        # Brevo's limits table names only POST /events; the batch variant is taken to share
+        # its family. Each answer's x-sib-ratelimit-* headers correct the bucket either way.
+        return "events"
+    return "other"
+
+
+def make_http_client(
+    settings: Settings | BrevoSettings, *, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The pooled ``httpx.Client`` the worker hands to :class:`BrevoClient` (no key inside)."""
+    if isinstance(settings, Settings):
+        settings = settings.brevo
+    return httpx.Client(
+        base_url=settings.api_url,
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=min(5.0, settings.timeout_seconds)),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        headers={"accept": "application/json", "user-agent": USER_AGENT},
+        transport=transport,
+    )
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    """A copy of a request body with emails, phone numbers and names masked."""
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        if is_address(value):
+            return mask_email(value.strip())
+        if key is not None and key.upper() in PII_KEYS:
+            return "***"
+    return value
+
+
+def _masked(path_args: Mapping[str, str | int]) -> dict[str, str | int]:
+    """Path arguments for a log line: ids stay, emails and other identifiers are masked."""
+    return {k: v if isinstance(v, int) else redact(v, "EMAIL") for k, v in path_args.items()}
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class Transport:
+    """One attempt per request; see :mod:`calendly_brevo.brevo.client`."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        api_key: str | None,
+        limiter: TokenBucket | None,
+        *,
+        max_wait: float = 5.0,
+        sms_fallback_attribute: str | None = "PHONE_TEXT",
+        logger: FilteringBoundLogger | None = None,
+        debug: bool = False,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key or None
+        self._limiter = limiter
+        self.max_wait = max_wait
+        self.sms_fallback_attribute = sms_fallback_attribute or None
+        self._log: FilteringBoundLogger = logger or structlog.get_logger("calendly_brevo.brevo")
+        self.debug = debug
+
+    @property
+    def dry_run(self) -> bool:
+        return self._api_key is None
+
+    def close(self) -> None:
+        """Close the HTTP pool (for one-off clients; the worker's lives as long as it does)."""
+        self._http.close()
+
+    def __repr__(self) -> str:
+        key = "None" if self.dry_run else "'**********'"
+        return f"BrevoClient(base_url={str(self._http.base_url)!r}, api_key={key})"
+
+    def _with_sms_fallback(
+        self,
+        method: str,
+        route: str,
+        path_args: Mapping[str, str | int],
+        body: dict[str, Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response | None:
+        response = self._send(method, route, path_args, json=body, params=params)
+        attributes: dict[str, Any] = body.get("attributes") or {}
+        if (
+            response is not None
+            and response.status_code == 400
+            and attributes.get("SMS")
+            and BrevoErrorBody.parse(response).is_sms_conflict()
+        ):
+            fallback = {k: v for k, v in attributes.items() if k != "SMS"}
+            if self.sms_fallback_attribute:
+                fallback[self.sms_fallback_attribute] = attributes["SMS"]
+            self._log.warning(
+                "brevo.sms_conflict",
+                route=route,
+                retry_without_sms=True,
+                sms_fallback_attribute=self.sms_fallback_attribute,
+            )
+            body = {**body, "attributes": fallback}
+            response = self._send(method, route, path_args, json=body, params=params)
+        if response is not None:
+            self._check(response, method, route)
+        return response
+
+    def request(
+        self,
+        method: str,
+        route: str,
+        path_args: Mapping[str, str | int] | None = None,
+        *,
+        json: Any = None,
+    ) -> httpx.Response | None:
+        """One request, its answer unchecked (``None`` in a dry run): for callers that read a
+        status before :meth:`raise_for` (the bulk endpoints' 207 and 400)."""
+        return self._send(method, route, path_args or {}, json=json)
+
+    def raise_for(self, response: httpx.Response, method: str, route: str) -> None:
+        """Raise the error a non-2xx answer means (see the outcomes table)."""
+        self._check(response, method, route)
+
+    def _call(
+        self,
+        method: str,
+        route: str,
+        path_args: Mapping[str, str | int],
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response | None:
+        response = self._send(method, route, path_args, json=json, params=params)
+        if response is not None and not (missing_ok and response.status_code == 404):
+            self._check(response, method, route)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        route: str,
+        path_args: Mapping[str, str | int],
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response | None:
+        """One request: token, send, metrics, rate-limit headers. ``None`` in a dry run."""
+        family = family_of(method, route)
+        path = route.format(**{k: quote(str(v), safe="") for k, v in path_args.items()})
+        if self._api_key is None:
+            shown = path if self.debug else route.format(**_masked(path_args))
+            self._log.info(
+                "brevo.dry_run",
+                method=method,
+                path=shown,
+                params=dict(params) if params else None,
+                body=json if self.debug else redact(json),
+            )
+            brevo_calls.note(method, route, "dry_run")
+            return None
+        if self._limiter is not None:
+            self._limiter.acquire(family, self.max_wait)
+        started = time.perf_counter()
+        try:
+            response = self._http.request(
+                method, path, json=json, params=params, headers={"api-key": self._api_key}
+            )
+        except _TRANSIENT_HTTPX as exc:
+            self._observe(family, "error", started)
+            brevo_calls.note(method, route, "error", started)
+            raise BrevoTransientError(
+                f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(),
+                status=None,
+                maybe_applied=not isinstance(exc, _NOT_SENT_HTTPX),
+            ) from exc
+        self._observe(family, str(response.status_code), started)
+        brevo_calls.note(method, route, response.status_code, started)
+        self._tighten(family, response)
+        return response
+
+    def _observe(self, family: str, status: str, started: float) -> None:
+        BREVO_REQUESTS.labels(family, status).inc()
+        BREVO_REQUEST_SECONDS.labels(family).observe(time.perf_counter() - started)
+
+    def _tighten(self, family: str, response: httpx.Response) -> None:
+        limits = RateLimitHeaders.parse(response.headers)
+        if limits.limit is not None:
+            BREVO_RATELIMIT_LIMIT.labels(family).set(limits.limit)
+        if limits.remaining is not None:
+            BREVO_RATELIMIT_REMAINING.labels(family).set(limits.remaining)
+        if self._limiter is None:
+            return
+        if response.status_code == 429:
+            BREVO_RATE_LIMITED.labels(family).inc()
+            delay = limits.reset if limits.reset else DEFAULT_429_DELAY
+            self._limiter.pause(family, delay)
+            self._log.warning("brevo.rate_limited", family=family, pause_seconds=delay)
+        elif limits.remaining == 0 and limits.reset is not None and limits.reset > 1:
+            self._limiter.pause(family, limits.reset - 1)
+
+    def _check(self, response: httpx.Response, method: str, route: str) -> None:
+        """Raise the right error for anything but a 2xx."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        where = f"Brevo {method} {route}"
+        limits = RateLimitHeaders.parse(response.headers)
+        if status == 429:
+            delay = limits.reset if limits.reset else DEFAULT_429_DELAY
+            raise BrevoTransientError(f"{where}: 429 too many requests", status=429, delay=delay)
+        if status in (408, 425) or status >= 500:
+            # ``reset`` says when the quota refills, not when the server recovers: a hint only
+            # when the quota is spent (an hour-long window would otherwise delay a 502 by 60 s).
+            retry_in = limits.reset if limits.remaining == 0 else None
+            raise BrevoTransientError(
+                f"{where}: HTTP {status}",
+                status=status,
+                delay=retry_in,
+                maybe_applied=status == 504,
+            )
+        error = BrevoErrorBody.parse(response)
+        code = error.code or None
+        if status == 401:
+            raise BrevoPermanentError(f"{where}: {_FIX_401}", status=401, brevo_code=code)
+        detail = f"{error.code}: {error.message}" if error.code else error.message
+        hint = {
+            403: "permission denied (the key or the plan does not allow this call)",
+            404: "not found (a list, contact or attribute that does not exist)",
+        }.get(status, "rejected")
+        raise BrevoPermanentError(
+            f"{where}: HTTP {status} {hint}: {detail}".rstrip(": "), status=status, brevo_code=code
+        )

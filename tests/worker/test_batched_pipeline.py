@@ -1,0 +1,222 @@
+"""The pipeline with coalescing (``brevo.batch``) over HTTP against the fake Brevo, worker
+threads processing events at once as Dramatiq's do (a message is retried until it is done):
+
+- concurrent events share bulk requests, and every custom event reaches Brevo exactly once;
+- updates of contacts the connector pushed before go out through ``/contacts/batch``;
+- a 207's refused event is dead-lettered with Brevo's reason while the rest of its batch is sent;
+- a batch whose answer was lost is looked up before any resend: nothing fires twice;
+- a contact deleted by hand in Brevo makes its batch fail as a whole; it is re-created one by one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from calendly_brevo.brevo.client import BrevoClient
+from calendly_brevo.brevo.coalesced import CoalescingBrevo
+from calendly_brevo.errors import TransientError
+from calendly_brevo.events import parse_envelope, read_event
+from calendly_brevo.ledger import DeadLetterFilter
+from calendly_brevo.ledger.memory import MemoryLedger
+from tests import payloads
+from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
+from worker.pipeline import Pipeline
+
+KEY = "xkeysib-batched-0123456789"
+ATTRIBUTES = {
+    "FIRSTNAME": "text",
+    "COMPANY": "text",
+    "JOB_TITLE": "text",
+    "CALENDLY_EVENT_TYPE": "text",
+    "MEETING_DATE": "date",
+    "BOOKING_STATUS": "text",
+}
+THREADS = 8
+ATTEMPTS = 12
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBrevoServer]:
+    with running_fake_brevo(api_key=KEY, lists={10: "Discovery", 11: "Demo"}) as server:
+        for name, kind in ATTRIBUTES.items():
+            server.add_attribute(name, kind)
+        for family in ("contacts", "events", "other"):  # about batching, not pacing
+            server.set_limit(family, 1000, 1.0)
+        yield server
+
+
+@pytest.fixture
+def clients() -> Iterator[list[BrevoClient]]:
+    """The Brevo clients a test made, closed after it."""
+    made: list[BrevoClient] = []
+    yield made
+    for client in made:
+        client.close()
+
+
+def pipeline(
+    fake: FakeBrevoServer,
+    clients: list[BrevoClient],
+    *,
+    window_ms: int = 300,
+    max_events: int = 100,
+) -> Pipeline:
+    settings = payloads.settings(
+        brevo={
+            "api_key": KEY,
+            "api_url": fake.base_url,
+            "timeout_seconds": 1.0,
+            "batch": {"window_ms": window_ms, "max_events": max_events},
+            # The in-doubt lookups (GET /events) are "other" calls: Brevo allows 100 an hour,
+            # here more, as these tests are about batching, not pacing.
+            "rate_limits": {
+                f: {"rate": 1000, "burst": 1000} for f in ("contacts", "events", "other")
+            },
+        }
+    )
+    client = BrevoClient.from_settings(settings)
+    clients.append(client)
+    port = CoalescingBrevo(client, settings.brevo.batch, patience=10)
+    return Pipeline(settings, MemoryLedger(), port)
+
+
+def run(pipe: Pipeline, bodies: list[str]) -> list[str]:
+    """Each body on a worker thread, retried like a Dramatiq message until it is done."""
+
+    def one(body: str) -> str:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return pipe.process(body, 1.0, attempt=attempt, final=attempt == ATTEMPTS).status
+            except TransientError:
+                continue
+        raise AssertionError("unreachable: the last attempt dead-letters")
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(one, bodies))
+
+
+def created(n: int, prefix: str = "ada") -> list[dict[str, Any]]:
+    return [
+        payloads.invitee_created(
+            email=f"{prefix}{i}@example.com",
+            invitee_uri=payloads.invitee_uri(f"EV{prefix}{i}", f"IN{i}"),
+        )
+        for i in range(n)
+    ]
+
+
+def canceled(n: int, prefix: str = "ada") -> list[dict[str, Any]]:
+    return [
+        payloads.invitee_canceled(
+            email=f"{prefix}{i}@example.com",
+            invitee_uri=payloads.invitee_uri(f"EV{prefix}{i}", f"IN{i}"),
+        )
+        for i in range(n)
+    ]
+
+
+def bodies(envelopes: list[dict[str, Any]]) -> list[str]:
+    return [payloads.body(e).decode() for e in envelopes]
+
+
+def event_id(body: str) -> str:
+    return read_event(parse_envelope(body)).identity.event_id
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def requests(fake: FakeBrevoServer) -> Counter[str]:
+    return Counter(f"{r['method']} {r['path']}" for r in fake.snapshot()["requests"])
+
+
+def sent_ids(fake: FakeBrevoServer) -> Counter[str]:
+    return Counter(e["event_properties"]["connector_event_id"] for e in fake.snapshot()["events"])
+
+
+def test_concurrent_events_share_bulk_requests_and_each_is_sent_once(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    docs = bodies(created(24))
+    assert run(pipeline(fake, clients), docs) == ["applied"] * 24
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
+    calls = requests(fake)
+    assert calls["POST /v3/events/batch"] >= 1
+    assert calls["POST /v3/events/batch"] + calls["POST /v3/events"] < 24
+    assert calls["POST /v3/contacts"] == 24  # new contacts: the single upsert creates them
+    assert fake.snapshot()["violations"] == []
+
+
+def test_contacts_pushed_before_are_updated_through_contacts_batch(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    pipe = pipeline(fake, clients)
+    run(pipe, bodies(created(16)))
+    assert run(pipe, bodies(canceled(16))) == ["applied"] * 16
+    calls = requests(fake)
+    assert calls["POST /v3/contacts/batch"] >= 1
+    assert calls["POST /v3/contacts"] == 16  # only the creations
+    statuses = {
+        c["email"]: c["attributes"].get("BOOKING_STATUS") for c in fake.snapshot()["contacts"]
+    }
+    assert set(statuses.values()) == {"cancelled"}
+    assert len(statuses) == 16
+    assert fake.snapshot()["violations"] == []
+
+
+def test_a_refused_item_is_dead_lettered_with_brevos_reason_and_the_rest_are_sent(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    docs = bodies(created(THREADS))
+    refused = {event_id(docs[1]), event_id(docs[5])}
+    fake.call(fake.state.reject_batch_items, *refused)
+    # A long window and a batch as large as the threads: the eight events go out together.
+    pipe = pipeline(fake, clients, window_ms=2000, max_events=THREADS)
+    partial = metric("calendly_brevo_brevo_batches_total", endpoint="events", outcome="partial")
+    outcomes = run(pipe, docs)
+    assert Counter(outcomes) == Counter({"applied": THREADS - 2, "dead_lettered": 2})
+    assert requests(fake)["POST /v3/events/batch"] == 1
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs if event_id(b) not in refused})
+    letters = pipe.ledger.dead_letters(DeadLetterFilter())
+    assert {d.event_id for d in letters} == refused
+    assert all("refused (207): Injected item failure" in (d.error or "") for d in letters)
+    after = metric("calendly_brevo_brevo_batches_total", endpoint="events", outcome="partial")
+    assert after == partial + 1
+
+
+def test_a_batch_whose_answer_was_lost_is_looked_up_and_never_sent_twice(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    docs = bodies(created(THREADS))
+    # Brevo takes the batch, the answer never comes (held past the client's 1 s timeout).
+    fake.inject("timeout", path=r"^/v3/events/batch$", count=1, delay=2.0, apply_effect=True)
+    doubted = metric("calendly_brevo_brevo_batch_items_in_doubt_total", endpoint="events")
+    outcomes = run(pipeline(fake, clients, window_ms=2000, max_events=THREADS), docs)
+    assert outcomes == ["applied"] * THREADS
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
+    assert requests(fake)["GET /v3/events"] >= 1  # the in-doubt lookups
+    in_doubt = metric("calendly_brevo_brevo_batch_items_in_doubt_total", endpoint="events")
+    assert in_doubt == doubted + THREADS
+
+
+def test_a_contact_deleted_by_hand_is_recreated_when_its_batch_is_refused(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    pipe = pipeline(fake, clients)
+    run(pipe, bodies(created(6)))
+    with httpx.Client(base_url=fake.base_url, headers={"api-key": KEY}) as http:
+        assert http.delete("/contacts/ada3@example.com").status_code == 204
+    assert run(pipe, bodies(canceled(6))) == ["applied"] * 6
+    statuses = {
+        c["email"]: c["attributes"].get("BOOKING_STATUS") for c in fake.snapshot()["contacts"]
+    }
+    assert statuses == {f"ada{i}@example.com": "cancelled" for i in range(6)}
+    assert fake.snapshot()["violations"] == []
