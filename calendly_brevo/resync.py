@@ -234,13 +234,19 @@ class Resync:
                 self._record(change)
             return change
 
-    def plan(self, email: str) -> tuple[ContactDiff, bool] | None:
-        """Under ``email``'s lock: its difference to push (counted in the summary) and whether
-        the connector pushed it before; ``None`` when there is nothing to push."""
+    def plan(self, email: str) -> tuple[ContactDiff, PushedProjection | None] | None:
+        """Under ``email``'s lock: its difference to push (counted in the summary) and what the
+        connector last pushed (``None``: never); ``None`` when there is nothing to push."""
+        projection = desired(email, self.ledger, self.rules)
+        return self.plan_with(projection, self.ledger.last_pushed(email))
+
+    def plan_with(
+        self, projection: ContactProjection, last: PushedProjection | None
+    ) -> tuple[ContactDiff, PushedProjection | None] | None:
+        """:meth:`plan` from a projection and last push already read."""
+        email = projection.email
         s = self.summary
         s.checked += 1
-        projection = desired(email, self.ledger, self.rules)
-        last = self.ledger.last_pushed(email)
         if not self.full and matches(projection, last):
             self._resolve(email)  # an earlier failed push is moot: nothing to push now
             return None
@@ -251,7 +257,7 @@ class Resync:
             return None
         s.changed += 1
         s.contacts.append(change.as_dict())
-        return change, last is not None
+        return change, last
 
     def _push(self, change: ContactDiff) -> bool:
         if self.pusher is None:

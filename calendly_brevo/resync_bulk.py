@@ -2,18 +2,25 @@
 ``brevo.batch.max_contacts`` at a time with one ``POST /contacts/batch`` (one token from the
 shared bucket per request), instead of one request each.
 
-A page of contacts is planned first, each under its own lock (:meth:`Resync.plan`); the page's
-updates go out together, without holding the locks (a page's worth of Postgres advisory locks
-would be a page's worth of connections); then each contact is settled under its lock again:
+A page of contacts is planned first from one read of their state and last pushes
+(:meth:`Resync.plan_with`); the page's updates go out together, without holding the contacts'
+locks (a page's worth of Postgres advisory locks would be a page's worth of connections); then
+each contact is settled under its lock:
 
-- its projection is what was sent: the push is recorded, as :meth:`Resync.contact` does;
-- a live event changed it meanwhile: the live push and the batch may have crossed, so the
-  whole current projection is pushed again, alone (an idempotent upsert), and recorded;
+- nothing else pushed it meanwhile (its last push is still the one the plan saw): the batch's
+  push is recorded, as :meth:`Resync.contact` does;
+- a live event pushed it meanwhile: that push and the batch may have crossed, so the whole
+  current projection is pushed again, alone (an idempotent upsert), and recorded;
 - its item failed (a transient error for the whole request, or a refusal after the batch was
   split into single calls): it goes the one-by-one way, with its retries and dead letter.
 
 Contacts never pushed (after a dry run, say) are created one ``POST /contacts`` each:
 ``/contacts/batch`` only updates. A second run finds nothing to push, as before.
+
+Planning without the locks has one harmless edge: when a contact's diff is empty but its last
+push differs (only unchanged values moved), the plan records the projection as pushed; a live
+push in between would then be recorded as this older one, and the next resync pushes the
+contact once more (an idempotent upsert).
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from typing import Any
 from calendly_brevo.brevo.bulk import ContactUpdate, update_contacts
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.events import normalize_email
-from calendly_brevo.projection import ContactProjection
-from calendly_brevo.pushed import projection_hash
+from calendly_brevo.ledger import PushedProjection
+from calendly_brevo.projection import project_contact
 from calendly_brevo.resync import (
     ContactDiff,
     Resync,
@@ -41,8 +48,10 @@ from calendly_brevo.resync import (
 BulkUpdate = Callable[[Sequence[ContactUpdate]], Sequence[Any]]
 
 
-def _same(a: ContactProjection, b: ContactProjection) -> bool:
-    return projection_hash(a.attributes, a.list_ids) == projection_hash(b.attributes, b.list_ids)
+def _same_push(a: PushedProjection | None, b: PushedProjection | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a.projection_hash, a.pushed_at) == (b.projection_hash, b.pushed_at)
 
 
 @dataclass
@@ -72,39 +81,50 @@ class BulkResync(Resync):
         return self.summary
 
     def _page(self, emails: list[str], progress: Callable[[], None] | None) -> None:
-        known: list[ContactDiff] = []
+        known: list[tuple[ContactDiff, PushedProjection]] = []
+        # One read of the page's state and last pushes, without the locks: each contact is
+        # settled under its lock, which catches a push made since (see the module).
+        states = self.ledger.contact_states(emails)
+        pushed = self.ledger.last_pushed_many(emails)
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
                 break
-            with self.ledger.contact_lock(email):
-                planned = self.plan(email)
+            records, marks = states.get(email, ([], []))
+            projection = project_contact(email, records, marks, self.rules)
+            planned = self.plan_with(projection, pushed.get(email))
             if planned is not None:
-                change, pushed_before = planned
-                if pushed_before:
-                    known.append(change)
+                change, last = planned
+                if last is not None:
+                    known.append((change, last))
                 else:  # a new contact: only the single upsert creates it
-                    self._settle(change, sent=False)
+                    self._settle(change, None, sent=False)
             if progress is not None:
                 progress()
         if not known:
             return
         assert self.bulk is not None
-        updates = [ContactUpdate(c.email, c.attributes, c.add, c.unlink) for c in known]
+        updates = [ContactUpdate(c.email, c.attributes, c.add, c.unlink) for c, _ in known]
         results = self.bulk(updates) if len(updates) > 1 else [None]
         self.summary.calls += 1 if len(updates) > 1 else 0
-        for change, result in zip(known, results, strict=True):
-            self._settle(change, sent=len(updates) > 1 and not isinstance(result, BaseException))
+        for (change, last), result in zip(known, results, strict=True):
+            sent = len(updates) > 1 and not isinstance(result, BaseException)
+            self._settle(change, last, sent=sent)
 
-    def _settle(self, change: ContactDiff, *, sent: bool) -> None:
-        """Under the contact's lock: record what the batch sent, or push what is due now."""
+    def _settle(self, change: ContactDiff, seen: PushedProjection | None, *, sent: bool) -> None:
+        """Under the contact's lock: record what the batch sent, or push what is due now.
+
+        Only a live push can be overwritten by the batch, and a live push is recorded (under
+        this lock) before the lock is free: a last push other than the one the plan ``seen``
+        means one happened meanwhile."""
         with self.ledger.contact_lock(change.email):
-            now = desired(change.email, self.ledger, self.rules)
-            if sent and _same(now, change.projection):
+            last = self.ledger.last_pushed(change.email)
+            if sent and _same_push(last, seen):
                 self._record(change)
                 return
-            # Not sent, or a live event moved the contact meanwhile (its push and the batch
-            # may have crossed): push it alone, whole if the batch reached Brevo.
-            fresh = diff(now, self.ledger.last_pushed(change.email), full=self.full or sent)
+            # Not sent, or a live push and the batch may have crossed: push the contact's
+            # projection of now alone, whole if the batch reached Brevo.
+            now = desired(change.email, self.ledger, self.rules)
+            fresh = diff(now, last, full=self.full or sent)
             if fresh.empty:
                 self._record(fresh)
                 return

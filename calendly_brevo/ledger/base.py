@@ -246,6 +246,12 @@ class Ledger(Protocol):
         """Every invitee record of ``email`` and every no-show mark of those invitees."""
         ...
 
+    def contact_states(
+        self, emails: Iterable[str]
+    ) -> dict[str, tuple[list[InviteeRecord], list[NoShowMark]]]:
+        """:meth:`contact_state` of many contacts in one read (only those with a record)."""
+        ...
+
     # -- dead letters --------------------------------------------------------------------------
     def dead_letter(self, failure: Failure, *, calls: list[dict[str, Any]] | None = None) -> int:
         """Store a dead letter and mark its event ``dead``; returns its id. An event has at most
@@ -284,6 +290,10 @@ class Ledger(Protocol):
         ...
 
     def last_pushed(self, email: str) -> PushedProjection | None: ...
+
+    def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
+        """:meth:`last_pushed` of many contacts in one read (only those pushed before)."""
+        ...
 
     def record_pushed(self, pushed: PushedProjection) -> None: ...
 

@@ -57,6 +57,18 @@ def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoS
     return records, [mark_of(m) for m in marks]
 
 
+def _pushed(row: PushedProjectionRow) -> PushedProjection:
+    return PushedProjection(
+        email=row.email,
+        attributes=dict(row.attributes),
+        list_ids=tuple(row.list_ids),
+        projection_hash=row.projection_hash,
+        mapping_fingerprint=row.mapping_fingerprint,
+        pushed_at=aware(row.pushed_at) or row.pushed_at,
+        event_id=row.event_id,
+    )
+
+
 def _event_row(row: ProcessedEvent) -> EventRow:
     return EventRow(
         event_id=row.event_id,
@@ -127,6 +139,24 @@ class SqlLedger(SqlDeadLetters):
         with self.sessions() as s:
             return contact_state(s, email)
 
+    def contact_states(
+        self, emails: Iterable[str]
+    ) -> dict[str, tuple[list[InviteeRecord], list[NoShowMark]]]:
+        wanted = list(set(emails))
+        found: dict[str, tuple[list[InviteeRecord], list[NoShowMark]]] = {}
+        with self.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                rows = s.scalars(select(Invitee).where(Invitee.email.in_(wanted[i : i + 500])))
+                by_uri: dict[str, str] = {}
+                for r in rows:
+                    found.setdefault(r.email, ([], []))[0].append(InviteeRecord.from_dict(r.data))
+                    by_uri[r.invitee_uri] = r.email
+                if by_uri:
+                    marks = s.scalars(select(NoShow).where(NoShow.invitee_uri.in_(list(by_uri))))
+                    for m in marks:
+                        found[by_uri[m.invitee_uri]][1].append(mark_of(m))
+        return found
+
     # -- tombstones ------------------------------------------------------------------------------
     def add_tombstone(self, email: str, invitee_uris: Iterable[str]) -> None:
         keys = {tombstone_key("email", email): "email"}
@@ -165,17 +195,17 @@ class SqlLedger(SqlDeadLetters):
     def last_pushed(self, email: str) -> PushedProjection | None:
         with self.sessions() as s:
             row = s.get(PushedProjectionRow, email)
-            if row is None:
-                return None
-            return PushedProjection(
-                email=row.email,
-                attributes=dict(row.attributes),
-                list_ids=tuple(row.list_ids),
-                projection_hash=row.projection_hash,
-                mapping_fingerprint=row.mapping_fingerprint,
-                pushed_at=aware(row.pushed_at) or row.pushed_at,
-                event_id=row.event_id,
-            )
+            return None if row is None else _pushed(row)
+
+    def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
+        wanted = list(set(emails))
+        found: dict[str, PushedProjection] = {}
+        with self.sessions() as s:
+            for i in range(0, len(wanted), 500):
+                batch = wanted[i : i + 500]
+                query = select(PushedProjectionRow).where(PushedProjectionRow.email.in_(batch))
+                found.update((row.email, _pushed(row)) for row in s.scalars(query))
+        return found
 
     def stale_pushed(self, fingerprint: str) -> int:
         query = (

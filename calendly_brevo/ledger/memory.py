@@ -191,6 +191,12 @@ class MemoryLedger:
             self.tables.marks[mark.key] = merged
             return merged
 
+    def contact_states(
+        self, emails: Iterable[str]
+    ) -> dict[str, tuple[list[InviteeRecord], list[NoShowMark]]]:
+        found = {e: self.contact_state(e) for e in set(emails)}
+        return {e: state for e, state in found.items() if state[0]}
+
     def contact_state(self, email: str) -> tuple[list[InviteeRecord], list[NoShowMark]]:
         with self.tables.lock:
             records = [r for r in self.tables.invitees.values() if r.email == email]
@@ -280,6 +286,11 @@ class MemoryLedger:
     def last_pushed(self, email: str) -> PushedProjection | None:
         with self.tables.lock:
             return copy.deepcopy(self.tables.pushed.get(email))
+
+    def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
+        with self.tables.lock:
+            pushed = self.tables.pushed
+            return {e: copy.deepcopy(pushed[e]) for e in set(emails) if e in pushed}
 
     def record_pushed(self, pushed: PushedProjection) -> None:
         with self.tables.lock:
