@@ -30,7 +30,16 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.ledger import postgres_sql as sql
-from calendly_brevo.ledger.base import DONE, Arrival, Claim, State, lock_key, now
+from calendly_brevo.ledger.base import (
+    DONE,
+    Arrival,
+    Claim,
+    PushedProjection,
+    State,
+    aware,
+    lock_key,
+    now,
+)
 from calendly_brevo.ledger.common import SqlLedger
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
 
@@ -222,6 +231,32 @@ class PostgresLedger(SqlLedger):
         params["calls"] = _json(calls)
         with self._connection() as conn:
             self._run(conn, sql.PG_FINISH[status in DONE], params)
+
+    # -- pushed projections (the worker writes one per applied event) ----------------------------
+    def last_pushed(self, email: str) -> PushedProjection | None:
+        with self._connection() as conn:
+            row = self._run(conn, sql.PG_LAST_PUSHED, {"email": email}).fetchone()
+        if row is None:
+            return None
+        address, attributes, list_ids, digest, fingerprint, pushed_at, event_id = row
+        return PushedProjection(
+            email=address,
+            attributes=dict(attributes or {}),
+            list_ids=tuple(list_ids or ()),
+            projection_hash=digest,
+            mapping_fingerprint=fingerprint,
+            pushed_at=aware(pushed_at) or pushed_at,
+            event_id=event_id,
+        )
+
+    def record_pushed(self, pushed: PushedProjection) -> None:
+        params = {
+            **vars(pushed),
+            "attributes": json.dumps(dict(pushed.attributes)),
+            "list_ids": json.dumps(list(pushed.list_ids)),
+        }
+        with self._connection() as conn:
+            self._run(conn, sql.PG_RECORD_PUSHED, params)
 
 
 def _json(value: Any) -> str | None:

@@ -117,3 +117,21 @@ WHERE event_id = %(event_id)s
 }
 
 PG_ATTEMPTS_EFFECTS = "SELECT attempts, effects FROM processed_events WHERE event_id = %(event_id)s"
+
+# -- pushed projections: one statement each, on the contact lock's connection ------------------
+PG_LAST_PUSHED = """
+SELECT email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id
+FROM pushed_projections WHERE email = %(email)s
+"""
+
+PG_RECORD_PUSHED = """
+INSERT INTO pushed_projections
+    (email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id)
+VALUES (%(email)s, %(attributes)s, %(list_ids)s, %(projection_hash)s, %(mapping_fingerprint)s,
+        %(pushed_at)s, %(event_id)s)
+ON CONFLICT (email) DO UPDATE SET
+    attributes = EXCLUDED.attributes, list_ids = EXCLUDED.list_ids,
+    projection_hash = EXCLUDED.projection_hash,
+    mapping_fingerprint = EXCLUDED.mapping_fingerprint,
+    pushed_at = EXCLUDED.pushed_at, event_id = EXCLUDED.event_id
+"""
