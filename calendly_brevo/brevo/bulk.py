@@ -20,8 +20,9 @@ A batch of one is sent through the single-item endpoint (the same cost: one call
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from calendly_brevo.brevo.models import UpsertResult
@@ -59,60 +60,61 @@ class ContactUpdate:
 def send_events(client: BrevoClient, bodies: Sequence[dict[str, Any]]) -> list[Any]:
     """Send custom events (``POST /events`` bodies); one result per body: ``None`` (sent) or
     the exception that event's caller raises."""
-    if len(bodies) == 1:
-        return [_one(lambda: client.post_event(bodies[0]))]
-    endpoint = "events"
-    try:
-        response = client.request("POST", EVENTS_ROUTE, json={"events": list(bodies)})
-    except BrevoTransientError as exc:
-        return _failed(endpoint, exc, len(bodies))
-    if response is None:  # dry run
-        return [None] * len(bodies)
-    status = response.status_code
-    if status == 207:
-        return _partial(endpoint, _json(response), len(bodies))
-    if status == 400:
-        BREVO_BATCHES.labels(endpoint, "split").inc()
-        return [_one(lambda b=body: client.post_event(b)) for body in bodies]
-    try:
-        client.raise_for(response, "POST", EVENTS_ROUTE)
-    except BrevoTransientError as exc:
-        return _failed(endpoint, exc, len(bodies))
-    except BrevoPermanentError:
-        BREVO_BATCHES.labels(endpoint, "failed").inc()
-        raise
-    BREVO_BATCHES.labels(endpoint, "accepted").inc()
-    return [None] * len(bodies)
+    return _bulk(
+        client,
+        _Endpoint("events", EVENTS_ROUTE, "events", client.post_event, None),
+        list(bodies),
+        list(bodies),
+    )
 
 
 def update_contacts(client: BrevoClient, updates: Sequence[ContactUpdate]) -> list[Any]:
     """Update contacts Brevo holds; one result per update: an :class:`UpsertResult` or the
-    exception that update's caller raises."""
-    if len(updates) == 1:
-        return [_one(lambda: _single(client, updates[0]))]
-    endpoint = "contacts"
-    body = {"contacts": [u.item() for u in updates]}
-    try:
-        response = client.request("POST", CONTACTS_ROUTE, json=body)
-    except BrevoTransientError as exc:
-        return _failed(endpoint, exc, len(updates))
+    exception that update's caller raises. A 400 changed nothing (an unknown contact, deleted
+    by hand, or one bad item): one by one, an upsert re-creates the contact and a bad item
+    fails alone."""
     updated = UpsertResult(created=False, contact_id=None)
-    if response is None:
-        return [updated] * len(updates)
-    if response.status_code == 400:
-        # Nothing changed: an unknown contact (deleted by hand) or one bad item. One by one,
-        # an upsert re-creates the contact and a bad item fails alone.
-        BREVO_BATCHES.labels(endpoint, "split").inc()
-        return [_one(lambda u=u: _single(client, u)) for u in updates]
+    single = partial(_single, client)
+    endpoint = _Endpoint("contacts", CONTACTS_ROUTE, "contacts", single, updated)
+    return _bulk(client, endpoint, list(updates), [u.item() for u in updates])
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    name: str
+    route: str
+    #: The request body's key for the items.
+    key: str
+    #: The single-item call, for a batch of one and for a batch refused as a whole.
+    single: Callable[[Any], Any]
+    #: Each item's result when the request was accepted.
+    accepted: Any
+
+
+def _bulk(client: BrevoClient, endpoint: _Endpoint, items: list[Any], body: list[Any]) -> list[Any]:
+    name, count = endpoint.name, len(items)
+    if count == 1:
+        return [_one(lambda: endpoint.single(items[0]))]
     try:
-        client.raise_for(response, "POST", CONTACTS_ROUTE)
+        response = client.request("POST", endpoint.route, json={endpoint.key: body})
     except BrevoTransientError as exc:
-        return _failed(endpoint, exc, len(updates))
+        return _failed(name, exc, count)
+    if response is None:  # dry run
+        return [endpoint.accepted] * count
+    if response.status_code == 207:
+        return _partial(endpoint, _json(response), count)
+    if response.status_code == 400:  # refused as a whole, nothing changed: one by one
+        BREVO_BATCHES.labels(name, "split").inc()
+        return [_one(lambda item=item: endpoint.single(item)) for item in items]
+    try:
+        client.raise_for(response, "POST", endpoint.route)
+    except BrevoTransientError as exc:
+        return _failed(name, exc, count)
     except BrevoPermanentError:
-        BREVO_BATCHES.labels(endpoint, "failed").inc()
+        BREVO_BATCHES.labels(name, "failed").inc()
         raise
-    BREVO_BATCHES.labels(endpoint, "accepted").inc()
-    return [updated] * len(updates)
+    BREVO_BATCHES.labels(name, "accepted").inc()
+    return [endpoint.accepted] * count
 
 
 def _single(client: BrevoClient, update: ContactUpdate) -> UpsertResult:
@@ -140,11 +142,11 @@ def _failed(endpoint: str, exc: BrevoTransientError, count: int) -> list[Any]:
     return [exc] * count  # the coalescer hands each caller its own copy
 
 
-def _partial(endpoint: str, data: Any, count: int) -> list[Any]:
+def _partial(endpoint: _Endpoint, data: Any, count: int) -> list[Any]:
     """A 207: each refused item its error, the others sent, unless the answer does not add up
     (an error without a valid index, or a ``count`` of accepted items that disagrees), in
     which case every item not refused is in doubt."""
-    BREVO_BATCHES.labels(endpoint, "partial").inc()
+    BREVO_BATCHES.labels(endpoint.name, "partial").inc()
     errors = data.get("errors") if isinstance(data, dict) else None
     refused: dict[int, str] = {}
     clear = isinstance(errors, list)
@@ -162,7 +164,7 @@ def _partial(endpoint: str, data: Any, count: int) -> list[Any]:
         if index in refused:
             results.append(
                 BrevoPermanentError(
-                    f"Brevo POST {EVENTS_ROUTE}: event refused (207): {refused[index]}",
+                    f"Brevo POST {endpoint.route}: item refused (207): {refused[index]}",
                     status=207,
                     brevo_code="batch_item_refused",
                 )
@@ -170,10 +172,10 @@ def _partial(endpoint: str, data: Any, count: int) -> list[Any]:
         elif clear:
             results.append(None)
         else:
-            BREVO_BATCH_ITEMS_IN_DOUBT.labels(endpoint).inc()
+            BREVO_BATCH_ITEMS_IN_DOUBT.labels(endpoint.name).inc()
             results.append(
                 BrevoTransientError(
-                    f"Brevo POST {EVENTS_ROUTE}: a 207 that does not say whether this event "
+                    f"Brevo POST {endpoint.route}: a 207 that does not say whether this item "
                     "was accepted",
                     status=207,
                     maybe_applied=True,
