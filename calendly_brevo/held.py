@@ -9,13 +9,13 @@ forgotten, and today's config would send a custom event for it (:func:`custom_ev
 event-type filter). So an event whose switch is still off is not listed: turn the switch on
 first. ``--since`` bounds it by when the connector stored the event as done (``applied_at``).
 
-Sending takes the worker's own path (:class:`~calendly_brevo.event_send.EventSender`) under
-the contact's lock, after reading the event again: its record of the sent event marks it
-``applied`` in one commit, so a second ``--send`` (or one racing it) finds nothing to send. The
-event is marked in doubt before the request, so a run killed mid-request makes the next one
-look the event up in Brevo first instead of sending it again; a request that surely did not
-reach Brevo clears the mark. A failure is counted and left for the next run (it is not a dead
-letter: the event itself is done).
+Sending (:mod:`calendly_brevo.held_send`) takes the worker's own path
+(:class:`~calendly_brevo.event_send.EventSender`) under the contact's lock, after reading the event
+again: its record of the sent event marks it ``applied`` in one commit, so a second ``--send`` (or
+one racing it) finds nothing to send. The event is marked in doubt before the request, so a run
+killed mid-request makes the next one look the event up in Brevo first instead of sending it again;
+a request that surely did not reach Brevo clears the mark. A failure is counted and left for the
+next run (it is not a dead letter: the event itself is done).
 
 Old automations must not fire by surprise: plain ``resync`` never sends events, and listing
 is the default here.
@@ -24,17 +24,15 @@ is the default here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from calendly_brevo.config import Settings
-from calendly_brevo.errors import BrevoTransientError, PermanentError, TransientError
-from calendly_brevo.event_send import EVENT_IN_DOUBT, EventPort, EventSender, LookupBudget
+from calendly_brevo.errors import PermanentError
+from calendly_brevo.event_send import EVENT_IN_DOUBT
 from calendly_brevo.events import EventIdentity, normalize_email, parse_envelope, read_event
-from calendly_brevo.ledger import EventRow, Ledger, record_durably
-from calendly_brevo.ledger.base import UNSENT_STATUSES
-from calendly_brevo.logs import scrub_error
+from calendly_brevo.ledger import EventRow, Ledger
 from calendly_brevo.mapping import event_type_synced
 from calendly_brevo.projection import BrevoEvent, custom_event
 
@@ -75,7 +73,7 @@ class HeldEvent:
 
 
 @dataclass(frozen=True)
-class _Parsed:
+class Parsed:
     ident: EventIdentity
     event: BrevoEvent
     email: str
@@ -89,7 +87,7 @@ class _Parsed:
         return self.event.event_date
 
 
-def _parse(row: EventRow, ledger: Ledger, settings: Settings) -> _Parsed | None:
+def parse_held(row: EventRow, ledger: Ledger, settings: Settings) -> Parsed | None:
     """What sending ``row``'s custom event needs, or ``None`` when today's config sends none."""
     if not row.payload:
         return None  # pruned, or a forgotten person's (stored without payload)
@@ -110,7 +108,7 @@ def _parse(row: EventRow, ledger: Ledger, settings: Settings) -> _Parsed | None:
     email = normalize_email(event.email) if event is not None and event.email else None
     if event is None or email is None:
         return None
-    return _Parsed(ident, event, email)
+    return Parsed(ident, event, email)
 
 
 def held_events(
@@ -122,7 +120,7 @@ def held_events(
     while True:
         rows = ledger.unsent_events(since, after, PAGE)
         for row in rows:
-            parsed = _parse(row, ledger, settings)
+            parsed = parse_held(row, ledger, settings)
             if parsed is None or row.applied_at is None:
                 continue
             yield HeldEvent(
@@ -145,70 +143,3 @@ def held_events(
         last = rows[-1]
         assert last.applied_at is not None  # unsent_events lists done events only
         after = (last.applied_at, last.event_id)
-
-
-@dataclass
-class SendSummary:
-    listed: int = 0
-    sent: int = 0
-    #: Sent meanwhile by someone else (another ``--send``), or no longer held.
-    skipped: int = 0
-    failures: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "listed": self.listed,
-            "sent": self.sent,
-            "skipped": self.skipped,
-            "failures": self.failures,
-            "errors": self.errors,
-        }
-
-
-@dataclass
-class HeldSender:
-    """``resync --events --send``: each held event through the worker's at-most-once path."""
-
-    ledger: Ledger
-    settings: Settings
-    brevo: EventPort
-    lookups: LookupBudget | None = None
-    summary: SendSummary = field(default_factory=SendSummary)
-
-    def send(self, held: HeldEvent) -> bool:
-        """Send one held event's custom event unless it was sent meanwhile; ``True``: sent (or
-        found in Brevo by the in-doubt lookup)."""
-        self.summary.listed += 1
-        with self.ledger.contact_lock(held.lock_key or held.event_id):
-            row = self.ledger.event(held.event_id)  # again, under the lock
-            parsed = None
-            if row is not None and row.status in UNSENT_STATUSES and "event" not in row.effects:
-                parsed = _parse(row, self.ledger, self.settings)
-            if row is None or parsed is None:
-                self.summary.skipped += 1
-                return False
-            return self._send(row, parsed)
-
-    def _send(self, row: EventRow, parsed: _Parsed) -> bool:
-        sender = EventSender(self.ledger, self.brevo, self.settings.brevo, self.lookups)
-        effects = dict(row.effects)
-        in_doubt = bool(effects.get(EVENT_IN_DOUBT))
-        if not in_doubt:
-            sender.mark_in_doubt(row.event_id, effects)  # a kill mid-request: look it up first
-        try:
-            sender.send(row.event_id, parsed.event, effects, parsed.email, in_doubt=in_doubt)
-        except (TransientError, PermanentError) as exc:
-            reached = isinstance(exc, BrevoTransientError) and exc.maybe_applied
-            if not in_doubt and not reached:  # it surely did not reach Brevo
-                effects.pop(EVENT_IN_DOUBT, None)
-                record_durably(self.ledger, row.event_id, effects)
-            return self._failed(row, exc)
-        self.summary.sent += 1
-        return True
-
-    def _failed(self, row: EventRow, exc: Exception) -> bool:
-        self.summary.failures += 1
-        error = scrub_error(f"{type(exc).__name__}: {exc}")
-        self.summary.errors.append(f"{row.event_id}: {error}")
-        return False

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from calendly_brevo.event_send import EVENT_IN_DOUBT
-from calendly_brevo.held import HeldSender, held_events
+from calendly_brevo.held import held_events
+from calendly_brevo.held_send import HeldSender
 from calendly_brevo.ledger.memory import MemoryLedger
 from tests import payloads
 from tests.worker.fakes import RecordingBrevo

@@ -45,7 +45,8 @@ def held_events(
     obj: LazyServices, since: datetime | None, send: bool, limit: int | None, as_json: bool
 ) -> None:
     """List the held custom events; with ``send``, send each once. Exit 1 when a send failed."""
-    from calendly_brevo.held import HeldSender, held_events
+    from calendly_brevo.held import held_events
+    from calendly_brevo.held_send import HeldSender
 
     if send:
         if since is None:
