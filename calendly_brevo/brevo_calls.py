@@ -81,3 +81,25 @@ def stored() -> list[dict[str, Any]] | None:
     """The open log's :meth:`CallLog.stored` (``None`` outside :func:`recording`)."""
     log = _CURRENT.get()
     return log.stored() if log is not None else None
+
+
+@contextmanager
+def made_during(into: list[dict[str, Any]]) -> Iterator[None]:
+    """Copy into ``into`` the calls noted in this thread's log inside the block (the requests a
+    batch's sender made, to be shared with the calls it carried: :func:`adopt`)."""
+    log = _CURRENT.get()
+    start = len(log.calls) if log is not None else 0
+    try:
+        yield
+    finally:
+        if log is not None:
+            into.extend(dict(call) for call in log.calls[start:])
+
+
+def adopt(calls: list[dict[str, Any]]) -> None:
+    """Add requests another thread made for this attempt's call (a coalesced batch that carried
+    it) to this thread's log, as this attempt's."""
+    log = _CURRENT.get()
+    if log is None:
+        return
+    log.calls.extend({**call, "attempt": log.attempt} for call in calls)

@@ -7,21 +7,71 @@ call. Every caller still gets its own item's answer, so the pipeline's exactly-o
 
 New contacts (the pipeline has never pushed them) go through the single upsert, which creates
 them; so does a contact a batch finds missing (see :mod:`~calendly_brevo.brevo.bulk`).
+
+The requests a batch's sender made are shared with every call the batch carried, so each
+event's trace (:mod:`calendly_brevo.brevo_calls`) shows the batch request that carried it (and,
+when Brevo refused the batch as a whole, the single calls it was split into).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.config.batch import BatchSettings
 from calendly_brevo.errors import BrevoTransientError
+
+#: An item's result, the sending thread and the requests it made for the batch.
+Shared = tuple[Any, int, list[dict[str, Any]]]
+
+
+def _sharing(send: Callable[[list[Any]], Sequence[Any]]) -> Callable[[list[Any]], list[Any]]:
+    """``send``, with the requests it made attached to every item's result (an exception
+    carries them in ``shared_calls``)."""
+
+    def sending(items: list[Any]) -> list[Any]:
+        calls: list[dict[str, Any]] = []
+        sender = threading.get_ident()
+        try:
+            with brevo_calls.made_during(calls):
+                results = send(items)
+        except Exception as exc:
+            exc.__dict__["shared_calls"] = (sender, calls)
+            raise
+        shared: list[Any] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                result.__dict__["shared_calls"] = (sender, calls)
+                shared.append(result)
+            else:
+                shared.append((result, sender, calls))
+        return shared
+
+    return sending
+
+
+def _take(coalescer: Coalescer[Any, Shared], item: Any) -> Any:
+    """Submit ``item``; its result, after taking the requests made for it into this thread's
+    call log when another thread sent them."""
+    me = threading.get_ident()
+    try:
+        value, sender, calls = coalescer.submit(item)
+    except Exception as exc:
+        sender, calls = exc.__dict__.get("shared_calls", (me, []))
+        if sender != me:
+            brevo_calls.adopt(calls)
+        raise
+    if sender != me:
+        brevo_calls.adopt(calls)
+    return value
 
 
 def _lost(endpoint: str) -> BrevoTransientError:
@@ -52,17 +102,17 @@ class CoalescingBrevo:
         self.client = client
         self.crowd = crowd
         window = batch.window_seconds
-        self._events: Coalescer[dict[str, Any], None] = Coalescer(
+        self._events: Coalescer[dict[str, Any], Shared] = Coalescer(
             "events",
-            lambda bodies: send_events(client, bodies),
+            _sharing(lambda bodies: send_events(client, bodies)),
             Limits(window, batch.max_events, batch.max_event_bytes, _json_size),
             gave_up=lambda: _lost("events"),
             patience=patience,
             crowd=crowd,
         )
-        self._contacts: Coalescer[ContactUpdate, UpsertResult] = Coalescer(
+        self._contacts: Coalescer[ContactUpdate, Shared] = Coalescer(
             "contacts",
-            lambda updates: update_contacts(client, updates),
+            _sharing(lambda updates: update_contacts(client, updates)),
             Limits(window, batch.max_contacts),
             gave_up=lambda: _lost("contacts"),
             patience=patience,
@@ -89,7 +139,8 @@ class CoalescingBrevo:
                 email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
             )
         update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
-        return self._contacts.submit(update)
+        result: UpsertResult = _take(self._contacts, update)
+        return result
 
     def create_event(
         self,
@@ -110,7 +161,7 @@ class CoalescingBrevo:
         if self.client.dry_run:
             self.client.post_event(body)
             return
-        self._events.submit(body)
+        _take(self._events, body)
 
     def event_recorded(
         self,

@@ -146,11 +146,22 @@ def test_concurrent_events_share_bulk_requests_and_each_is_sent_once(
     fake: FakeBrevoServer, clients: list[BrevoClient]
 ) -> None:
     docs = bodies(created(24))
-    assert run(pipeline(fake, clients), docs) == ["applied"] * 24
+    pipe = pipeline(fake, clients)
+    assert run(pipe, docs) == ["applied"] * 24
     assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
     calls = requests(fake)
     assert calls["POST /v3/events/batch"] >= 1
     assert calls["POST /v3/events/batch"] + calls["POST /v3/events"] < 24
+    # Each event's trace shows the request that carried its custom event, whichever thread
+    # sent the batch.
+    carried = []
+    for b in docs:
+        row = pipe.ledger.event(event_id(b))
+        assert row is not None
+        routes = [c["route"] for c in row.calls if c["method"] == "POST"]
+        assert "/contacts" in routes and ("/events/batch" in routes or "/events" in routes)
+        carried.append("/events/batch" in routes)
+    assert sum(carried) > calls["POST /v3/events/batch"]  # shared with the calls it carried
     assert calls["POST /v3/contacts"] == 24  # new contacts: the single upsert creates them
     assert fake.snapshot()["violations"] == []
 
