@@ -212,13 +212,18 @@ class Resync:
         if not contacts_synced(self.rules):
             return self.summary
         self._open = open_failures(self.ledger)
+        self._walk(emails, progress)
+        return self.summary
+
+    def _walk(self, emails: Iterable[str], progress: Callable[[], None] | None) -> None:
+        """Check and push each contact in turn (:class:`~calendly_brevo.resync_bulk.BulkResync`
+        pages them instead)."""
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
                 break
             self.contact(email)
             if progress is not None:
                 progress()
-        return self.summary
 
     def contact(self, email: str) -> ContactDiff | None:
         """Check one contact and push its difference; ``None`` when it already matches."""

@@ -29,19 +29,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from calendly_brevo.brevo.bulk import ContactUpdate, update_contacts
-from calendly_brevo.brevo.client import BrevoClient
+from calendly_brevo.brevo.bulk import ContactUpdate
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
 from calendly_brevo.projection import project_contact
 from calendly_brevo.resync import (
     ContactDiff,
     Resync,
-    Summary,
-    contacts_synced,
     desired,
     diff,
-    open_failures,
 )
 
 #: ``update_contacts(updates)`` → one result per update (a value, or its exception).
@@ -61,13 +57,10 @@ class BulkResync(Resync):
     bulk: BulkUpdate | None = None
     page: int = 100
 
-    def run(self, emails: Iterable[str], progress: Callable[[], None] | None = None) -> Summary:
+    def _walk(self, emails: Iterable[str], progress: Callable[[], None] | None) -> None:
         if self.bulk is None or self.brevo is None:
-            return super().run(emails, progress)
-        self.summary.dry_run = False
-        if not contacts_synced(self.rules):
-            return self.summary
-        self._open = open_failures(self.ledger)
+            super()._walk(emails, progress)
+            return
         page: list[str] = []
         for email in emails:
             if self.limit is not None and self.summary.changed >= self.limit:
@@ -78,7 +71,6 @@ class BulkResync(Resync):
                 page = []
         if page:
             self._page(page, progress)
-        return self.summary
 
     def _page(self, emails: list[str], progress: Callable[[], None] | None) -> None:
         known: list[tuple[ContactDiff, PushedProjection]] = []
@@ -130,17 +122,3 @@ class BulkResync(Resync):
                 return
             if self._push(fresh):
                 self._record(fresh)
-
-
-def bulk_resync(run: Resync, client: BrevoClient, page: int) -> BulkResync:
-    """``run`` (its options) on ``client``'s ``POST /contacts/batch``, ``page`` per request."""
-    return BulkResync(
-        run.ledger,
-        run.rules,
-        run.brevo,
-        full=run.full,
-        limit=run.limit,
-        sleep=run.sleep,
-        bulk=lambda updates: update_contacts(client, updates),
-        page=page,
-    )

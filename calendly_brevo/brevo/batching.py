@@ -126,9 +126,7 @@ class Coalescer(Generic[T, R]):
             raise ValueError("max_items must be at least 1")
         self.name = name
         self._send = send
-        self.window = limits.window
-        self.max_items = limits.max_items
-        self.max_bytes = limits.max_bytes
+        self.limits = limits
         self._size_of = limits.size_of or (lambda _item: 0)
         self._gave_up = gave_up
         self.patience = patience
@@ -147,7 +145,7 @@ class Coalescer(Generic[T, R]):
             if leader:
                 self._lead(batch)
             else:  # the leader closes the batch when it is full or its window ends
-                batch.full.wait(max(0.0, batch.opened + self.window - time.monotonic()))
+                batch.full.wait(max(0.0, batch.opened + self.limits.window - time.monotonic()))
             # Not ``future.result(timeout)``: its TimeoutError is the builtin one, which an
             # item's own answer (a request that timed out) may be too.
             if not wait([future], timeout=self.patience).done:
@@ -174,14 +172,15 @@ class Coalescer(Generic[T, R]):
             batch.items.append(item)
             batch.futures.append(future)
             batch.size += size
-            if len(batch.items) >= self.max_items:
+            if len(batch.items) >= self.limits.max_items:
                 self._close(batch)
         return batch, leader
 
     def _fits(self, batch: _Batch[T, R], size: int) -> bool:
-        if len(batch.items) >= self.max_items:
+        if len(batch.items) >= self.limits.max_items:
             return False
-        return self.max_bytes is None or not batch.items or batch.size + size <= self.max_bytes
+        most = self.limits.max_bytes
+        return most is None or not batch.items or batch.size + size <= most
 
     def _close(self, batch: _Batch[T, R]) -> None:
         """Under the lock: no item joins ``batch`` any more; its leader stops waiting."""
@@ -191,7 +190,7 @@ class Coalescer(Generic[T, R]):
         batch.full.set()
 
     def _lead(self, batch: _Batch[T, R]) -> None:
-        batch.full.wait(max(0.0, batch.opened + self.window - time.monotonic()))
+        batch.full.wait(max(0.0, batch.opened + self.limits.window - time.monotonic()))
         with self._lock:
             self._close(batch)
         BREVO_BATCH_ITEMS.labels(self.name).observe(len(batch.items))

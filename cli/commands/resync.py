@@ -6,6 +6,7 @@ import json
 import sys
 from contextlib import ExitStack
 from datetime import datetime
+from functools import partial
 
 import click
 from rich.console import Console
@@ -69,9 +70,10 @@ def resync(
 
     --events lists the custom events held back (dry run, a switch off) and --send sends them,
     each at most once. --check writes nothing and exits 1 when Brevo has drifted."""
+    from calendly_brevo.brevo.bulk import update_contacts
     from calendly_brevo.logs import configure_logging
-    from calendly_brevo.resync import Resync, contacts_synced, selected
-    from calendly_brevo.resync_bulk import bulk_resync
+    from calendly_brevo.resync import contacts_synced, selected
+    from calendly_brevo.resync_bulk import BulkResync
 
     # The Brevo client's warnings (a 429) go to stderr, redacted: stdout is the summary (--json).
     configure_logging(obj.settings)
@@ -101,10 +103,18 @@ def resync(
     columns = (TextColumn("resync"), BarColumn(), MofNCompleteColumn())
     with ExitStack() as stack:
         brevo = None if dry_run else stack.enter_context(brevo_client(obj))
-        run = Resync(obj.ledger, settings.rules, brevo, full=everyone, limit=limit)
-        if brevo is not None and settings.brevo.batch.enabled:
-            # Contacts pushed before: brevo.batch.max_contacts per POST /contacts/batch.
-            run = bulk_resync(run, brevo, settings.brevo.batch.max_contacts)
+        batch = settings.brevo.batch
+        # Contacts pushed before: brevo.batch.max_contacts per POST /contacts/batch.
+        bulk = None if brevo is None or not batch.enabled else partial(update_contacts, brevo)
+        run = BulkResync(
+            obj.ledger,
+            settings.rules,
+            brevo,
+            full=everyone,
+            limit=limit,
+            bulk=bulk,
+            page=batch.max_contacts,
+        )
         progress = stack.enter_context(
             Progress(*columns, console=err, transient=True, disable=as_json)
         )
