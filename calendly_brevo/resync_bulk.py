@@ -7,12 +7,13 @@ A page of contacts is planned first from one read of their state and last pushes
 locks (a page's worth of Postgres advisory locks would be a page's worth of connections); then
 each contact is settled under its lock:
 
-- nothing else pushed it meanwhile (its last push is still the one the plan saw): the batch's
-  push is recorded, as :meth:`Resync.contact` does;
-- a live event pushed it meanwhile: that push and the batch may have crossed, so the whole
-  current projection is pushed again, alone (an idempotent upsert), and recorded;
-- its item failed (a transient error for the whole request, or a refusal after the batch was
-  split into single calls): it goes the one-by-one way, with its retries and dead letter.
+- Brevo applied its item and nothing else pushed it meanwhile (its last push is still the one
+  the plan saw): the batch's push is recorded, as :meth:`Resync.contact` does;
+- otherwise (a live event pushed it meanwhile, so the two may have crossed; or its item
+  failed, which after a lost answer may still mean applied): the whole current projection is
+  pushed again, alone (an idempotent upsert), taking the contact off any list the page added
+  that the projection no longer wants, and recorded. A refused or failed push goes the
+  one-by-one way, with its retries and dead letter.
 
 Contacts never pushed (after a dry run, say) are created one ``POST /contacts`` each:
 ``/contacts/batch`` only updates. A second run finds nothing to push, as before.
@@ -26,7 +27,7 @@ contact once more (an idempotent upsert).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from calendly_brevo.brevo.bulk import ContactUpdate
@@ -89,34 +90,43 @@ class BulkResync(Resync):
                 if last is not None:
                     known.append((change, last))
                 else:  # a new contact: only the single upsert creates it
-                    self._settle(change, None, sent=False)
+                    self._settle(change, None, ok=False)
             if progress is not None:
                 progress()
         if not known:
             return
         assert self.bulk is not None
         updates = [ContactUpdate(c.email, c.attributes, c.add, c.unlink) for c, _ in known]
-        results = self.bulk(updates) if len(updates) > 1 else [None]
-        self.summary.calls += 1 if len(updates) > 1 else 0
+        sent = len(updates) > 1
+        results = self.bulk(updates) if sent else [None]
+        self.summary.calls += 1 if sent else 0
         for (change, last), result in zip(known, results, strict=True):
-            sent = len(updates) > 1 and not isinstance(result, BaseException)
-            self._settle(change, last, sent=sent)
+            ok = sent and not isinstance(result, BaseException)
+            self._settle(change, last, ok=ok, sent=sent)
 
-    def _settle(self, change: ContactDiff, seen: PushedProjection | None, *, sent: bool) -> None:
-        """Under the contact's lock: record what the batch sent, or push what is due now.
+    def _settle(
+        self, change: ContactDiff, seen: PushedProjection | None, *, ok: bool, sent: bool = False
+    ) -> None:
+        """Under the contact's lock: record what the batch applied (``ok``), or push what is
+        due now.
 
         Only a live push can be overwritten by the batch, and a live push is recorded (under
         this lock) before the lock is free: a last push other than the one the plan ``seen``
-        means one happened meanwhile."""
+        means one happened meanwhile. A batch that was ``sent`` may have reached Brevo whatever
+        its answer said (a lost answer is often an applied request), after that push or with a
+        projection older than now's, so the repair is the whole projection of now, and it
+        takes the contact off every list the batch added that the projection no longer wants."""
         with self.ledger.contact_lock(change.email):
             last = self.ledger.last_pushed(change.email)
-            if sent and _same_push(last, seen):
+            unchanged = _same_push(last, seen)
+            if ok and unchanged:
                 self._record(change)
                 return
-            # Not sent, or a live push and the batch may have crossed: push the contact's
-            # projection of now alone, whole if the batch reached Brevo.
             now = desired(change.email, self.ledger, self.rules)
             fresh = diff(now, last, full=self.full or sent)
+            if sent:
+                stray = set(change.add) - set(now.list_ids)
+                fresh = replace(fresh, unlink=tuple(sorted(set(fresh.unlink) | stray)))
             if fresh.empty:
                 self._record(fresh)
                 return

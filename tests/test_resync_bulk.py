@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from calendly_brevo.brevo.bulk import ContactUpdate
+from calendly_brevo.errors import BrevoTransientError
 from calendly_brevo.ledger.memory import MemoryLedger
 from calendly_brevo.resync import Resync, selected
 from calendly_brevo.resync_bulk import BulkResync
@@ -108,4 +111,56 @@ def test_a_live_event_during_the_page_is_not_overwritten_by_the_pages_older_proj
     assert statuses == ["cancelled", "booked", "cancelled"]
     last = ledger.last_pushed(email(3))
     assert last is not None and last.attributes["BOOKING_STATUS"] == "cancelled"
+    assert Resync(ledger, settings.rules, brevo).run(selected(ledger, None)).changed == 0
+
+
+def lists_of(brevo: RecordingBrevo, who: str) -> set[int]:
+    """The lists Brevo holds for ``who`` after every write, in their order."""
+    held: set[int] = set()
+    for address, _, add, unlink in brevo.upserts:
+        if address == who:
+            held = (held | set(add)) - set(unlink)
+    return held
+
+
+@pytest.mark.parametrize("case", ["answered", "answer lost", "answer lost, live push failed"])
+def test_a_page_that_lands_after_a_live_list_move_leaves_no_list_behind(case: str) -> None:
+    """The chaos run's ``lists [11, 21], model says (21,)``: the page adds the contact to the
+    list its older projection wanted; a no-show that arrived meanwhile takes the contact off
+    that list. Whether the page's answer came back or was lost after Brevo applied it, and
+    whether the no-show's own push went through or waits for its retry, Brevo ends with the
+    no-show's lists."""
+    ledger, brevo = MemoryLedger(), RecordingBrevo()
+    booked(ledger, brevo)
+    settings = moved()  # the page: add 12, unlink 10
+    settings = payloads.settings(
+        connectors=settings.model_dump()["connectors"],
+        brevo={"list_moves": {"on_no_show": {"add": [21], "remove": [12]}}},
+    )
+    live = Pipeline(settings, ledger, brevo)
+    no_show = payloads.body(payloads.no_show_created(email=email(3), invitee_uri=uri(3))).decode()
+
+    def no_show_person_3() -> None:
+        if not pages:
+            if case.endswith("failed"):  # the no-show is recorded; its push waits for a retry
+                brevo.fail_upserts = 1
+                with pytest.raises(BrevoTransientError):
+                    live.process(no_show, time.time())
+            else:
+                assert live.process(no_show, time.time()).status == "applied"
+
+    pages: list[int] = []
+    inner = bulk_into(brevo, pages, before=no_show_person_3)
+
+    def bulk(updates: Sequence[ContactUpdate]) -> list[Any]:
+        results = inner(updates)
+        if case.startswith("answer lost"):  # Brevo applied the page; its answer never came
+            return [BrevoTransientError("timed out", maybe_applied=True)] * len(updates)
+        return results
+
+    resync = BulkResync(ledger, settings.rules, brevo, bulk=bulk, page=10)
+    resync.run(selected(ledger, None))
+    live.process(no_show, time.time())  # the no-show's retry, if it needs one
+    assert lists_of(brevo, email(3)) == {21}
+    assert lists_of(brevo, email(4)) == {12}
     assert Resync(ledger, settings.rules, brevo).run(selected(ledger, None)).changed == 0
