@@ -50,6 +50,30 @@ def test_a_batch_of_events_is_accepted_whole_with_202_and_a_count(
     assert brevo.snapshot()["violations"] == []
 
 
+def test_a_sticky_400_on_single_events_holds_for_the_same_event_inside_a_batch(
+    brevo: FakeBrevoServer, client: httpx.Client
+) -> None:
+    """The chaos run's permanent failures: a validation error belongs to the event, so the
+    event refused alone is refused in a batch too, and a batch item can be the one it fires on."""
+    brevo.inject("400", path="^/v3/events$", count=2, sticky="event_properties.connector_event_id")
+    assert client.post("/events", json=event(0)).status_code == 400  # fires on ev0
+    r = client.post("/events/batch", json={"events": [event(1), event(0), event(2)]})
+    assert r.status_code == 207, r.text
+    # ev0 again (a repeat), and ev1 is the batch item the second firing lands on
+    assert {e["index"] for e in r.json()["errors"]} == {0, 1}
+    recorded = [e["event_properties"]["connector_event_id"] for e in brevo.snapshot()["events"]]
+    assert recorded == ["ev2"]
+    faults = brevo.snapshot()["faults"]
+    assert [(f["path"], f["repeat"]) for f in faults] == [
+        ("/v3/events", False),
+        ("/v3/events/batch", False),
+        ("/v3/events/batch", True),
+    ]
+    assert client.post("/events", json=event(1)).status_code == 400  # stuck both ways
+    brevo.clear_faults()
+    assert client.post("/events/batch", json={"events": [event(0), event(1)]}).status_code == 202
+
+
 def test_refused_items_are_named_in_a_207_and_only_the_rest_is_recorded(
     brevo: FakeBrevoServer, client: httpx.Client
 ) -> None:

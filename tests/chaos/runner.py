@@ -6,8 +6,9 @@ What happens (``ChaosRun(...).run()``):
    ports; ``calendly-brevo migrate``; the fake Brevo starts in this process, seeded, with raised
    rate limits and faults on every contact write, ``POST /events`` and ``GET /events``: 5%
    5xx, 3% 429, 1% timeouts (held past the client's timeout; half of them after Brevo applied
-   the request, a lost answer) and permanent 400s on 2% of ``POST /events`` (sticky per
-   logical event, see ``FAULTS``).
+   the request, a lost answer) and permanent 400s on 2% of custom events (sticky per logical
+   event, see ``FAULTS``): a ``POST /events`` answered 400, or an item of a
+   ``POST /events/batch`` refused in a 207, whichever way the event travels.
 2. Two ``calendly-brevo receiver`` processes and one ``calendly-brevo worker --processes 2``
    supervisor start. Senders POST every delivery (the logical events of
    :mod:`tests.chaos.scenario`, 10% of them twice) signed at send time, paced over

@@ -6,7 +6,8 @@ Documented behaviour (sources in ``spec/post-events-batch.yaml`` and reference/b
 
 - ``/events/batch``: at most 200 events and 512 KB a request (Brevo's guide). Every valid item is
   recorded as ``POST /events`` would; an item that fails (a name outside ``[A-Za-z0-9_-]``, no
-  identifier, or one the test named with :meth:`FakeBrevo.reject_batch_items`) is skipped.
+  identifier, one the test named with :meth:`FakeBrevo.reject_batch_items`, or one a sticky
+  ``400`` fault rule on ``POST /events`` picks or stuck to) is skipped.
   All accepted: 202 ``{"message", "count"}``. Some failed: 207 with ``"errors": [{"index",
   "message"}]`` — Brevo documents a per-event breakdown but not its fields, so a client must treat
   a 207 item it cannot attribute as in doubt. A lost answer is the generic ``timeout`` fault
@@ -27,6 +28,7 @@ import re
 from typing import Any
 
 from tests.fakes.brevo_events import create_event
+from tests.fakes.brevo_faults import FaultRecord, pick_fault
 from tests.fakes.brevo_ops import (
     BrevoError,
     Reply,
@@ -55,6 +57,23 @@ def _item_problem(state: FakeBrevo, item: dict[str, Any]) -> str | None:
     return None
 
 
+def _injected_item_fault(state: FakeBrevo, item: dict[str, Any], seq: int) -> str | None:
+    """A sticky ``400`` rule that matches ``POST /v3/events`` holds for the same event inside a
+    batch too (a validation error belongs to the event, not to how it travels): it fires on the
+    item (a new 207 failure, recorded as the rule's fault) or repeats for an event it stuck to."""
+    rules = [r for r in state.fault_rules if r.kind == "400" and r.sticky is not None]
+    picked = pick_fault(rules, state.rng, "POST", "/v3/events", "events", item)
+    if picked is None:
+        return None
+    rule, repeat = picked
+    state.faults.append(
+        FaultRecord(
+            rule.id, "400", seq, "POST", "/v3/events/batch", "events", 207, 0.0, False, repeat
+        )
+    )
+    return "Injected permanent failure"
+
+
 def create_batch_events(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
     events = body["events"]
     if len(json.dumps(body, separators=(",", ":")).encode()) > MAX_BATCH_BYTES:
@@ -63,7 +82,7 @@ def create_batch_events(state: FakeBrevo, body: dict[str, Any], seq: int) -> Rep
         raise BrevoError(400, "invalid_parameter", "at most 200 events a request")
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(events):
-        problem = _item_problem(state, item)
+        problem = _item_problem(state, item) or _injected_item_fault(state, item, seq)
         if problem is None:
             create_event(state, item, seq)
         else:
