@@ -15,8 +15,13 @@ each contact is settled under its lock:
   that the projection no longer wants, and recorded. A refused or failed push goes the
   one-by-one way, with its retries and dead letter.
 
-Contacts never pushed (after a dry run, say) are created one ``POST /contacts`` each:
-``/contacts/batch`` only updates. A second run finds nothing to push, as before.
+Contacts never pushed (after a dry run, say) cannot go through ``/contacts/batch``, which only
+updates: with ``imports`` they are gathered across pages, ``import_page`` at a time, into
+``POST /contacts/import`` requests and read back (:mod:`calendly_brevo.brevo.imports`); each
+is then settled as a sent batch item is, so one Brevo did not confirm, or one a live event
+pushed meanwhile, is pushed alone. Without ``imports`` (or with fewer than
+:data:`IMPORT_MIN`), they are created one ``POST /contacts`` each. A second run finds nothing
+to push, as before.
 
 Planning without the locks has one harmless edge: when a contact's diff is empty but its last
 push differs (only unchanged values moved), the plan records the projection as pushed; a live
@@ -27,10 +32,11 @@ contact once more (an idempotent upsert).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calendly_brevo.brevo.bulk import ContactUpdate
+from calendly_brevo.brevo.imports import Imported, importable
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
 from calendly_brevo.projection import project_contact
@@ -43,6 +49,14 @@ from calendly_brevo.resync import (
 
 #: ``update_contacts(updates)`` → one result per update (a value, or its exception).
 BulkUpdate = Callable[[Sequence[ContactUpdate]], Sequence[Any]]
+#: ``import_contacts(updates)``: per update, whether Brevo was seen holding it.
+BulkImport = Callable[[Sequence[ContactUpdate]], Imported]
+#: Fewer new contacts than this are created one by one (an import and its read are 2 calls).
+IMPORT_MIN = 3
+
+
+def _update(change: ContactDiff) -> ContactUpdate:
+    return ContactUpdate(change.email, change.attributes, change.add, change.unlink)
 
 
 def _same_push(a: PushedProjection | None, b: PushedProjection | None) -> bool:
@@ -57,6 +71,9 @@ class BulkResync(Resync):
 
     bulk: BulkUpdate | None = None
     page: int = 100
+    imports: BulkImport | None = None
+    import_page: int = 1000
+    _new: list[ContactDiff] = field(default_factory=list, init=False, repr=False)
 
     def _walk(self, emails: Iterable[str], progress: Callable[[], None] | None) -> None:
         if self.bulk is None or self.brevo is None:
@@ -72,6 +89,29 @@ class BulkResync(Resync):
                 page = []
         if page:
             self._page(page, progress)
+        self._import()
+
+    def _created(self, change: ContactDiff) -> None:
+        """A contact never pushed: into the next import when it fits one, else alone now."""
+        if self.imports is None or not importable(_update(change)):
+            self._settle(change, None, ok=False)
+            return
+        self._new.append(change)
+        if len(self._new) >= self.import_page:
+            self._import()
+
+    def _import(self) -> None:
+        new, self._new = self._new, []
+        if not new:
+            return
+        if len(new) < IMPORT_MIN or self.imports is None:
+            for change in new:
+                self._settle(change, None, ok=False)
+            return
+        imported = self.imports([_update(c) for c in new])
+        self.summary.calls += imported.requests
+        for change, confirmed in zip(new, imported.confirmed, strict=True):
+            self._settle(change, None, ok=confirmed, sent=True)
 
     def _page(self, emails: list[str], progress: Callable[[], None] | None) -> None:
         known: list[tuple[ContactDiff, PushedProjection]] = []
@@ -89,14 +129,14 @@ class BulkResync(Resync):
                 change, last = planned
                 if last is not None:
                     known.append((change, last))
-                else:  # a new contact: only the single upsert creates it
-                    self._settle(change, None, ok=False)
+                else:  # a new contact: /contacts/batch cannot create it
+                    self._created(change)
             if progress is not None:
                 progress()
         if not known:
             return
         assert self.bulk is not None
-        updates = [ContactUpdate(c.email, c.attributes, c.add, c.unlink) for c, _ in known]
+        updates = [_update(c) for c, _ in known]
         sent = len(updates) > 1
         results = self.bulk(updates) if sent else [None]
         self.summary.calls += 1 if sent else 0

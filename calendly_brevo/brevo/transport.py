@@ -177,10 +177,11 @@ class Transport:
         path_args: Mapping[str, str | int] | None = None,
         *,
         json: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> httpx.Response | None:
         """One request, its answer unchecked (``None`` in a dry run): for callers that read a
         status before :meth:`raise_for` (the bulk endpoints' 207 and 400)."""
-        return self._send(method, route, path_args or {}, json=json)
+        return self._send(method, route, path_args or {}, json=json, params=params)
 
     def raise_for(self, response: httpx.Response, method: str, route: str) -> None:
         """Raise the error a non-2xx answer means (see the outcomes table)."""

@@ -27,6 +27,13 @@ class BatchSettings(Strict):
     #: Contacts per ``POST /contacts/batch``. Brevo documents no maximum; 100 stays well under
     #: the 150 its list endpoints allow and the 10 MB body limit of its imports.
     max_contacts: int = Field(default=100, ge=1, le=1000)
+    #: ``resync`` creates contacts Brevo may not hold yet (never pushed: after a dry run, say)
+    #: up to this many per ``POST /contacts/import`` (0: one ``POST /contacts`` each). Brevo
+    #: allows 10 MB per import; a thousand rows of a booking's attributes are well under 1 MB.
+    max_import: int = Field(default=1000, ge=0, le=10_000)
+    #: How long ``resync`` reads an import back before it creates the contacts not yet seen
+    #: one by one (Brevo's imports are asynchronous; the read is a contacts-family call).
+    import_confirm_seconds: float = Field(default=60.0, ge=0, le=600)
 
     @property
     def window_seconds(self) -> float:

@@ -71,6 +71,7 @@ def resync(
     --events lists the custom events held back (dry run, a switch off) and --send sends them,
     each at most once. --check writes nothing and exits 1 when Brevo has drifted."""
     from calendly_brevo.brevo.bulk import update_contacts
+    from calendly_brevo.brevo.imports import import_contacts
     from calendly_brevo.logs import configure_logging
     from calendly_brevo.resync import contacts_synced, selected
     from calendly_brevo.resync_bulk import BulkResync
@@ -106,6 +107,11 @@ def resync(
         batch = settings.brevo.batch
         # Contacts pushed before: brevo.batch.max_contacts per POST /contacts/batch.
         bulk = None if brevo is None or not batch.enabled else partial(update_contacts, brevo)
+        # Contacts never pushed: brevo.batch.max_import per POST /contacts/import.
+        imports = None
+        if brevo is not None and bulk is not None and batch.max_import:
+            wait = batch.import_confirm_seconds
+            imports = partial(import_contacts, brevo, confirm_seconds=wait)
         run = BulkResync(
             obj.ledger,
             settings.rules,
@@ -114,6 +120,8 @@ def resync(
             limit=limit,
             bulk=bulk,
             page=batch.max_contacts,
+            imports=imports,
+            import_page=max(batch.max_import, 1),
         )
         progress = stack.enter_context(
             Progress(*columns, console=err, transient=True, disable=as_json)

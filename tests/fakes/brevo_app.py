@@ -242,6 +242,7 @@ def _identifier_type(request: web.Request) -> str | None:
 
 _ROUTES: list[tuple[str, str, Op]] = [
     ("POST", "/v3/contacts", lambda s, r, b, q: ops.create_contact(s, b, q)),
+    ("GET", "/v3/contacts", lambda s, r, b, q: bulk.list_contacts(s, r.query, q)),
     ("GET", "/v3/contacts/attributes", lambda s, r, b, q: account.get_attributes(s)),
     (
         "POST",

@@ -18,13 +18,18 @@ Documented behaviour (sources in ``spec/post-events-batch.yaml`` and reference/b
 - ``/contacts/import`` (``jsonBody``): 202 ``{"processId"}``; the contacts are applied at once
   (``updateExistingContacts`` default true, attributes merged, ``listIds`` added), and
   ``GET /processes/{id}`` reports ``in_process`` for :attr:`FakeBrevo.import_polls_in_process`
-  polls, then ``completed``. Unknown attributes are ignored, as Brevo says for imports.
+  polls, then ``completed``. Unknown attributes are ignored, as Brevo says for imports. With
+  :attr:`FakeBrevo.import_delay_seconds` the rows land that much later (Brevo's imports are
+  asynchronous), and rows in :attr:`FakeBrevo.import_skips` never do.
+- ``GET /contacts`` lists contacts, a page at a time, filtered by ``modifiedSince`` and the
+  rest of the spec's query (what the connector reads back to confirm an import).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from tests.fakes.brevo_events import create_event
@@ -137,20 +142,9 @@ def import_contacts(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
     if not list_ids and not body.get("newList"):
         raise BrevoError(400, "missing_parameter", "listIds is mandatory without newList")
     update_existing = body.get("updateExistingContacts", True)
-    known = set(state.attributes)
-    for row in rows:
-        email = row.get("email")
-        if not email:
-            continue
-        attributes = {k: v for k, v in (row.get("attributes") or {}).items() if k in known}
-        exists = state.contact(email) is not None
-        if exists and not update_existing:
-            continue
-        payload = {"attributes": attributes, "listIds": list_ids}
-        if exists:
-            update_contact(state, email, "email_id", payload, seq)
-        else:
-            create_contact(state, {"email": email, **payload}, seq)
+    due = state.clock() + state.import_delay_seconds
+    state.pending_imports.append((due, rows, list_ids, update_existing))
+    apply_due_imports(state, seq)
     process_id = state.next_process_id()
     state.processes[process_id] = {
         "id": process_id,
@@ -159,6 +153,57 @@ def import_contacts(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
         "created_at": iso_now(state.clock),
     }
     return 202, {"processId": process_id}
+
+
+def apply_due_imports(state: FakeBrevo, seq: int) -> None:
+    """Apply the imports whose time has come (see :attr:`FakeBrevo.import_delay_seconds`)."""
+    now = state.clock()
+    due = [p for p in state.pending_imports if p[0] <= now]
+    state.pending_imports = [p for p in state.pending_imports if p[0] > now]
+    known = set(state.attributes)
+    for _, rows, list_ids, update_existing in due:
+        for row in rows:
+            email = row.get("email")
+            if not email or email.lower() in state.import_skips:
+                continue
+            attributes = {k: v for k, v in (row.get("attributes") or {}).items() if k in known}
+            exists = state.contact(email) is not None
+            if exists and not update_existing:
+                continue
+            payload = {"attributes": attributes, "listIds": list_ids}
+            if exists:
+                update_contact(state, email, "email_id", payload, seq)
+            else:
+                create_contact(state, {"email": email, **payload}, seq)
+
+
+def list_contacts(state: FakeBrevo, query: Any, seq: int) -> Reply:
+    """``GET /contacts``: ``limit`` (≤ 1000), ``offset``, ``modifiedSince``, ``createdSince``,
+    ``sort`` (by creation), ``listIds``; ``{"contacts": [...], "count": n}`` (the spec's
+    ``getContacts``)."""
+    apply_due_imports(state, seq)
+    limit = int(query.get("limit", 50))
+    if not 0 <= limit <= 1000:
+        raise BrevoError(400, "out_of_range", "limit must be between 0 and 1000")
+    offset = int(query.get("offset", 0))
+    chosen = list(state.contacts.values())
+    for key, attr in (("modifiedSince", "modified_at"), ("createdSince", "created_at")):
+        if key in query:
+            since = _instant(query[key])
+            chosen = [c for c in chosen if _instant(getattr(c, attr)) > since]
+    if "listIds" in query:
+        wanted = {int(v) for v in query.getall("listIds")}
+        chosen = [c for c in chosen if c.list_ids & wanted]
+    chosen.sort(key=lambda c: c.id, reverse=query.get("sort", "desc") == "desc")
+    page = chosen[offset : offset + limit]
+    return 200, {"contacts": [c.to_json() for c in page], "count": len(chosen)}
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError:
+        raise BrevoError(400, "invalid_parameter", f"not a date-time: {text}") from None
 
 
 def get_process(state: FakeBrevo, process_id: int) -> Reply:

@@ -107,6 +107,12 @@ class FakeBrevo:
         self.rejected_batch_items: set[str] = set()
         self.processes: dict[int, dict[str, Any]] = {}
         self.import_polls_in_process = 1
+        #: An import's rows are applied this long after it was accepted (Brevo imports are
+        #: asynchronous), at the next request that reads contacts; rows whose email is in
+        #: ``import_skips`` are never applied (as Brevo skips a row it cannot take).
+        self.import_delay_seconds = 0.0
+        self.import_skips: set[str] = set()
+        self.pending_imports: list[tuple[float, list[dict[str, Any]], list[int], bool]] = []
         self._process_ids = itertools.count(1)
         for list_id, name in self._initial_lists.items():
             self.add_list(name, list_id=list_id)

@@ -1,0 +1,158 @@
+"""New contacts in bulk (calendly_brevo/brevo/imports.py) against the fake Brevo over HTTP:
+``POST /contacts/import`` per list set, read back with ``GET /contacts?modifiedSince``, and
+whatever Brevo is not seen holding is left to the single upsert. Then ``resync`` after a dry
+run, which creates the contacts Brevo was never sent that way: a second run sends nothing,
+and a contact the import did not bring is created alone."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+
+import pytest
+
+from calendly_brevo.brevo.bulk import ContactUpdate, update_contacts
+from calendly_brevo.brevo.client import BrevoClient
+from calendly_brevo.brevo.imports import import_contacts, importable
+from calendly_brevo.ledger.memory import MemoryLedger
+from calendly_brevo.resync import selected
+from calendly_brevo.resync_bulk import BulkResync
+from tests import payloads
+from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
+from tests.worker.fakes import RecordingBrevo
+from worker.pipeline import Pipeline
+
+KEY = "xkeysib-imports-0123456789"
+N = 60
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBrevoServer]:
+    with running_fake_brevo(api_key=KEY, lists={10: "Discovery", 11: "Demo"}) as server:
+        yield server
+
+
+@pytest.fixture
+def client(fake: FakeBrevoServer) -> Iterator[BrevoClient]:
+    settings = payloads.settings(
+        brevo={
+            "api_key": KEY,
+            "api_url": fake.base_url,
+            "rate_limits": {
+                f: {"rate": 1000, "burst": 1000} for f in ("contacts", "events", "other")
+            },
+        }
+    )
+    client = BrevoClient.from_settings(settings)
+    yield client
+    client.close()
+
+
+def person(i: int, lists: tuple[int, ...] = (10,)) -> ContactUpdate:
+    return ContactUpdate(f"p{i}@example.com", {"FIRSTNAME": f"P{i}"}, lists)
+
+
+def calls(fake: FakeBrevoServer) -> Counter[str]:
+    return Counter(f"{r.method} {r.path}" for r in fake.state.requests)
+
+
+def test_new_contacts_are_imported_a_request_per_list_set_and_read_back(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    people = [person(0), person(1), person(2, (11,)), person(3), person(4, (11,))]
+    result = import_contacts(client, people, confirm_seconds=5)
+    assert result.confirmed == [True] * 5
+    assert calls(fake) == {"POST /v3/contacts/import": 2, "GET /v3/contacts": 1}
+    assert result.requests == 3
+    ada = fake.state.contact("p2@example.com")
+    assert ada is not None and ada.list_ids == {11} and ada.attributes["FIRSTNAME"] == "P2"
+    assert fake.snapshot()["violations"] == []
+
+
+def test_an_import_brevo_applies_late_is_read_again_until_seen(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    fake.call(setattr, fake.state, "import_delay_seconds", 0.8)
+    result = import_contacts(client, [person(i) for i in range(4)], confirm_seconds=10)
+    assert result.confirmed == [True] * 4
+    assert calls(fake)["GET /v3/contacts"] >= 2  # not there at the first read
+
+
+def test_a_row_brevo_skips_or_an_import_that_fails_is_left_to_the_single_upsert(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    fake.call(fake.state.import_skips.add, "p1@example.com")
+    result = import_contacts(client, [person(0), person(1), person(2)], confirm_seconds=1.5)
+    assert result.confirmed == [True, False, True]
+
+    fake.inject("5xx", path="^/v3/contacts/import$", count=1)
+    again = import_contacts(client, [person(5), person(6)], confirm_seconds=1.5)
+    assert again.confirmed == [False, False]
+    assert again.requests == 1  # nothing to read back
+
+
+def test_only_contacts_with_lists_and_no_unlinks_fit_an_import() -> None:
+    assert importable(person(0))
+    assert not importable(ContactUpdate("a@example.com", {"FIRSTNAME": "A"}))
+    assert not importable(ContactUpdate("a@example.com", {}, (10,), (11,)))
+
+
+# -- resync after a dry run ----------------------------------------------------------------------
+
+
+def dry_run_bookings() -> MemoryLedger:
+    """``N`` bookings processed while Brevo ran dry: state stored, nothing pushed."""
+    ledger = MemoryLedger()
+    pipe = Pipeline(payloads.settings(), ledger, RecordingBrevo(dry_run=True))
+    for i in range(N):
+        doc = payloads.invitee_created(
+            email=f"p{i:02d}@example.com", invitee_uri=payloads.invitee_uri(f"EV{i}", f"IN{i}")
+        )
+        assert pipe.process(payloads.body(doc).decode(), time.time()).status == "dry_run"
+    return ledger
+
+
+def resync(ledger: MemoryLedger, client: BrevoClient) -> BulkResync:
+    return BulkResync(
+        ledger,
+        payloads.settings().rules,
+        client,
+        bulk=partial(update_contacts, client),
+        page=10,
+        imports=partial(import_contacts, client, confirm_seconds=3),
+        import_page=25,
+    )
+
+
+def test_contacts_never_pushed_are_imported_and_a_second_run_sends_nothing(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    ledger = dry_run_bookings()
+    summary = resync(ledger, client).run(selected(ledger, None))
+    assert (summary.checked, summary.changed, summary.failures) == (N, N, 0)
+    made = calls(fake)
+    assert made["POST /v3/contacts/import"] == 3  # 25 + 25 + 10 instead of 60 creates
+    assert made["POST /v3/contacts"] == 0
+    assert summary.calls == sum(made.values())
+    held = {c.email: c for c in fake.state.contacts.values()}
+    assert len(held) == N
+    assert all(c.list_ids == {10} for c in held.values())
+    assert held["p07@example.com"].attributes["FIRSTNAME"] == "John"
+    assert fake.snapshot()["violations"] == []
+    again = resync(ledger, client).run(selected(ledger, None))
+    assert (again.changed, again.calls) == (0, 0)
+
+
+def test_a_contact_the_import_did_not_bring_is_created_alone(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    ledger = dry_run_bookings()
+    fake.call(fake.state.import_skips.add, "p13@example.com")
+    summary = resync(ledger, client).run(selected(ledger, None))
+    assert summary.failures == 0
+    assert calls(fake)["POST /v3/contacts"] == 1
+    assert len(fake.state.contacts) == N
+    again = resync(ledger, client).run(selected(ledger, None))
+    assert again.changed == 0
