@@ -35,9 +35,11 @@ class FakeBrevoProc:
 
 
 @contextmanager
-def fake_brevo(port: int, workdir: Path, *, rate: int) -> Iterator[FakeBrevoProc]:
+def fake_brevo(
+    port: int, workdir: Path, *, rate: int, import_delay: float = 0.0
+) -> Iterator[FakeBrevoProc]:
     argv = [PY, "-m", "tests.fakes.brevo", "--port", str(port), "--api-key", BREVO_KEY]
-    argv += ["--lists", str(LIST_ID)]
+    argv += ["--lists", str(LIST_ID), "--import-delay", str(import_delay)]
     with running(argv, {}, workdir / "fake-brevo.log") as proc:
         fake = FakeBrevoProc(port)
         wait_http(f"{fake.url}/__fake__/state", proc)
@@ -48,14 +50,16 @@ def fake_brevo(port: int, workdir: Path, *, rate: int) -> Iterator[FakeBrevoProc
         yield fake
 
 
-def rate_config(rate: int) -> str:
-    """The benchmark config with the worker's buckets at ``rate`` per second per family."""
+def rate_config(rate: int, *, live_imports: bool = False) -> str:
+    """The benchmark config with the worker's buckets at ``rate`` per second per family (and
+    ``brevo.batch.live_imports`` on when asked)."""
     from benchmarks.common import CONFIG
 
     return CONFIG + (
         "brevo:\n  rate_limits:\n"
         f"    contacts: {{rate: {rate}, burst: {rate}}}\n"
         f"    events: {{rate: {rate}, burst: {rate}}}\n"
+        + ("  batch: {live_imports: true}\n" if live_imports else "")
     )
 
 

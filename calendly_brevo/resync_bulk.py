@@ -20,8 +20,8 @@ updates: with ``imports`` they are gathered across pages, ``import_page`` at a t
 ``POST /contacts/import`` requests and read back (:mod:`calendly_brevo.brevo.imports`); each
 is then settled as a sent batch item is, so one Brevo did not confirm, or one a live event
 pushed meanwhile, is pushed alone. Without ``imports`` (or with fewer than
-:data:`IMPORT_MIN`), they are created one ``POST /contacts`` each. A second run finds nothing
-to push, as before.
+:data:`~calendly_brevo.brevo.imports.IMPORT_MIN`), they are created one ``POST /contacts``
+each. A second run finds nothing to push, as before.
 
 Planning without the locks has one harmless edge: when a contact's diff is empty but its last
 push differs (only unchanged values moved), the plan records the projection as pushed; a live
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calendly_brevo.brevo.bulk import ContactUpdate
-from calendly_brevo.brevo.imports import Imported, importable
+from calendly_brevo.brevo.imports import IMPORT_MIN, Imported, importable
 from calendly_brevo.events import normalize_email
 from calendly_brevo.ledger import PushedProjection
 from calendly_brevo.projection import project_contact
@@ -51,8 +51,6 @@ from calendly_brevo.resync import (
 BulkUpdate = Callable[[Sequence[ContactUpdate]], Sequence[Any]]
 #: ``import_contacts(updates)``: per update, whether Brevo was seen holding it.
 BulkImport = Callable[[Sequence[ContactUpdate]], Imported]
-#: Fewer new contacts than this are created one by one (an import and its read are 2 calls).
-IMPORT_MIN = 3
 
 
 def _update(change: ContactDiff) -> ContactUpdate:

@@ -6,7 +6,11 @@ call. Every caller still gets its own item's answer, so the pipeline's exactly-o
 (record the effect, then ack; look up an in-doubt event before resending) is unchanged.
 
 New contacts (the pipeline has never pushed them) go through the single upsert, which creates
-them; so does a contact a batch finds missing (see :mod:`~calendly_brevo.brevo.bulk`).
+them; so does a contact a batch finds missing (see :mod:`~calendly_brevo.brevo.bulk`). With
+``brevo.batch.live_imports``, first-time contacts that arrive together (at least
+:data:`~calendly_brevo.brevo.imports.IMPORT_MIN`) are imported instead and read back
+(:mod:`~calendly_brevo.brevo.imports`); the callers wait until Brevo shows their contact, so the
+event still follows its contact, and a contact not shown is created alone.
 
 The requests a batch's sender made are shared with every call the batch carried, so each
 event's trace (:mod:`calendly_brevo.brevo_calls`) shows the batch request that carried it (and,
@@ -25,6 +29,7 @@ from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
 from calendly_brevo.brevo.client import BrevoClient, event_body
+from calendly_brevo.brevo.imports import IMPORT_MIN, import_contacts, importable
 from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.config.batch import BatchSettings
 from calendly_brevo.errors import BrevoTransientError
@@ -81,6 +86,14 @@ def _lost(endpoint: str) -> BrevoTransientError:
     )
 
 
+def _imported(client: BrevoClient, updates: list[ContactUpdate], confirm: float) -> list[bool]:
+    """Per update, whether an import brought it (too few to pay for an import and its read:
+    none, each is created alone)."""
+    if len(updates) < IMPORT_MIN:
+        return [False] * len(updates)
+    return import_contacts(client, updates, confirm_seconds=confirm).confirmed
+
+
 def _json_size(body: Mapping[str, Any]) -> int:
     return len(json.dumps(body, separators=(",", ":"), default=str)) + 1
 
@@ -118,6 +131,18 @@ class CoalescingBrevo:
             patience=patience,
             crowd=crowd,
         )
+        self._imports: Coalescer[ContactUpdate, Shared] | None = None
+        if batch.live_imports and batch.max_import:
+            confirm = batch.import_confirm_seconds
+            self._imports = Coalescer(
+                "import",
+                _sharing(lambda updates: _imported(client, updates, confirm)),
+                Limits(window, batch.max_import),
+                gave_up=lambda: _lost("import"),
+                # the import, its reads for up to ``confirm`` seconds, and the last read
+                patience=2 * patience + confirm,
+                crowd=crowd,
+            )
 
     @property
     def dry_run(self) -> bool:
@@ -134,11 +159,14 @@ class CoalescingBrevo:
     ) -> UpsertResult:
         """``existing``: the connector pushed this contact before, so a batch update can take
         it (else the single upsert creates it)."""
-        if not existing or self.client.dry_run:
+        update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
+        if self.client.dry_run or not existing:
+            imports = None if self.client.dry_run else self._imports
+            if imports is not None and importable(update) and _take(imports, update):
+                return UpsertResult(created=False, contact_id=None)
             return self.client.upsert_contact(
                 email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
             )
-        update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
         result: UpsertResult = _take(self._contacts, update)
         return result
 

@@ -9,14 +9,19 @@ import (https://developers.brevo.com/reference/importcontacts-1): ``jsonBody`` r
 the import, a page of a thousand per request, and a contact counts as imported once it is
 listed on every list of its row. A contact not confirmed within ``confirm_seconds`` (Brevo was
 slow, or skipped the row: an SMS another contact holds, say) is the caller's to upsert alone,
-so nothing rests on the import alone: the cost of a miss is one single call.
+so nothing rests on the import alone: the cost of a miss is one single call. Rows Brevo skipped
+do not hold the others for the whole ``confirm_seconds``: once an import shows some of its
+rows and further reads bring no more (:mod:`~calendly_brevo.brevo.readback`), its rows not
+seen are given up.
 
 ``modifiedSince`` is Brevo's clock against this machine's: the read starts
 :data:`CLOCK_MARGIN` earlier, and a contact Brevo did not change (it already held the row's
 values) is not listed, which again only costs its single upsert.
 
-Only contacts with lists and nothing to unlink fit an import (rows are grouped by their lists:
-one request per group); :func:`importable` says which.
+Only contacts with lists fit an import (rows are grouped by their lists: one request per
+group); :func:`importable` says which. An import cannot unlink: a row with lists to leave is
+confirmed only when the read shows Brevo *created* the contact with the import (on no other
+list then); a contact Brevo held before is left to the single upsert, which unlinks.
 """
 
 from __future__ import annotations
@@ -29,22 +34,20 @@ from datetime import UTC, datetime, timedelta
 
 from calendly_brevo.brevo.bulk import ContactUpdate
 from calendly_brevo.brevo.client import BrevoClient
-from calendly_brevo.brevo.transport import _json
+from calendly_brevo.brevo.readback import ReadBack
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.metrics import BREVO_BATCH_ITEMS, BREVO_BATCHES
 
 IMPORT_ROUTE = "/contacts/import"
 #: How far Brevo's clock may run behind this machine's without a contact being missed.
 CLOCK_MARGIN = timedelta(seconds=5)
-#: Contacts per ``GET /contacts`` page (the spec's maximum).
-READ_PAGE = 1000
-#: Pauses between confirming reads, the last one repeated until ``confirm_seconds`` pass.
-PAUSES = (0.2, 0.5, 1.0, 2.0)
+#: Fewer new contacts than this are created one by one (an import and its read are 2 calls).
+IMPORT_MIN = 3
 
 
 def importable(update: ContactUpdate) -> bool:
-    """Whether an import can carry ``update`` (it sets lists, and unlinks none)."""
-    return bool(update.list_ids) and not update.unlink_list_ids
+    """Whether an import can carry ``update`` (it sets lists)."""
+    return bool(update.list_ids)
 
 
 @dataclass(frozen=True)
@@ -61,22 +64,24 @@ def import_contacts(
     *,
     confirm_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
+    clock_margin: timedelta = CLOCK_MARGIN,
 ) -> Imported:
     """Import ``updates`` (each :func:`importable`) and read them back (see the module)."""
-    since = datetime.now(UTC) - CLOCK_MARGIN
+    back = ReadBack(client, datetime.now(UTC) - clock_margin)
     groups: dict[tuple[int, ...], list[ContactUpdate]] = defaultdict(list)
     for update in updates:
         groups[tuple(sorted(update.list_ids))].append(update)
-    waiting: dict[str, set[int]] = {}
     for lists, group in groups.items():
         if _send(client, lists, group):
-            waiting.update({u.email.lower(): set(lists) for u in group})
-    reads: list[int] = []
-    seen = _confirm(client, waiting, since, time.monotonic() + confirm_seconds, sleep, reads)
-    BREVO_BATCHES.labels("import", "confirmed").inc(len(seen))
-    BREVO_BATCHES.labels("import", "unconfirmed").inc(len(updates) - len(seen))
-    confirmed = [u.email.lower() in seen for u in updates]
-    return Imported(confirmed, len(groups) + len(reads))
+            back.imports.append({u.email.lower(): set(lists) for u in group})
+    back.confirm(time.monotonic() + confirm_seconds, sleep)
+    confirmed = [
+        u.email.lower() in back.seen and (not u.unlink_list_ids or u.email.lower() in back.created)
+        for u in updates
+    ]
+    BREVO_BATCHES.labels("import", "confirmed").inc(sum(confirmed))
+    BREVO_BATCHES.labels("import", "unconfirmed").inc(len(updates) - sum(confirmed))
+    return Imported(confirmed, len(groups) + back.reads)
 
 
 def _send(client: BrevoClient, lists: tuple[int, ...], group: list[ContactUpdate]) -> bool:
@@ -100,62 +105,3 @@ def _send(client: BrevoClient, lists: tuple[int, ...], group: list[ContactUpdate
         return False
     BREVO_BATCHES.labels("import", "accepted").inc()
     return True
-
-
-def _confirm(
-    client: BrevoClient,
-    waiting: dict[str, set[int]],
-    since: datetime,
-    deadline: float,
-    sleep: Callable[[float], None],
-    reads: list[int],
-) -> set[str]:
-    """The emails of ``waiting`` Brevo lists as changed since ``since`` on all their lists,
-    reading again after each pause until all are seen or ``deadline`` passes."""
-    seen: set[str] = set()
-    stamp = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    for attempt in range(10_000):
-        if not waiting.keys() - seen:
-            break
-        pause = PAUSES[min(attempt, len(PAUSES) - 1)]
-        if time.monotonic() + pause > deadline:
-            break
-        sleep(pause)
-        seen |= _read(client, waiting, seen, stamp, reads)
-    return seen
-
-
-def _read(
-    client: BrevoClient,
-    waiting: dict[str, set[int]],
-    seen: set[str],
-    stamp: str,
-    reads: list[int],
-) -> set[str]:
-    """One pass over the contacts changed since ``stamp``, a page at a time, stopping once all
-    of ``waiting`` are found. A failed read ends the pass (the next pass tries again)."""
-    found: set[str] = set()
-    offset = 0
-    while waiting.keys() - seen - found:
-        params = {"modifiedSince": stamp, "limit": READ_PAGE, "offset": offset, "sort": "desc"}
-        reads.append(offset)
-        try:
-            response = client.request("GET", "/contacts", params=params)
-            if response is None:
-                return found
-            client.raise_for(response, "GET", "/contacts")
-        except (BrevoPermanentError, BrevoTransientError):
-            return found
-        data = _json(response)
-        contacts = data.get("contacts") if isinstance(data, dict) else None
-        if not isinstance(contacts, list) or not contacts:
-            return found
-        for contact in contacts:
-            email = str(contact.get("email") or "").lower() if isinstance(contact, dict) else ""
-            lists = contact.get("listIds") if isinstance(contact, dict) else None
-            if email in waiting and waiting[email] <= set(lists or ()):
-                found.add(email)
-        if len(contacts) < READ_PAGE:
-            return found
-        offset += READ_PAGE
-    return found

@@ -31,9 +31,13 @@ class BatchSettings(Strict):
     #: up to this many per ``POST /contacts/import`` (0: one ``POST /contacts`` each). Brevo
     #: allows 10 MB per import; a thousand rows of a booking's attributes are well under 1 MB.
     max_import: int = Field(default=1000, ge=0, le=10_000)
-    #: How long ``resync`` reads an import back before it creates the contacts not yet seen
-    #: one by one (Brevo's imports are asynchronous; the read is a contacts-family call).
+    #: How long an import is read back before the contacts not yet seen are created one by
+    #: one (Brevo's imports are asynchronous; the read is a contacts-family call).
     import_confirm_seconds: float = Field(default=60.0, ge=0, le=600)
+    #: The worker imports first-time contacts too (a batch of at least 3), each event waiting
+    #: until its contact is read back. Off by default: a worker thread waits out Brevo's import
+    #: latency, so this pays only with many threads (README, "Bulk endpoints").
+    live_imports: bool = False
 
     @property
     def window_seconds(self) -> float:

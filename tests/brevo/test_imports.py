@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -84,8 +85,14 @@ def test_a_row_brevo_skips_or_an_import_that_fails_is_left_to_the_single_upsert(
     fake: FakeBrevoServer, client: BrevoClient
 ) -> None:
     fake.call(fake.state.import_skips.add, "p1@example.com")
-    result = import_contacts(client, [person(0), person(1), person(2)], confirm_seconds=1.5)
+    pauses: list[float] = []
+    result = import_contacts(
+        client, [person(0), person(1), person(2)], confirm_seconds=600, sleep=pauses.append
+    )
     assert result.confirmed == [True, False, True]
+    # The skipped row does not hold the others for the whole 600 s: the import showed its
+    # other rows, then two reads brought nothing more.
+    assert len(pauses) == 3
 
     fake.inject("5xx", path="^/v3/contacts/import$", count=1)
     again = import_contacts(client, [person(5), person(6)], confirm_seconds=1.5)
@@ -93,10 +100,27 @@ def test_a_row_brevo_skips_or_an_import_that_fails_is_left_to_the_single_upsert(
     assert again.requests == 1  # nothing to read back
 
 
-def test_only_contacts_with_lists_and_no_unlinks_fit_an_import() -> None:
+def test_only_contacts_with_lists_fit_an_import() -> None:
     assert importable(person(0))
+    assert importable(ContactUpdate("a@example.com", {}, (10,), (11,)))
     assert not importable(ContactUpdate("a@example.com", {"FIRSTNAME": "A"}))
-    assert not importable(ContactUpdate("a@example.com", {}, (10,), (11,)))
+
+
+def test_a_row_with_lists_to_leave_is_confirmed_only_for_a_contact_the_import_created(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    """An import cannot unlink: a contact Brevo held before (on list 11 by hand) is left to
+    the single upsert, which takes it off; one the import created is on no other list."""
+    assert client.upsert_contact("old@example.com", {}, list_ids=[11]) is not None
+    time.sleep(0.05)  # the import starts after the hand-made contact's creation
+    leaving = [
+        ContactUpdate("old@example.com", {"FIRSTNAME": "Old"}, (10,), (11,)),
+        ContactUpdate("new@example.com", {"FIRSTNAME": "New"}, (10,), (11,)),
+        person(1),
+    ]
+    # no margin: the hand-made contact predates the read's start
+    result = import_contacts(client, leaving, confirm_seconds=5, clock_margin=timedelta(0))
+    assert result.confirmed == [False, True, True]
 
 
 # -- resync after a dry run ----------------------------------------------------------------------

@@ -78,6 +78,8 @@ FAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("timeout", 0.005, {"apply_effect": True}),  # Brevo applied it; the answer is lost
     ("400", 0.02, {"family": "events", "sticky": "event_properties.connector_event_id"}),
 )
+#: With ``live_imports``: how long the fake takes to apply an import (Brevo's are asynchronous).
+IMPORT_DELAY = 0.3
 #: What a busy machine may add to the recovery bound (the supervisor's timer thread, a fetch).
 RECOVERY_MARGIN = 8.0
 #: Contact writes and custom events (and their lookups); not the set-up reads.
@@ -193,6 +195,7 @@ class ChaosRun:
         worker_processes: int = 2,
         worker_threads: int = 4,
         senders: int = 8,
+        live_imports: bool = False,
     ) -> None:
         self.workdir = workdir
         self.events = events
@@ -203,6 +206,8 @@ class ChaosRun:
         self.worker_processes = worker_processes
         self.worker_threads = worker_threads
         self.senders = senders
+        #: ``brevo.batch.live_imports`` on, with Brevo taking IMPORT_DELAY to apply an import.
+        self.live_imports = live_imports
         self.report = Report()
         self._lock = threading.Lock()
         self.log_lines: list[str] = []
@@ -236,7 +241,10 @@ class ChaosRun:
         started = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "config.yaml"
-        self.config_path.write_text(sc.CONFIG)
+        config = sc.CONFIG
+        if self.live_imports:
+            config = config.replace("\nbrevo:\n", "\nbrevo:\n  batch: {live_imports: true}\n", 1)
+        self.config_path.write_text(config)
         rng = random.Random(self.seed)
         scenario = sc.build(self.events, self.seed)
         redis_srv = PrivateRedis(self.workdir).start()
@@ -271,6 +279,8 @@ class ChaosRun:
         r = self.report
         for name, kind in sc.ATTRIBUTES:
             fake.add_attribute(name, kind)
+        if self.live_imports:
+            fake.call(setattr, fake.state, "import_delay_seconds", IMPORT_DELAY)
         for family in ("contacts", "events"):
             fake.set_limit(family, 300, 1.0)
         # Brevo's "other" window is an hour; a 429 there pauses the family until its reset, so

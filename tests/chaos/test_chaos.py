@@ -54,6 +54,8 @@ def test_the_full_chaos_run_loses_nothing_and_applies_each_event_once(tmp_path: 
         seed=int(os.environ.get("CHAOS_SEED", "11")),
         send_seconds=float(os.environ.get("CHAOS_SEND_SECONDS", "300")),
         drain_timeout=600.0,
+        # CHAOS_LIVE_IMPORTS=1: first-time contacts through POST /contacts/import
+        live_imports=os.environ.get("CHAOS_LIVE_IMPORTS") == "1",
     )
     # The in-doubt path was exercised, not just never needed.
     assert run.report.lost_answers > 0 and run.report.lookups > 0, run.report.summary()

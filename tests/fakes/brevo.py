@@ -140,8 +140,16 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated list ids to pre-create, e.g. 10,11",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for probabilistic faults")
+    parser.add_argument(
+        "--import-delay",
+        type=float,
+        default=0.0,
+        help="seconds before an accepted POST /contacts/import is applied (Brevo's imports "
+        "are asynchronous)",
+    )
     args = parser.parse_args(argv)
     state = FakeBrevo(api_key=args.api_key, lists=args.lists, seed=args.seed)
+    state.import_delay_seconds = args.import_delay
     with suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(state, args.host, args.port))
 

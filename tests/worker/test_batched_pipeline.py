@@ -67,13 +67,15 @@ def pipeline(
     *,
     window_ms: int = 300,
     max_events: int = 100,
+    live_imports: bool = False,
 ) -> Pipeline:
+    batch = {"window_ms": window_ms, "max_events": max_events, "live_imports": live_imports}
     settings = payloads.settings(
         brevo={
             "api_key": KEY,
             "api_url": fake.base_url,
             "timeout_seconds": 1.0,
-            "batch": {"window_ms": window_ms, "max_events": max_events},
+            "batch": batch,
             # The in-doubt lookups (GET /events) are "other" calls: Brevo allows 100 an hour,
             # here more, as these tests are about batching, not pacing.
             "rate_limits": {
@@ -163,6 +165,26 @@ def test_concurrent_events_share_bulk_requests_and_each_is_sent_once(
         carried.append("/events/batch" in routes)
     assert sum(carried) > calls["POST /v3/events/batch"]  # shared with the calls it carried
     assert calls["POST /v3/contacts"] == 24  # new contacts: the single upsert creates them
+    assert fake.snapshot()["violations"] == []
+
+
+def test_with_live_imports_first_time_contacts_are_imported_and_each_event_follows_its_contact(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    # Brevo applies an import half a second after taking it: an event sent before the read
+    # back shows its contact would reach Brevo ahead of the contact.
+    fake.call(setattr, fake.state, "import_delay_seconds", 0.5)
+    docs = bodies(created(24))
+    pipe = pipeline(fake, clients, live_imports=True)
+    assert run(pipe, docs) == ["applied"] * 24
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
+    calls = requests(fake)
+    assert calls["POST /v3/contacts/import"] >= 1
+    assert calls["POST /v3/contacts"] < 24  # not one create per contact
+    events = fake.snapshot()["events"]
+    assert len(events) == 24 and all(e["contact_id"] is not None for e in events)
+    contacts = {c["email"]: c for c in fake.snapshot()["contacts"]}
+    assert len(contacts) == 24 and all(c["listIds"] == [10] for c in contacts.values())
     assert fake.snapshot()["violations"] == []
 
 
