@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
     "backfill": "cli.commands.backfill:backfill",
     "reconcile": "cli.commands.backfill:reconcile",
     "links": "cli.commands.calendly:links",
-    "doctor": "cli.commands.calendly:doctor",
+    "doctor": "cli.commands.doctor:doctor",
     "keys": "cli.commands.keys:keys",
     "oauth": "cli.commands.oauth:oauth",
 }
