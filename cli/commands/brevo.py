@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
 from calendly_brevo.errors import ConnectorError
+from cli.services import LazyServices
 
 if TYPE_CHECKING:
     from calendly_brevo.brevo.client import BrevoClient

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from calendly_brevo.bootstrap import LazyServices
 from cli.commands.brevo import brevo_client, require_key
+from cli.services import LazyServices
 
 
 def check_drift(obj: LazyServices, email: str | None, limit: int | None, as_json: bool) -> None:

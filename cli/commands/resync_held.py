@@ -13,8 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from calendly_brevo.bootstrap import LazyServices
 from cli.commands.brevo import brevo_client, require_key
+from cli.services import LazyServices
 
 if TYPE_CHECKING:
     from calendly_brevo.held import HeldEvent

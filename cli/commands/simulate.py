@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from cli.services import LazyServices
 
 if TYPE_CHECKING:
     from calendly_brevo.preview import Preview
