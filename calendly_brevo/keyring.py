@@ -6,65 +6,23 @@ Keys come from, in order: the config / ``CALENDLY_WEBHOOK_SIGNING_KEY`` (plus
 demo with nothing configured — a local development key kept in ``<data_dir>/dev-signing-key``
 so ``calendly-brevo simulate`` works out of the box.
 
-Which key verified a delivery is stored with it (``calendly-brevo trace`` shows it) as a
-:func:`key_label`: the key's place and a fingerprint, never the key itself.
+Which key verified a delivery is stored with it as a label (:mod:`calendly_brevo.key_labels`);
+the development key is :mod:`calendly_brevo.dev_signing_key`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-from calendly_brevo.config import Settings, WebhookSettings
+from calendly_brevo.config import Settings
+from calendly_brevo.dev_signing_key import ensure_dev_key
 from calendly_brevo.errors import ConfigError
+from calendly_brevo.key_labels import config_key_names, key_label
 from calendly_brevo.logs import get_logger
-from calendly_brevo.private_files import private_dir
 
 log = get_logger("calendly_brevo.keyring")
-
-
-def fingerprint(key: str) -> str:
-    """The first 8 hex characters of the key's SHA-256: names a key without revealing it
-    (``printf %s "$KEY" | sha256sum | cut -c1-8`` gives the same)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
-def config_key_names(webhook: WebhookSettings) -> dict[str, str]:
-    """Each configured key → its place in the config (``signing_key``,
-    ``previous_signing_keys.0`` …)."""
-    names: dict[str, str] = {}
-    if webhook.signing_key and webhook.signing_key.get_secret_value():
-        names[webhook.signing_key.get_secret_value()] = "signing_key"
-    for i, old in enumerate(webhook.previous_signing_keys):
-        names.setdefault(old.get_secret_value(), f"previous_signing_keys.{i}")
-    return names
-
-
-def key_label(key: str, names: Mapping[str, str]) -> str:
-    """``<place>:<fingerprint>``: ``signing_key:1a2b3c4d``; a key not in ``names`` is one
-    ``webhooks install`` stored in the database (``stored:…``)."""
-    return f"{names.get(key, 'stored')}:{fingerprint(key)}"
-
-
-def dev_key_path(settings: Settings) -> Path:
-    return settings.storage.data_dir / "dev-signing-key"
-
-
-def ensure_dev_key(settings: Settings) -> str:
-    path = dev_key_path(settings)
-    if path.exists():
-        return path.read_text().strip()
-    private_dir(path.parent)
-    key = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
 
 
 class KeyRing:

@@ -19,7 +19,7 @@ import dramatiq
 from calendly_brevo.bootstrap import Services
 from calendly_brevo.config import Settings
 from calendly_brevo.db.migrate import upgrade
-from calendly_brevo.keyring import dev_key_path
+from calendly_brevo.dev_signing_key import dev_key_path
 from calendly_brevo.logs import configure_logging, get_logger
 
 

@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
     "backfill": "cli.commands.backfill:backfill",
     "reconcile": "cli.commands.backfill:reconcile",
     "links": "cli.commands.calendly:links",
-    "doctor": "cli.commands.calendly:doctor",
+    "doctor": "cli.commands.doctor:doctor",
     "keys": "cli.commands.keys:keys",
     "oauth": "cli.commands.oauth:oauth",
 }
@@ -114,7 +114,7 @@ def _unavailable(exc: ServiceUnavailable) -> None:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """Keep Brevo in step with Calendly: bookings, cancellations, reschedules, no-shows."""
-    from calendly_brevo.bootstrap import LazyServices
+    from cli.services import LazyServices
 
     if os.environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
         ctx.color = False

@@ -39,8 +39,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from calendly_brevo import metrics
 from calendly_brevo.config import Settings
 from calendly_brevo.errors import QueueUnavailable, SignatureError
-from calendly_brevo.keyring import config_key_names
-from calendly_brevo.keyring import key_label as label_of
+from calendly_brevo.key_labels import config_key_names
+from calendly_brevo.key_labels import key_label as label_of
 from calendly_brevo.logs import get_logger
 from calendly_brevo.signature import HEADER, verify_key
 from receiver.metrics_view import render_metrics
@@ -58,7 +58,7 @@ class Queue(Protocol):
         signature_key: str | None = None,
     ) -> str:
         """Put the event on the queue; ``signature_key``: the label of the key that verified
-        it (:func:`calendly_brevo.keyring.key_label`), carried to the worker."""
+        it (:func:`calendly_brevo.key_labels.key_label`), carried to the worker."""
         ...
 
     async def ping(self) -> bool: ...

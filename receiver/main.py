@@ -22,7 +22,8 @@ from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscription_store import active_signing_keys
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import Settings
-from calendly_brevo.crypto import SecretBox, load_box
+from calendly_brevo.crypto import SecretBox
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.errors import ConfigError
 from calendly_brevo.keyring import build_keyring
 from calendly_brevo.logs import REDACTOR, configure_logging, get_logger

@@ -48,7 +48,7 @@ def make_token_provider(
         return StaticToken(pat.get_secret_value())
     if settings.calendly.oauth.client_id and sessions is not None:
         from calendly_brevo.calendly.tokens import OAuthTokenProvider, OAuthTokenStore
-        from calendly_brevo.crypto import load_box
+        from calendly_brevo.encryption_key import load_box
 
         store = OAuthTokenStore(sessions, load_box(settings))
         return OAuthTokenProvider(store, http, settings.calendly.oauth)

@@ -277,7 +277,7 @@ def manager_for(
 ) -> SubscriptionManager:
     """The manager of this deployment's subscription: its organization, the configured events
     (routing-form submissions when they are upserted), keys sealed with the settings' box."""
-    from calendly_brevo.crypto import load_box
+    from calendly_brevo.encryption_key import load_box
 
     return SubscriptionManager(
         client,

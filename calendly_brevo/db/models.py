@@ -61,7 +61,7 @@ class ProcessedEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     effects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     payload: Mapped[str | None] = mapped_column(Text)
-    #: The label of the key that verified the webhook (calendly_brevo.keyring.key_label).
+    #: The label of the key that verified the webhook (calendly_brevo.key_labels.key_label).
     signature_key: Mapped[str | None] = mapped_column(String(64))
     #: The Brevo calls of every attempt, oldest first (calendly_brevo.brevo_calls).
     brevo_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))

@@ -111,7 +111,7 @@ def check_signing_key(ctx: DoctorContext) -> Check:
     if ctx.settings.calendly.webhook.keys:
         return Check(name, "OK", "set in the config / CALENDLY_WEBHOOK_SIGNING_KEY")
     try:
-        from calendly_brevo.crypto import existing_box
+        from calendly_brevo.encryption_key import existing_box
 
         box = existing_box(ctx.settings)  # doctor creates no key file
         stored = active_signing_keys(ctx.sessions_factory(), box) if box is not None else []

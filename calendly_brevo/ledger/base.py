@@ -105,7 +105,7 @@ class Arrival:
     source: str
     received_at: datetime | None
     #: The label of the webhook signing key that verified it (never the key itself:
-    #: :func:`calendly_brevo.keyring.key_label`); ``None`` for a backfill or a replay.
+    #: :func:`calendly_brevo.key_labels.key_label`); ``None`` for a backfill or a replay.
     signature_key: str | None = None
 
     def failed(self, reason: str, error: str, attempts: int) -> Failure:

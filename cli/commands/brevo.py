@@ -1,14 +1,20 @@
-"""brevo setup · brevo check."""
+"""brevo setup · brevo check, and the Brevo client of the commands that call Brevo (``resync``
+and its modes, :mod:`cli.commands.resync_held`, :mod:`cli.commands.resync_drift`)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from calendly_brevo.errors import ConnectorError
+from cli.services import LazyServices
+
+if TYPE_CHECKING:
+    from calendly_brevo.brevo.client import BrevoClient
 
 pass_services = click.make_pass_decorator(LazyServices)
 T = TypeVar("T")
@@ -26,6 +32,24 @@ def _client(obj: LazyServices):  # type: ignore[no-untyped-def]
 
     obj.settings.require("brevo.api_key")
     return BrevoClient.from_settings(obj.settings, make_limiter(obj.services))
+
+
+@contextmanager
+def brevo_client(obj: LazyServices) -> Iterator[BrevoClient]:
+    """The workers' Brevo client, on their shared token bucket (Redis when configured)."""
+    from calendly_brevo.brevo.client import BrevoClient, make_http_client
+    from worker.runtime import make_limiter
+
+    with make_http_client(obj.settings) as http:
+        yield BrevoClient.from_settings(obj.settings, make_limiter(obj.services), http=http)
+
+
+def require_key(obj: LazyServices, plan_flag: str) -> None:
+    if obj.settings.dry_run:
+        raise ConnectorError(
+            "Brevo runs dry (no brevo.api_key, or brevo.dry_run: true): nothing can be sent. "
+            f"Set the key, or leave out {plan_flag} to see what would be."
+        )
 
 
 def _patiently(obj: LazyServices, call: Callable[[], T]) -> T:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 

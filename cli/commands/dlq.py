@@ -10,10 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from calendly_brevo.bootstrap import LazyServices
 from calendly_brevo.durations import When
 from calendly_brevo.ledger import DeadLetterFilter
 from calendly_brevo.replay import replay
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 

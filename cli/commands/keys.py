@@ -6,7 +6,7 @@ import json
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 
@@ -21,7 +21,7 @@ def keys() -> None:
 @pass_services
 def rotate(obj: LazyServices, as_json: bool) -> None:
     """Re-encrypt OAuth tokens and signing keys under the first key, so older keys can go."""
-    from calendly_brevo.crypto import load_box
+    from calendly_brevo.encryption_key import load_box
     from calendly_brevo.rotation import rotate_secrets
 
     result = rotate_secrets(obj.sessions, load_box(obj.settings))

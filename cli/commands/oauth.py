@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 

@@ -12,10 +12,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from calendly_brevo.bootstrap import LazyServices
 from calendly_brevo.durations import When
 from calendly_brevo.errors import ConnectorError
-from cli.commands.resync_modes import brevo_client, check_drift, held_events
+from cli.commands.brevo import brevo_client
+from cli.commands.resync_drift import check_drift
+from cli.commands.resync_held import held_events
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from calendly_brevo.bootstrap import LazyServices
+from cli.services import LazyServices
 
 if TYPE_CHECKING:
     from calendly_brevo.preview import Preview
@@ -39,8 +39,8 @@ def _read_json_file(path: str) -> dict[str, Any]:
 
 
 def _signing_key(obj: LazyServices, key: str | None) -> str:
+    from calendly_brevo.dev_signing_key import dev_key_path
     from calendly_brevo.errors import ConfigError
-    from calendly_brevo.keyring import dev_key_path
 
     if key:
         return key

@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from calendly_brevo.bootstrap import LazyServices
 from calendly_brevo.trace import Trace
+from cli.services import LazyServices
 
 pass_services = click.make_pass_decorator(LazyServices)
 

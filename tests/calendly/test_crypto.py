@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from calendly_brevo.crypto import DecryptionError, SecretBox, load_box
+from calendly_brevo.crypto import DecryptionError, SecretBox
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.errors import ConfigError
 from tests.conftest import make_settings
 

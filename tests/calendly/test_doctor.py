@@ -12,7 +12,7 @@ from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscriptions import WEBHOOK_EVENTS
 from calendly_brevo.db.migrate import upgrade
 from calendly_brevo.doctor import Check, DoctorContext, run_checks
-from cli.commands.calendly import doctor
+from cli.commands.doctor import doctor
 from tests.calendly.conftest import calendly_settings
 from tests.fakes.calendly import FakeCalendlyServer
 

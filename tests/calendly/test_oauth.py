@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from calendly_brevo.calendly import make_client
 from calendly_brevo.calendly.tokens import OAuthTokenProvider, OAuthTokenStore
 from calendly_brevo.config import Settings
-from calendly_brevo.crypto import load_box
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.errors import CalendlyAuthError
 from receiver.oauth import setup_oauth_callback, setup_oauth_start
 from tests.calendly.conftest import calendly_settings

@@ -8,8 +8,8 @@ from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.client import CalendlyClient
 from calendly_brevo.calendly.subscription_store import active_signing_keys
 from calendly_brevo.calendly.subscriptions import WEBHOOK_EVENTS, SubscriptionManager
-from calendly_brevo.crypto import load_box
 from calendly_brevo.db.models import SigningKey
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.metrics import WEBHOOK_SUBSCRIPTION_ACTIVE
 from cli.commands.webhooks import webhooks
 from tests.fakes.calendly import FakeCalendlyServer

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.events import event_from_dict
-from calendly_brevo.keyring import fingerprint
+from calendly_brevo.key_labels import fingerprint
 from calendly_brevo.ledger import PushedProjection
 from calendly_brevo.queueing import build_message
 from cli.main import cli

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from calendly_brevo.keyring import fingerprint
+from calendly_brevo.key_labels import fingerprint
 from calendly_brevo.queueing import sqlite_queue_path
 from calendly_brevo.signature import HEADER, sign
 from tests import payloads as p

@@ -18,8 +18,9 @@ from calendly_brevo.bootstrap import Services
 from calendly_brevo.calendly.subscription_store import active_signing_keys, store_signing_key
 from calendly_brevo.calendly.tokens import OAuthTokenStore
 from calendly_brevo.config import load_settings
-from calendly_brevo.crypto import DecryptionError, load_box
+from calendly_brevo.crypto import DecryptionError
 from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.queueing import SqliteQueue
 from cli.main import cli
 

@@ -15,9 +15,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from calendly_brevo.calendly.subscription_store import active_signing_keys, store_signing_key
-from calendly_brevo.crypto import load_box
 from calendly_brevo.db.engine import make_engine, make_sessionmaker
 from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.encryption_key import load_box
 from calendly_brevo.keyring import KeyRing
 from receiver.app import create_app
 from tests.conftest import make_settings
