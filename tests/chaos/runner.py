@@ -78,6 +78,8 @@ FAULTS: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("timeout", 0.005, {"apply_effect": True}),  # Brevo applied it; the answer is lost
     ("400", 0.02, {"family": "events", "sticky": "event_properties.connector_event_id"}),
 )
+#: Counted in the report: that the bulk paths were taken, not just available.
+BULK_ROUTES = ("/v3/events/batch", "/v3/contacts/batch", "/v3/contacts/import", "/v3/contacts")
 #: With ``live_imports``: how long the fake takes to apply an import (Brevo's are asynchronous).
 IMPORT_DELAY = 0.3
 #: What a busy machine may add to the recovery bound (the supervisor's timer thread, a fetch).
@@ -112,6 +114,8 @@ class Report:
     repeated_400s: int = 0
     lost_answers: int = 0
     lookups: int = 0
+    #: Requests by bulk route: /events/batch, /contacts/batch, /contacts/import, GET /contacts.
+    bulk: dict[str, int] = field(default_factory=dict)
     missing_effects: int = 0
     contact_mismatches: list[str] = field(default_factory=list)
     dramatiq_dead: int = 0
@@ -143,6 +147,7 @@ class Report:
             f"  last kill with no traffic after it: {self.held_at_last_kill} messages held, "
             f"requeued after {self.recovery_seconds:.1f}s (bound {self.recovery_bound:.0f}s "
             f"+ {RECOVERY_MARGIN:.0f}s margin)",
+            f"  bulk requests: {self.bulk}",
             f"  contacts differing from the model: {len(self.contact_mismatches)}; "
             f"dramatiq dead-letter queue {self.dramatiq_dead}; spec violations "
             f"{self.spec_violations}",
@@ -383,6 +388,13 @@ class ChaosRun:
             1
             for q in snapshot["requests"]
             if q["method"] == "GET" and q["path"] == "/v3/events" and q["status"] == 200
+        )
+        r.bulk = dict(
+            Counter(
+                f"{q['method']} {q['path']}"
+                for q in snapshot["requests"]
+                if q["path"] in BULK_ROUTES and q["status"] < 300
+            )
         )
         r.contact_mismatches = sc.contact_diff(
             sc.expected_contacts(scenario, settings), snapshot["contacts"]

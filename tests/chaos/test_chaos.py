@@ -59,3 +59,6 @@ def test_the_full_chaos_run_loses_nothing_and_applies_each_event_once(tmp_path: 
     )
     # The in-doubt path was exercised, not just never needed.
     assert run.report.lost_answers > 0 and run.report.lookups > 0, run.report.summary()
+    assert run.report.bulk.get("POST /v3/events/batch", 0) > 0, run.report.summary()
+    if run.live_imports:
+        assert run.report.bulk.get("POST /v3/contacts/import", 0) > 0, run.report.summary()
