@@ -23,10 +23,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from calendly_brevo.config import Settings
+
+if TYPE_CHECKING:
+    from calendly_brevo.bootstrap import Services
 
 HEALTH = b'{"status":"ok"}'
 GAUGE_INTERVAL_SECONDS = 10.0
@@ -48,12 +51,24 @@ def _prepare_multiproc_dir() -> tuple[str, bool]:
     return path, created
 
 
+def process_services(settings: Settings, threads: int) -> Services:
+    """The services of one process of ``threads`` worker threads. Its database pool is sized
+    from ``worker.threads`` (one connection per thread waiting on its contact's lock or a
+    batch, and 2 more), which ``worker --threads`` overrides: a pool sized from the config's 4
+    under ``--threads 16`` made threads wait 35 s for a connection and fail."""
+    from calendly_brevo.bootstrap import Services
+
+    if settings.worker.threads != threads:
+        worker = settings.worker.model_copy(update={"threads": threads})
+        settings = settings.model_copy(update={"worker": worker})
+    return Services(settings)
+
+
 def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool = True) -> int:
     """One worker process: consume until SIGTERM/SIGINT, then stop within the shutdown budget."""
     import dramatiq
     from dramatiq.middleware import Middleware
 
-    from calendly_brevo.bootstrap import Services
     from calendly_brevo.logs import configure_logging, get_logger
 
     configure_logging(settings)
@@ -65,7 +80,7 @@ def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool 
         extra.append(Prometheus())
     from worker.runtime import build_runtime
 
-    services = Services(settings)
+    services = process_services(settings, threads)
     runtime = build_runtime(services, extra_middleware=extra)
     runtime.broker.emit_after("process_boot")
     worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=250)

@@ -112,6 +112,8 @@ class Report:
     fired_custom_events: int = 0
     duplicated_effects: int = 0
     repeated_400s: int = 0
+    #: Injected 400s that fell on an item of ``POST /events/batch`` (answered 207).
+    batch_item_400s: int = 0
     lost_answers: int = 0
     lookups: int = 0
     #: Requests by bulk route: /events/batch, /contacts/batch, /contacts/import, GET /contacts.
@@ -136,7 +138,8 @@ class Report:
             f"503s {self.http_503}, other errors {self.http_other_errors}",
             f"  chaos: {self.kills} worker SIGKILLs, {self.redis_restarts} Redis restart, "
             f"{self.postgres_restarts} Postgres restart; Brevo faults {self.faults} "
-            f"(and the same 400 again on {self.repeated_400s} later attempts)",
+            f"(and the same 400 again on {self.repeated_400s} later attempts; "
+            f"{self.batch_item_400s} of the 400s were items of a 207)",
             f"  applied before replay {self.applied_before_replay}, dead-lettered "
             f"{self.dead_lettered} {self.dead_letter_reasons}, replayed {self.replayed}, "
             f"applied {self.applied}, lost {self.lost}",
@@ -359,6 +362,9 @@ class ChaosRun:
         faults = Counter(f["kind"] for f in snapshot["faults"] if not f["repeat"])
         r.faults = dict(faults)
         r.repeated_400s = sum(1 for f in snapshot["faults"] if f["repeat"])
+        r.batch_item_400s = sum(
+            1 for f in snapshot["faults"] if f["path"] == "/v3/events/batch" and not f["repeat"]
+        )
         r.lost_answers = sum(
             1 for f in snapshot["faults"] if f["kind"] == "timeout" and f["effect_applied"]
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.pool import QueuePool
+
 from tests.conftest import make_settings
-from worker.main import _metrics_app
+from worker.main import _metrics_app, process_services
 
 
 def call(app: Any, path: str) -> tuple[str, bytes]:
@@ -68,3 +71,20 @@ def test_a_production_worker_without_a_brevo_key_refuses_to_start_naming_the_key
     assert "config error at brevo.api_key" in result.stderr
     assert "BREVO_DRY_RUN=true" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_threads_from_the_command_line_size_each_process_database_pool(
+    tmp_path: Path,
+) -> None:
+    """`worker --threads 16` with the config's 4: each waiting thread holds a connection (its
+    contact's lock), so the pool must be sized for 16, or threads time out waiting for one."""
+    settings = make_settings(
+        tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test", WORKER_THREADS=4
+    )
+    services = process_services(settings, 16)
+    try:
+        pool = services.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.size() == 18  # threads + 2, before any connection is made
+    finally:
+        services.close()
