@@ -157,7 +157,7 @@ BREVO_RATELIMIT_LIMIT = Gauge(
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 150, 200)
 BREVO_BATCH_ITEMS = Histogram(
     f"{PREFIX}_brevo_batch_items",
-    "Items per coalesced Brevo request, by bulk endpoint (events, contacts).",
+    "Items per coalesced Brevo request, by bulk endpoint (events, contacts, import).",
     ["endpoint"],
     buckets=BATCH_SIZE_BUCKETS,
 )
@@ -165,7 +165,8 @@ BREVO_BATCHES = Counter(
     f"{PREFIX}_brevo_batches_total",
     "Coalesced Brevo requests by endpoint and outcome (accepted: every item taken; partial: "
     "a 207, some refused; split: refused as a whole, items sent one by one; failed: the "
-    "request failed, every item retries; in_doubt: no answer, every item is looked up).",
+    "request failed, every item retries; in_doubt: no answer, every item is looked up). "
+    "Imports also count contacts confirmed (read back) and unconfirmed (created alone).",
     ["endpoint", "outcome"],
 )
 BREVO_BATCH_ITEMS_IN_DOUBT = Counter(
