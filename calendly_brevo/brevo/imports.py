@@ -96,10 +96,8 @@ def _send(client: BrevoClient, lists: tuple[int, ...], group: list[ContactUpdate
     }
     BREVO_BATCH_ITEMS.labels("import").observe(len(group))
     try:
-        response = client.request("POST", IMPORT_ROUTE, json=body)
-        if response is None:  # dry run: the single upserts log what they would do
-            return False
-        client.raise_for(response, "POST", IMPORT_ROUTE)
+        if client.call("POST", IMPORT_ROUTE, json=body) is None:
+            return False  # dry run: the single upserts log what they would do
     except (BrevoPermanentError, BrevoTransientError):
         BREVO_BATCHES.labels("import", "failed").inc()
         return False

@@ -83,11 +83,10 @@ class ReadBack:
             params = {"modifiedSince": stamp, "limit": READ_PAGE, "offset": offset, "sort": "desc"}
             self.reads += 1
             try:
-                response = self.client.request("GET", "/contacts", params=params)
-                if response is None:
-                    return found
-                self.client.raise_for(response, "GET", "/contacts")
+                response = self.client.call("GET", "/contacts", params=params)
             except (BrevoPermanentError, BrevoTransientError):
+                return found
+            if response is None:
                 return found
             data = _json(response)
             contacts = data.get("contacts") if isinstance(data, dict) else None

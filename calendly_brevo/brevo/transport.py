@@ -183,6 +183,12 @@ class Transport:
         status before :meth:`raise_for` (the bulk endpoints' 207 and 400)."""
         return self._send(method, route, path_args or {}, json=json, params=params)
 
+    def call(
+        self, method: str, route: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response | None:
+        """One request, its error raised as the outcomes table says (``None`` in a dry run)."""
+        return self._call(method, route, {}, json=json, params=params)
+
     def raise_for(self, response: httpx.Response, method: str, route: str) -> None:
         """Raise the error a non-2xx answer means (see the outcomes table)."""
         self._check(response, method, route)
