@@ -112,6 +112,8 @@ class CoalescingBrevo:
         """``patience``: how long a waiting call trusts its batch's sender (longer than a
         request can take: the HTTP timeout plus the bucket's wait). ``crowd``: the worker's
         calls in progress (a batch leaves early once all of them wait on one)."""
+        if client.dry_run:  # nothing is sent, so nothing to batch: use the client itself
+            raise ValueError("CoalescingBrevo needs a client with an API key (not a dry run)")
         self.client = client
         self.crowd = crowd
         window = batch.window_seconds
@@ -160,8 +162,8 @@ class CoalescingBrevo:
         """``existing``: the connector pushed this contact before, so a batch update can take
         it (else the single upsert creates it)."""
         update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
-        if self.client.dry_run or not existing:
-            imports = None if self.client.dry_run else self._imports
+        if not existing:
+            imports = self._imports
             if imports is not None and importable(update) and _take(imports, update):
                 return UpsertResult(created=False, contact_id=None)
             return self.client.upsert_contact(
@@ -186,9 +188,6 @@ class CoalescingBrevo:
             contact_properties=contact_properties,
             event_date=event_date,
         )
-        if self.client.dry_run:
-            self.client.post_event(body)
-            return
         _take(self._events, body)
 
     def event_recorded(
