@@ -108,7 +108,7 @@ class FakeBrevo:
         self.processes: dict[int, dict[str, Any]] = {}
         self.import_polls_in_process = 1
         #: An import's rows are applied this long after it was accepted (Brevo imports are
-        #: asynchronous), at the next request that reads contacts; rows whose email is in
+        #: asynchronous), at the next import or ``GET /contacts``; rows whose email is in
         #: ``import_skips`` are never applied (as Brevo skips a row it cannot take).
         self.import_delay_seconds = 0.0
         self.import_skips: set[str] = set()
