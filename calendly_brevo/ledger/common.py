@@ -58,14 +58,35 @@ def contact_state(s: Session, email: str) -> tuple[list[InviteeRecord], list[NoS
 
 
 def _pushed(row: PushedProjectionRow) -> PushedProjection:
+    return pushed_from(
+        row.email,
+        row.attributes,
+        row.list_ids,
+        row.projection_hash,
+        row.mapping_fingerprint,
+        row.pushed_at,
+        row.event_id,
+    )
+
+
+def pushed_from(
+    email: str,
+    attributes: dict[str, Any] | None,
+    list_ids: list[int] | None,
+    projection_hash: str,
+    mapping_fingerprint: str,
+    pushed_at: datetime,
+    event_id: str | None,
+) -> PushedProjection:
+    """A ``pushed_projections`` row's values, in column order (an ORM row's or a cursor's)."""
     return PushedProjection(
-        email=row.email,
-        attributes=dict(row.attributes),
-        list_ids=tuple(row.list_ids),
-        projection_hash=row.projection_hash,
-        mapping_fingerprint=row.mapping_fingerprint,
-        pushed_at=aware(row.pushed_at) or row.pushed_at,
-        event_id=row.event_id,
+        email=email,
+        attributes=dict(attributes or {}),
+        list_ids=tuple(list_ids or ()),
+        projection_hash=projection_hash,
+        mapping_fingerprint=mapping_fingerprint,
+        pushed_at=aware(pushed_at) or pushed_at,
+        event_id=event_id,
     )
 
 

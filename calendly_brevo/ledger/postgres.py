@@ -36,11 +36,10 @@ from calendly_brevo.ledger.base import (
     Claim,
     PushedProjection,
     State,
-    aware,
     lock_key,
     now,
 )
-from calendly_brevo.ledger.common import SqlLedger
+from calendly_brevo.ledger.common import SqlLedger, pushed_from
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
 
 
@@ -236,18 +235,7 @@ class PostgresLedger(SqlLedger):
     def last_pushed(self, email: str) -> PushedProjection | None:
         with self._connection() as conn:
             row = self._run(conn, sql.PG_LAST_PUSHED, {"email": email}).fetchone()
-        if row is None:
-            return None
-        address, attributes, list_ids, digest, fingerprint, pushed_at, event_id = row
-        return PushedProjection(
-            email=address,
-            attributes=dict(attributes or {}),
-            list_ids=tuple(list_ids or ()),
-            projection_hash=digest,
-            mapping_fingerprint=fingerprint,
-            pushed_at=aware(pushed_at) or pushed_at,
-            event_id=event_id,
-        )
+        return None if row is None else pushed_from(*row)  # PG_LAST_PUSHED's column order
 
     def record_pushed(self, pushed: PushedProjection) -> None:
         params = {
