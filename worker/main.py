@@ -23,13 +23,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from calendly_brevo.config import Settings
-
-if TYPE_CHECKING:
-    from calendly_brevo.bootstrap import Services
 
 HEALTH = b'{"status":"ok"}'
 GAUGE_INTERVAL_SECONDS = 10.0
@@ -51,24 +48,24 @@ def _prepare_multiproc_dir() -> tuple[str, bool]:
     return path, created
 
 
-def process_services(settings: Settings, threads: int) -> Services:
-    """The services of one process of ``threads`` worker threads. Its database pool is sized
-    from ``worker.threads`` (one connection per thread waiting on its contact's lock or a
-    batch, and 2 more), which ``worker --threads`` overrides: a pool sized from the config's 4
-    under ``--threads 16`` made threads wait 35 s for a connection and fail."""
-    from calendly_brevo.bootstrap import Services
+def with_workers(settings: Settings, processes: int | None, threads: int | None) -> Settings:
+    """``settings`` with ``worker --processes/--threads`` (when given) in ``settings.worker``,
+    the one place the rest reads them: each process's database pool is sized from
+    ``worker.threads`` (a connection per thread waiting on its contact's lock or a batch, and
+    2 more). A pool sized from the config's 4 under ``--threads 16`` made threads wait 35 s
+    for a connection and fail."""
+    given = {k: v for k, v in (("processes", processes), ("threads", threads)) if v}
+    if not given:
+        return settings
+    return settings.model_copy(update={"worker": settings.worker.model_copy(update=given)})
 
-    if settings.worker.threads != threads:
-        worker = settings.worker.model_copy(update={"threads": threads})
-        settings = settings.model_copy(update={"worker": worker})
-    return Services(settings)
 
-
-def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool = True) -> int:
+def run_process(settings: Settings, *, metrics_multiprocess: bool = True) -> int:
     """One worker process: consume until SIGTERM/SIGINT, then stop within the shutdown budget."""
     import dramatiq
     from dramatiq.middleware import Middleware
 
+    from calendly_brevo.bootstrap import Services
     from calendly_brevo.logs import configure_logging, get_logger
 
     configure_logging(settings)
@@ -80,7 +77,8 @@ def run_process(settings: Settings, threads: int, *, metrics_multiprocess: bool 
         extra.append(Prometheus())
     from worker.runtime import build_runtime
 
-    services = process_services(settings, threads)
+    threads = settings.worker.threads
+    services = Services(settings)
     runtime = build_runtime(services, extra_middleware=extra)
     runtime.broker.emit_after("process_boot")
     worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=250)
@@ -133,8 +131,8 @@ def _requeue_unfinished(broker: Any) -> int:
     return total
 
 
-def _child(settings: Settings, threads: int) -> None:
-    os._exit(run_process(settings, threads))
+def _child(settings: Settings) -> None:
+    os._exit(run_process(settings))
 
 
 def _ready_marker(pid: int) -> Path | None:
@@ -301,8 +299,8 @@ def _stop_children(children: list[Any], settings: Settings, log: Any) -> None:
             p.join(5)
 
 
-def supervise(settings: Settings, processes: int, threads: int) -> int:
-    """Run ``processes`` worker processes until SIGTERM; restart any that die."""
+def supervise(settings: Settings) -> int:
+    """Run ``worker.processes`` worker processes until SIGTERM; restart any that die."""
     from calendly_brevo.logs import configure_logging, get_logger
 
     multiproc_dir, created_dir = _prepare_multiproc_dir()
@@ -341,7 +339,7 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
         )
 
     def spawn() -> Any:
-        p = ctx.Process(target=_child, args=(settings, threads), daemon=False)
+        p = ctx.Process(target=_child, args=(settings,), daemon=False)
         p.start()
         return p
 
@@ -350,7 +348,7 @@ def supervise(settings: Settings, processes: int, threads: int) -> int:
     from worker.auto_resync import auto_resync  # logs stale contacts; sync.auto_resync sweeps
 
     threading.Thread(target=auto_resync, args=(settings, stopping), daemon=True).start()
-    children.extend(spawn() for _ in range(processes))
+    children.extend(spawn() for _ in range(settings.worker.processes))
     _keep_children_alive(children, spawn, stopping, log)
     _stop_children(children, settings, log)
     if server is not None:

@@ -55,15 +55,9 @@ def worker(obj: LazyServices, processes: int | None, threads: int | None) -> Non
             "set REDIS_URL, or use `calendly-brevo run` for the embedded single process",
         )
     settings.require_brevo()  # a config error stops us before any thread or process starts
-    from worker.main import supervise
+    from worker.main import supervise, with_workers
 
-    sys.exit(
-        supervise(
-            settings,
-            processes or settings.worker.processes,
-            threads or settings.worker.threads,
-        )
-    )
+    sys.exit(supervise(with_workers(settings, processes, threads)))
 
 
 @click.command()

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy.pool import QueuePool
 
+from calendly_brevo.bootstrap import Services
 from tests.conftest import make_settings
-from worker.main import _metrics_app, process_services
+from worker.main import _metrics_app, with_workers
 
 
 def call(app: Any, path: str) -> tuple[str, bytes]:
@@ -81,7 +82,7 @@ def test_worker_threads_from_the_command_line_size_each_process_database_pool(
     settings = make_settings(
         tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test", WORKER_THREADS=4
     )
-    services = process_services(settings, 16)
+    services = Services(with_workers(settings, None, 16))
     try:
         pool = services.engine.pool
         assert isinstance(pool, QueuePool)
