@@ -113,19 +113,20 @@ class Pipeline:
         that verified the webhook, stored with the event's first arrival."""
         with self.crowd.member() if self.crowd is not None else nullcontext():
             last = _Last(failure=final or expired, expired=expired)
-            arrival = (source, signature_key)
-            return self._attempt(body, received_at, arrival, attempt, last=last)
+            return self._attempt(
+                body, received_at, attempt, source=source, signature_key=signature_key, last=last
+            )
 
     def _attempt(
         self,
         body: str,
         received_at: float,
-        arrival: tuple[str, str | None],
         attempt: int,
         *,
+        source: str,
+        signature_key: str | None,
         last: _Last,
     ) -> Outcome:
-        source, signature_key = arrival
         started = time.perf_counter()
         started_token = STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
