@@ -16,6 +16,7 @@ from typing import Any
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.brevo.transport import _json
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+from calendly_brevo.times import parse_time
 
 #: Contacts per ``GET /contacts`` page (the spec's maximum).
 READ_PAGE = 1000
@@ -24,15 +25,6 @@ PAUSES = (0.2, 0.5, 1.0, 2.0)
 #: Reads in a row that bring no further an import Brevo has begun to show before its rows not
 #: seen are taken as skipped.
 STALLED_READS = 2
-
-
-def _instant(text: Any) -> datetime | None:
-    """Brevo's ``createdAt`` (``2017-05-01 17:05:03+00:00`` in its examples, or RFC 3339)."""
-    try:
-        value = datetime.fromisoformat(str(text).replace(" ", "T").replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else None
 
 
 @dataclass
@@ -104,7 +96,8 @@ class ReadBack:
         email = str(contact.get("email") or "").lower()
         if email not in waiting or not waiting[email] <= set(contact.get("listIds") or ()):
             return set()
-        created = _instant(contact.get("createdAt"))
+        # Brevo's createdAt: ``2017-05-01 17:05:03+00:00`` in its examples, or RFC 3339.
+        created = parse_time(str(contact.get("createdAt") or ""))
         if created is not None and created > self.since:
             self.created.add(email)
         return {email}
