@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Any
 
-from tests.fakes.brevo_events import create_event
+from tests.fakes.brevo_events import create_event, instant
 from tests.fakes.brevo_faults import FaultRecord, pick_fault
 from tests.fakes.brevo_ops import (
     BrevoError,
@@ -189,21 +188,14 @@ def list_contacts(state: FakeBrevo, query: Any, seq: int) -> Reply:
     chosen = list(state.contacts.values())
     for key, attr in (("modifiedSince", "modified_at"), ("createdSince", "created_at")):
         if key in query:
-            since = _instant(query[key])
-            chosen = [c for c in chosen if _instant(getattr(c, attr)) > since]
+            since = instant(query[key], key)
+            chosen = [c for c in chosen if instant(getattr(c, attr), attr) > since]
     if "listIds" in query:
         wanted = {int(v) for v in query.getall("listIds")}
         chosen = [c for c in chosen if c.list_ids & wanted]
     chosen.sort(key=lambda c: c.id, reverse=query.get("sort", "desc") == "desc")
     page = chosen[offset : offset + limit]
     return 200, {"contacts": [c.to_json() for c in page], "count": len(chosen)}
-
-
-def _instant(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.replace(" ", "T"))
-    except ValueError:
-        raise BrevoError(400, "invalid_parameter", f"not a date-time: {text}") from None
 
 
 def get_process(state: FakeBrevo, process_id: int) -> Reply:

@@ -54,8 +54,9 @@ def create_event(state: FakeBrevo, body: dict[str, Any], seq: int) -> Reply:
     return 204, None
 
 
-def _instant(value: str, field: str) -> datetime:
-    """``YYYY-MM-DD`` or RFC 3339, as Brevo's ``startDate``/``endDate`` accept."""
+def instant(value: str, field: str) -> datetime:
+    """``YYYY-MM-DD`` or RFC 3339, as Brevo's ``startDate``/``endDate`` and ``modifiedSince``
+    accept; the fake's own timestamps read the same way."""
     try:
         if len(value) == 10:
             return datetime.fromisoformat(value + "T00:00:00+00:00")
@@ -81,8 +82,8 @@ def get_events(state: FakeBrevo, query: MultiMapping[str] | Mapping[str, str]) -
     start, end = query.get("startDate"), query.get("endDate")
     if (start is None) != (end is None):
         raise BrevoError(400, "invalid_parameter", "startDate and endDate go together")
-    lo = _instant(start, "startDate") if start else None
-    hi = _instant(end, "endDate") if end else None
+    lo = instant(start, "startDate") if start else None
+    hi = instant(end, "endDate") if end else None
     if lo is not None and hi is not None and lo > hi:
         raise BrevoError(400, "invalid_parameter", "startDate must be before endDate")
     if hi is not None and len(end or "") == 10:
