@@ -104,9 +104,10 @@ def run(pipe: Pipeline, bodies: list[str]) -> list[str]:
         return list(pool.map(one, bodies))
 
 
-def created(n: int, prefix: str = "ada") -> list[dict[str, Any]]:
+def people(make: Any, n: int, prefix: str = "ada") -> list[dict[str, Any]]:
+    """``n`` envelopes from ``make`` (a :mod:`tests.payloads` builder), one person each."""
     return [
-        payloads.invitee_created(
+        make(
             email=f"{prefix}{i}@example.com",
             invitee_uri=payloads.invitee_uri(f"EV{prefix}{i}", f"IN{i}"),
         )
@@ -114,14 +115,12 @@ def created(n: int, prefix: str = "ada") -> list[dict[str, Any]]:
     ]
 
 
-def canceled(n: int, prefix: str = "ada") -> list[dict[str, Any]]:
-    return [
-        payloads.invitee_canceled(
-            email=f"{prefix}{i}@example.com",
-            invitee_uri=payloads.invitee_uri(f"EV{prefix}{i}", f"IN{i}"),
-        )
-        for i in range(n)
-    ]
+def created(n: int) -> list[dict[str, Any]]:
+    return people(payloads.invitee_created, n)
+
+
+def canceled(n: int) -> list[dict[str, Any]]:
+    return people(payloads.invitee_canceled, n)
 
 
 def bodies(envelopes: list[dict[str, Any]]) -> list[str]:
