@@ -94,7 +94,9 @@ def _buckets(settings: Settings, sources: StatusSources) -> dict[str, Any] | Non
     from calendly_brevo.ratelimit.bucket import FAMILIES, RedisBackend, TokenBucket
 
     buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
-    state: dict[str, Any] = TokenBucket(RedisBackend(sources.redis), buckets=buckets).state()
+    state: dict[str, Any] = TokenBucket(
+        RedisBackend(sources.redis), buckets=buckets, margin=settings.brevo.rate_margin
+    ).state()
     return state
 
 

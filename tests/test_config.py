@@ -198,6 +198,15 @@ def test_plan_presets_and_overrides_give_buckets(tmp_path: Path) -> None:
     assert s.brevo.bucket("other").rate == pytest.approx(100 / 3600)
 
 
+@pytest.mark.parametrize("margin", ["-0.1", "0.6", "lots"])
+def test_a_rate_margin_outside_0_to_half_a_window_is_a_config_error_naming_the_key(
+    tmp_path: Path, margin: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, f"brevo:\n  rate_margin: {margin}\n"), env={})
+    assert err.value.path == "brevo.rate_margin"
+
+
 def test_a_production_worker_without_a_brevo_key_is_a_config_error_naming_the_key() -> None:
     s = load_settings(None, env={"REDIS_URL": "redis://r:6379/0"})
     with pytest.raises(ConfigError) as err:

@@ -29,7 +29,7 @@ def make_limiter(services: Services) -> TokenBucket:
     buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
     buckets[LOOKUPS] = settings.brevo.lookup_bucket()
     backend = RedisBackend(services.redis) if settings.storage.redis_url else MemoryBackend()
-    limiter = TokenBucket(backend, buckets=buckets)
+    limiter = TokenBucket(backend, buckets=buckets, margin=settings.brevo.rate_margin)
     services._limiter = limiter  # type: ignore[attr-defined]
     return limiter
 

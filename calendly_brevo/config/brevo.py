@@ -10,6 +10,11 @@ from pydantic import Field, SecretStr, model_validator
 from calendly_brevo.config.base import DEFAULT_BREVO_API_URL, Strict
 from calendly_brevo.config.batch import BatchSettings
 
+#: Share of each of Brevo's windows the token bucket keeps free for jitter: how much later than
+#: its neighbours a request may reach Brevo and still be counted in its own window (40 ms at 10
+#: requests/s). See :mod:`calendly_brevo.ratelimit.bucket`.
+DEFAULT_RATE_MARGIN = 0.04
+
 
 class Bucket(Strict):
     rate: float = Field(gt=0, description="tokens per second")
@@ -59,6 +64,12 @@ class BrevoSettings(Strict):
     api_url: str = DEFAULT_BREVO_API_URL
     plan: Literal["general", "advanced"] = "general"
     rate_limits: dict[Literal["contacts", "events", "other"], Bucket] = {}
+    #: The jitter allowance, as a share of Brevo's window (``burst / rate`` seconds): at 0.04 and
+    #: 10 requests/s a request may reach Brevo 40 ms later than its neighbours and still fall in
+    #: its own window. Raise it where the way to Brevo is jittery (a busy host, a proxy, a long
+    #: network path: 429s in the logs although ``rate_limits`` match the plan); the sustained
+    #: rate is ``rate / (1 + rate_margin)``, so 0.1 costs 9 % of the throughput.
+    rate_margin: float = Field(default=DEFAULT_RATE_MARGIN, ge=0, le=0.5)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     events: BrevoEventNames = BrevoEventNames()
     list_moves: ListMoves = ListMoves()

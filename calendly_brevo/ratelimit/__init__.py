@@ -29,7 +29,7 @@ def make_token_bucket(
 ) -> TokenBucket:
     """Redis-backed when a client is given (shared by every worker), else in-process."""
     backend: Backend = MemoryBackend() if redis_client is None else RedisBackend(redis_client)
-    return TokenBucket(backend, buckets_from_settings(settings))
+    return TokenBucket(backend, buckets_from_settings(settings), margin=settings.rate_margin)
 
 
 __all__ = [

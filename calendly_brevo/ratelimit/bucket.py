@@ -55,6 +55,7 @@ from typing import Protocol, TypedDict
 import redis
 
 from calendly_brevo.config import Bucket
+from calendly_brevo.config.brevo import DEFAULT_RATE_MARGIN
 from calendly_brevo.errors import RateLimited, TransientError
 from calendly_brevo.metrics import RATELIMIT_WAIT_SECONDS
 
@@ -62,7 +63,7 @@ from calendly_brevo.metrics import RATELIMIT_WAIT_SECONDS
 FAMILIES = ("contacts", "events", "other")
 DEFAULT_KEY_PREFIX = "calendly_brevo:bucket"
 #: Share of each window kept free for send-time jitter; see the module docstring.
-DEFAULT_MARGIN = 0.04
+DEFAULT_MARGIN = DEFAULT_RATE_MARGIN
 US = 1_000_000
 LUA = Path(__file__).with_name("bucket.lua")
 

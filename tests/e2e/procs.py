@@ -19,6 +19,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "cli"]
 
+#: ``brevo.rate_margin`` for deployments whose tests count the fake Brevo's 429s. The fake
+#: counts a request in the 1 s window of the moment its event loop reads it, in the test's
+#: process, on 2 shared cores that also run 2 to 5 connector processes, Postgres and Redis.
+#: There a request sent on its slot can be read 40 ms or more after its neighbours (CI
+#: once counted one 429 in 60 bookings at 10/s), which the default allowance (0.04 of a 1 s
+#: window) does not cover. Such a host is what ``rate_margin`` is for (README, "Brevo's rate
+#: limits"); 0.15 allows 150 ms. The bucket's own guarantee at any margin is
+#: tests/ratelimit/test_bucket.py's property test.
+JITTERY_HOST_RATE_MARGIN = 0.15
+
 
 _GIVEN: set[int] = set()
 _GIVEN_LOCK = threading.Lock()

@@ -22,7 +22,14 @@ from sqlalchemy import create_engine, text
 
 from calendly_brevo.config import load_settings
 from tests.conftest import SIGNING_KEY
-from tests.e2e.procs import Proc, free_port, run_cli, wait_for, wait_http
+from tests.e2e.procs import (
+    JITTERY_HOST_RATE_MARGIN,
+    Proc,
+    free_port,
+    run_cli,
+    wait_for,
+    wait_http,
+)
 from tests.e2e.stream import (
     STREAM_LISTS,
     build_stream,
@@ -69,6 +76,7 @@ def test_two_receivers_three_workers_apply_every_event_once_through_a_sigterm(
             redis_url=redis_url,
             signing_key=SIGNING_KEY,
             brevo=f"""
+                rate_margin: {JITTERY_HOST_RATE_MARGIN}
                 rate_limits:
                   contacts: {{rate: {RPS}, burst: {RPS}}}
                   events: {{rate: {RPS}, burst: {RPS}}}

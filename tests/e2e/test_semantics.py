@@ -30,7 +30,14 @@ from calendly_brevo.queueing import sqlite_queue_path
 from calendly_brevo.signature import HEADER, sign
 from tests import payloads as p
 from tests.conftest import SIGNING_KEY
-from tests.e2e.procs import Proc, free_port, run_cli, wait_for, wait_http
+from tests.e2e.procs import (
+    JITTERY_HOST_RATE_MARGIN,
+    Proc,
+    free_port,
+    run_cli,
+    wait_for,
+    wait_http,
+)
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
 
 pytestmark = pytest.mark.e2e
@@ -75,6 +82,7 @@ brevo:
   upsert_routing_form_submitters: true
   list_moves:
     on_cancel: {{add: [20], remove: [10]}}
+  rate_margin: {JITTERY_HOST_RATE_MARGIN}
   rate_limits:
     contacts: {{rate: {RPS}, burst: {RPS}}}
     events: {{rate: {RPS}, burst: {RPS}}}

@@ -283,6 +283,15 @@ def test_make_token_bucket_takes_every_family_from_the_plan_or_its_override() ->
     assert bucket.key == "calendly_brevo:bucket"
 
 
+def test_make_token_bucket_keeps_the_configured_jitter_allowance_free() -> None:
+    # After a burst of 10 at 10/s the next grant waits one window, (1 + margin) seconds.
+    for margin in (0.04, 0.2):
+        bucket = make_token_bucket(BrevoSettings(rate_margin=margin))
+        for _ in range(10):
+            assert bucket.acquire("contacts", max_wait=1) < 0.01
+        assert bucket.state()["contacts"]["next_free_in"] == pytest.approx(1 + margin, abs=0.02)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     burst=st.integers(min_value=1, max_value=6),
