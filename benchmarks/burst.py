@@ -40,7 +40,7 @@ from benchmarks.common import (
     running,
     wait_http,
 )
-from benchmarks.fakebrevo import fake_brevo, rate_config
+from benchmarks.fakebrevo import add_import_arguments, fake_brevo, rate_config
 from benchmarks.receiver import loadgen
 
 TARGET = 1.1
@@ -145,14 +145,4 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--spread", type=float, default=10.0, help="seconds the bookings arrive in")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument(
-        "--live-imports",
-        action="store_true",
-        help="brevo.batch.live_imports: first-time contacts through POST /contacts/import",
-    )
-    parser.add_argument(
-        "--import-delay",
-        type=float,
-        default=0.0,
-        help="seconds the fake Brevo takes to apply an import (Brevo's are asynchronous)",
-    )
+    add_import_arguments(parser)

@@ -66,3 +66,18 @@ def rate_config(rate: int, *, live_imports: bool = False) -> str:
 #: The worker's buckets far above anything a benchmark reaches: for runs against the zero-latency
 #: stand-in, where the pipeline and not Brevo's limits must be what is measured.
 UNLIMITED = rate_config(100_000)
+
+
+def add_import_arguments(parser: Any) -> None:
+    """``--live-imports`` and ``--import-delay``, for the benchmarks that run the fake Brevo."""
+    parser.add_argument(
+        "--live-imports",
+        action="store_true",
+        help="brevo.batch.live_imports: first-time contacts through POST /contacts/import",
+    )
+    parser.add_argument(
+        "--import-delay",
+        type=float,
+        default=0.0,
+        help="seconds the fake Brevo takes to apply an import (Brevo's are asynchronous)",
+    )
