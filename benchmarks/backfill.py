@@ -30,6 +30,9 @@ import httpx
 
 from benchmarks.common import (
     CLI,
+    CONFIG,
+    EVENT_TYPE,
+    LIST_ID,
     PY,
     Row,
     base_env,
@@ -44,7 +47,7 @@ from benchmarks.common import (
     wait_http,
 )
 from benchmarks.fakebrevo import (
-    UNLIMITED,
+    UNLIMITED_RATE,
     FakeBrevoProc,
     add_import_arguments,
     fake_brevo,
@@ -68,13 +71,14 @@ def run(opts: Namespace) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     brevo_port = free_port()
     with running_fake_calendly(state) as cal, ExitStack() as stack:
+        base = _mapped_config(state.event_types)
         if opts.rate:
             fake: FakeBrevoProc | None = stack.enter_context(
                 fake_brevo(brevo_port, workdir, rate=opts.rate, import_delay=opts.import_delay)
             )
-            config = rate_config(opts.rate, live_imports=opts.live_imports)
+            config = rate_config(opts.rate, live_imports=opts.live_imports, base=base)
         else:
-            fake, config = None, UNLIMITED
+            fake, config = None, rate_config(UNLIMITED_RATE, base=base)
         env = base_env(
             workdir,
             brevo_url=f"http://127.0.0.1:{brevo_port}/v3",
@@ -115,7 +119,10 @@ def run(opts: Namespace) -> list[Row]:
         if fake is None:
             brevo = httpx.get(f"http://127.0.0.1:{brevo_port}/__stub__/counts").json()
         else:
-            brevo = _fake_counts(fake.state())
+            fake_state = fake.state()
+            brevo = _fake_counts(fake_state)
+            paths = Counter(f"{r['method']} {r['path']}" for r in fake_state["requests"])
+            log(f"backfill: Brevo requests by path {dict(paths.most_common(12))}")
         calendly = Counter(_kind(path) for _, path, _ in state.requests)
     statuses = dict(
         pg_scalar(
@@ -166,6 +173,19 @@ def run(opts: Namespace) -> list[Row]:
             "rescheduled, canceled, no_show)",
         ),
     ]
+
+
+def _mapped_config(event_types: list[dict[str, Any]]) -> str:
+    """The benchmark config with each of the fake Calendly's event types mapped to the list, as
+    a user maps the event types they sell with (an import needs a list: Brevo's ``listIds``)."""
+    bench = f'      bench:\n        list_id: {LIST_ID}\n        event_type_uri: "{EVENT_TYPE}"\n'
+    assert bench in CONFIG
+    mapping = "".join(
+        f"      {et['slug'].replace('-', '_')}:\n        list_id: {LIST_ID}\n"
+        f'        event_type_uri: "{et["uri"]}"\n'
+        for et in event_types
+    )
+    return CONFIG.replace(bench, mapping)
 
 
 def _fake_counts(state: dict[str, Any]) -> dict[str, int]:

@@ -50,12 +50,12 @@ def fake_brevo(
         yield fake
 
 
-def rate_config(rate: int, *, live_imports: bool = False) -> str:
-    """The benchmark config with the worker's buckets at ``rate`` per second per family (and
-    ``brevo.batch.live_imports`` on when asked)."""
+def rate_config(rate: int, *, live_imports: bool = False, base: str | None = None) -> str:
+    """The benchmark config (or ``base``) with the worker's buckets at ``rate`` per second per
+    family (and ``brevo.batch.live_imports`` on when asked)."""
     from benchmarks.common import CONFIG
 
-    return CONFIG + (
+    return (base or CONFIG) + (
         "brevo:\n  rate_limits:\n"
         f"    contacts: {{rate: {rate}, burst: {rate}}}\n"
         f"    events: {{rate: {rate}, burst: {rate}}}\n"
@@ -65,7 +65,8 @@ def rate_config(rate: int, *, live_imports: bool = False) -> str:
 
 #: The worker's buckets far above anything a benchmark reaches: for runs against the zero-latency
 #: stand-in, where the pipeline and not Brevo's limits must be what is measured.
-UNLIMITED = rate_config(100_000)
+UNLIMITED_RATE = 100_000
+UNLIMITED = rate_config(UNLIMITED_RATE)
 
 
 def add_import_arguments(parser: Any) -> None:
