@@ -116,12 +116,15 @@ def run(opts: Namespace) -> list[Row]:
                     raise RuntimeError(f"worker exited:\n{worker.tail()}")
                 time.sleep(0.5)
             applied_at = time.monotonic() - t0
+            _log_batches(env["METRICS_PORT"])
         if fake is None:
             brevo = httpx.get(f"http://127.0.0.1:{brevo_port}/__stub__/counts").json()
         else:
             fake_state = fake.state()
             brevo = _fake_counts(fake_state)
-            paths = Counter(f"{r['method']} {r['path']}" for r in fake_state["requests"])
+            paths = Counter(
+                f"{r['method']} {r['path']} {r['status']}" for r in fake_state["requests"]
+            )
             log(f"backfill: Brevo requests by path {dict(paths.most_common(12))}")
         calendly = Counter(_kind(path) for _, path, _ in state.requests)
     statuses = dict(
@@ -173,6 +176,13 @@ def run(opts: Namespace) -> list[Row]:
             "rescheduled, canceled, no_show)",
         ),
     ]
+
+
+def _log_batches(metrics_port: str) -> None:
+    """The worker's batch outcomes (``calendly_brevo_brevo_batches_total``), for the log."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    lines = [ln for ln in text.splitlines() if ln.startswith("calendly_brevo_brevo_batches_total")]
+    log("backfill: worker batches " + "; ".join(lines))
 
 
 def _mapped_config(event_types: list[dict[str, Any]]) -> str:

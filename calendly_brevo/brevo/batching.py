@@ -14,8 +14,16 @@ process killed while it holds a batch loses nothing: its messages are delivered 
 
 A batch also leaves early when no other call could join it: a :class:`Crowd` counts the calls in
 progress in the process (the worker's pipeline attempts) and how many of them wait on a batch;
-when every one waits, the open batches are sent at once. So one event at a time is never held
-back, and a batch waits its window only while another thread may still bring an item.
+when every one waits, the open batches end their windows at once. So one event at a time is
+never held back, and a batch waits its window only while another thread may still bring an item.
+
+**A batch stays open while its request waits for its token.** With a ``ticket`` (the worker's:
+wait for a token of the endpoint's family, spent by the batch's first request), the leader
+takes the ticket after the window and closes the batch only once it has it: calls made while
+Brevo's limit holds the request back join it (up to ``max_items``) instead of opening batches
+that queue for tokens of their own. When tokens are to spare, this changes nothing; when the
+family is the bottleneck, each request carries what arrived while it waited, so the items per
+request grow with the backlog.
 
 Per-contact order needs nothing here: a worker thread holds its contact's lock while it waits,
 so one batch never holds two items of one contact, and a contact's next event starts only after
@@ -28,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -118,10 +126,13 @@ class Coalescer(Generic[T, R]):
         gave_up: Callable[[], BaseException],
         patience: float = 60.0,
         crowd: Crowd | None = None,
+        ticket: Callable[[int], AbstractContextManager[object]] | None = None,
     ) -> None:
         """``gave_up`` makes the error a waiting item raises when its batch's leader vanished
         (it cannot know whether the batch left: the error should say "in doubt"); ``patience``
-        is how long it waits for the answer once its batch closed (longer than any request)."""
+        is how long it waits for the answer once its window ended (longer than a ticket's wait
+        and a request together). ``ticket(items)``: entered by the leader with the batch still
+        open (see the module), its batch is sent inside it."""
         if limits.max_items < 1:
             raise ValueError("max_items must be at least 1")
         self.name = name
@@ -136,6 +147,7 @@ class Coalescer(Generic[T, R]):
         self._crowd = crowd
         if crowd is not None:
             crowd.join(self._flush_open)
+        self._ticket = ticket or (lambda _items: nullcontext())
 
     def submit(self, item: T) -> R:
         """Join the open batch (or open one) and wait for this item's result; raise its error."""
@@ -153,10 +165,10 @@ class Coalescer(Generic[T, R]):
         return future.result()
 
     def _flush_open(self) -> None:
-        """Send the open batch now (no other call can join it)."""
+        """End the open batch's window now (no other call can join it before its ticket)."""
         with self._lock:
             if self._open is not None:
-                self._close(self._open)
+                self._open.full.set()
 
     def _join(self, item: T, future: Future[R]) -> tuple[_Batch[T, R], bool]:
         size = self._size_of(item)
@@ -191,16 +203,20 @@ class Coalescer(Generic[T, R]):
 
     def _lead(self, batch: _Batch[T, R]) -> None:
         batch.full.wait(max(0.0, batch.opened + self.limits.window - time.monotonic()))
-        with self._lock:
-            self._close(batch)
-        BREVO_BATCH_ITEMS.labels(self.name).observe(len(batch.items))
+        results: Sequence[R | BaseException]
         try:
-            results: Sequence[R | BaseException] = self._send(list(batch.items))
+            with self._ticket(len(batch.items)):  # the batch stays open while it waits
+                with self._lock:
+                    self._close(batch)
+                BREVO_BATCH_ITEMS.labels(self.name).observe(len(batch.items))
+                results = self._send(list(batch.items))
             if len(results) != len(batch.items):
                 raise RuntimeError(
                     f"{self.name}: {len(results)} results for a batch of {len(batch.items)}"
                 )
-        except BaseException as exc:  # every item shares the request's fate
+        except BaseException as exc:  # every item shares the request's (or ticket's) fate
+            with self._lock:
+                self._close(batch)
             results = [_own(exc) for _ in batch.items]
         for future, result in zip(batch.futures, results, strict=True):
             if isinstance(result, BaseException):

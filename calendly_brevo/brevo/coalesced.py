@@ -7,7 +7,9 @@ call. Every caller still gets its own item's answer, so the pipeline's exactly-o
 
 New contacts (the pipeline has never pushed them) go through the single upsert, which creates
 them; so does a contact a batch finds missing (see :mod:`~calendly_brevo.brevo.bulk`). With
-``brevo.batch.live_imports``, first-time contacts that arrive together (at least
+``brevo.batch.live_imports``, a first-time contact is still created alone when a contacts
+token is free at that moment (the quickest way, and a token nobody else was waiting for); when
+the family is busy, first-time contacts that arrive together (at least
 :data:`~calendly_brevo.brevo.imports.IMPORT_MIN`) are imported instead and read back
 (:mod:`~calendly_brevo.brevo.imports`); the callers wait until Brevo shows their contact, so the
 event still follows its contact, and a contact not shown is created alone.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext, suppress
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +34,7 @@ from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contact
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.brevo.imports import IMPORT_MIN, import_contacts, importable
 from calendly_brevo.brevo.models import UpsertResult
+from calendly_brevo.brevo.transport import NotFreeNow
 from calendly_brevo.config.batch import BatchSettings
 from calendly_brevo.errors import BrevoTransientError
 
@@ -124,6 +128,7 @@ class CoalescingBrevo:
             gave_up=lambda: _lost("events"),
             patience=patience,
             crowd=crowd,
+            ticket=lambda _items: client.holding("events"),
         )
         self._contacts: Coalescer[ContactUpdate, Shared] = Coalescer(
             "contacts",
@@ -132,6 +137,7 @@ class CoalescingBrevo:
             gave_up=lambda: _lost("contacts"),
             patience=patience,
             crowd=crowd,
+            ticket=lambda _items: client.holding("contacts"),
         )
         self._imports: Coalescer[ContactUpdate, Shared] | None = None
         if batch.live_imports and batch.max_import:
@@ -144,6 +150,10 @@ class CoalescingBrevo:
                 # the import, its reads for up to ``confirm`` seconds, and the last read
                 patience=2 * patience + confirm,
                 crowd=crowd,
+                # too few to import (each is created alone): no token to hold for them
+                ticket=lambda items: (
+                    client.holding("contacts") if items >= IMPORT_MIN else nullcontext()
+                ),
             )
 
     @property
@@ -164,8 +174,16 @@ class CoalescingBrevo:
         update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
         if not existing:
             imports = self._imports
-            if imports is not None and importable(update) and _take(imports, update):
-                return UpsertResult(created=False, contact_id=None)
+            if imports is not None and importable(update):
+                # A token free now: the single upsert costs nothing that would be used
+                # otherwise, and is the quickest. Only a busy contacts family makes a
+                # first-time contact wait for an import.
+                with suppress(NotFreeNow), self.client.if_free_now():
+                    return self.client.upsert_contact(
+                        email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
+                    )
+                if _take(imports, update):
+                    return UpsertResult(created=False, contact_id=None)
             return self.client.upsert_contact(
                 email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
             )

@@ -6,8 +6,10 @@ connector makes) and :mod:`calendly_brevo.brevo.bulk` (the bulk endpoints) build
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +20,7 @@ from structlog.typing import FilteringBoundLogger
 from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.models import BrevoErrorBody, RateLimitHeaders
 from calendly_brevo.config import BrevoSettings, Settings
-from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
+from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError, RateLimited
 from calendly_brevo.metrics import (
     BREVO_RATE_LIMITED,
     BREVO_RATELIMIT_LIMIT,
@@ -43,6 +45,16 @@ _TRANSIENT_HTTPX = (
     httpx.RemoteProtocolError,
     httpx.ProxyError,
 )
+#: How long a request under :meth:`Transport.if_free_now` may wait for its token (a free one is
+#: granted at once; this only absorbs the clock's step between two reads).
+FREE_NOW_WAIT = 0.002
+
+
+class NotFreeNow(RateLimited):
+    """Under :meth:`Transport.if_free_now`: the family's next token is not free now. Nothing was
+    reserved or sent."""
+
+
 #: Failures before the request left this machine: Brevo cannot have applied it.
 _NOT_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 _FIX_401 = (
@@ -126,10 +138,39 @@ class Transport:
         self.sms_fallback_attribute = sms_fallback_attribute or None
         self._log: FilteringBoundLogger = logger or structlog.get_logger("calendly_brevo.brevo")
         self.debug = debug
+        #: This thread's one-shot token rules: ``free_now`` (:meth:`if_free_now`) and ``held``
+        #: (the family of a token :meth:`holding` waited for, not yet spent).
+        self._token = threading.local()
 
     @property
     def dry_run(self) -> bool:
         return self._api_key is None
+
+    @contextmanager
+    def if_free_now(self) -> Iterator[None]:
+        """The next request this thread makes in the block goes only if its family's token is
+        free now; else it raises :class:`NotFreeNow` before anything is reserved or sent.
+        Requests after it wait for their tokens as usual."""
+        self._token.free_now = True
+        try:
+            yield
+        finally:
+            self._token.free_now = False
+
+    @contextmanager
+    def holding(self, family: str) -> Iterator[None]:
+        """Wait for a token of ``family`` now (raises :class:`RateLimited` past ``max_wait``);
+        the first request of that family this thread makes in the block spends it instead of
+        taking another. A token not spent in the block is simply unused (safe)."""
+        if self._limiter is None or self.dry_run:
+            yield
+            return
+        self._limiter.acquire(family, self.max_wait)
+        self._token.held = family
+        try:
+            yield
+        finally:
+            self._token.held = None
 
     def close(self) -> None:
         """Close the HTTP pool (for one-off clients; the worker's lives as long as it does)."""
@@ -232,7 +273,7 @@ class Transport:
             brevo_calls.note(method, route, "dry_run")
             return None
         if self._limiter is not None:
-            self._limiter.acquire(family, self.max_wait)
+            self._take_token(family)
         started = time.perf_counter()
         try:
             response = self._http.request(
@@ -250,6 +291,22 @@ class Transport:
         brevo_calls.note(method, route, response.status_code, started)
         self._tighten(family, response)
         return response
+
+    def _take_token(self, family: str) -> None:
+        """The token for one request: the one :meth:`holding` waited for, one free now
+        (:meth:`if_free_now`), or the next from the bucket, waiting up to ``max_wait``."""
+        assert self._limiter is not None
+        token = self._token
+        if getattr(token, "held", None) == family:
+            token.held = None
+        elif getattr(token, "free_now", False):
+            token.free_now = False
+            try:
+                self._limiter.acquire(family, FREE_NOW_WAIT)
+            except RateLimited as busy:
+                raise NotFreeNow(family, busy.delay or 0.0) from None
+        else:
+            self._limiter.acquire(family, self.max_wait)
 
     def _observe(self, family: str, status: str, started: float) -> None:
         BREVO_REQUESTS.labels(family, status).inc()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from hypothesis import given, settings
@@ -176,3 +177,46 @@ def test_a_call_still_busy_elsewhere_is_waited_for_up_to_the_window() -> None:
             assert first.result(20) == 10
         assert later.result(20) == 20
     assert send.batches == [[1, 2]]
+
+
+def test_calls_made_while_the_leader_waits_for_its_token_join_its_batch() -> None:
+    """Brevo's limit holds the request back: what arrives meanwhile rides along instead of
+    queueing for a token of its own."""
+    send, crowd = Recorder(), Crowd()
+    token, waiting = threading.Event(), threading.Event()
+    tickets: list[int] = []
+
+    @contextmanager
+    def ticket(items: int) -> Iterator[None]:
+        tickets.append(items)
+        waiting.set()
+        token.wait(10)  # the bucket's next slot
+        yield
+
+    c = coalescer(send, window=0.01, max_items=8, crowd=crowd, ticket=ticket)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(c.submit, 1)
+        assert waiting.wait(10)  # the window has ended; the leader waits for its token
+        later = [pool.submit(c.submit, i) for i in (2, 3, 4)]
+        time.sleep(0.2)
+        token.set()
+        assert [f.result(10) for f in (first, *later)] == [10, 20, 30, 40]
+    assert tickets == [1]  # one token for the four
+    assert sorted(send.batches[0]) == [1, 2, 3, 4] and len(send.batches) == 1
+
+
+def test_a_ticket_that_fails_fails_every_item_of_its_batch_and_sends_nothing() -> None:
+    send, tickets = Recorder(), [Lost("no token within max_wait"), None]
+
+    @contextmanager
+    def ticket(_items: int) -> Iterator[None]:
+        if error := tickets.pop(0):
+            raise error
+        yield
+
+    c = coalescer(send, window=0.05, max_items=3, ticket=ticket)
+    results = submit_all(c, [1, 2, 3])
+    assert all(isinstance(r, Lost) for r in results)
+    assert send.batches == []
+    assert c.submit(5) == 50  # the failed batch is closed: the next call opens its own
+    assert send.batches == [[5]]

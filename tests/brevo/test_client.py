@@ -24,6 +24,7 @@ from calendly_brevo.brevo import (
     make_http_client,
     redact,
 )
+from calendly_brevo.brevo.transport import NotFreeNow
 from calendly_brevo.config import BrevoSettings, Bucket, Settings
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError, RateLimited
 from calendly_brevo.pii import mask_email
@@ -405,6 +406,57 @@ def test_every_request_takes_a_token_of_its_family_first(
     with pytest.raises(RateLimited):
         client.upsert_contact(EMAIL, {})
     assert len(brevo.requests) == 2
+
+
+def test_under_if_free_now_only_the_next_request_goes_and_only_with_a_token_free_now(
+    make_client: Callable[..., BrevoClient], brevo: FakeBrevo, clock: FakeClock
+) -> None:
+    tight = TokenBucket(
+        MemoryBackend(clock=clock),
+        {"contacts": Bucket(rate=1, burst=1)},
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    client = make_client(limiter=tight, max_wait=5)
+    with client.if_free_now():
+        client.upsert_contact(EMAIL, {})  # the token is free: it goes
+    started = clock.now
+    with pytest.raises(NotFreeNow), client.if_free_now():
+        client.upsert_contact(EMAIL, {})
+    assert len(brevo.requests) == 1 and clock.now == started  # not sent, not waited for
+    # Nothing was reserved: the next ordinary call takes the next slot, one second on.
+    client.upsert_contact(EMAIL, {})
+    assert len(brevo.requests) == 2 and clock.now - started == pytest.approx(1.04, abs=0.01)
+    # Only the first request of the block is held to "now": the list removal after the
+    # upsert waits for its token as usual.
+    clock.now += 2
+    with client.if_free_now():
+        client.upsert_contact(EMAIL, {}, unlink_list_ids=[4])
+    assert [r.method for r in brevo.requests[2:]] == ["POST", "PUT"]
+
+
+def test_a_held_token_is_spent_by_the_blocks_first_request_of_its_family_only(
+    make_client: Callable[..., BrevoClient], brevo: FakeBrevo, clock: FakeClock
+) -> None:
+    tight = TokenBucket(
+        MemoryBackend(clock=clock),
+        {"contacts": Bucket(rate=1, burst=1), "events": Bucket(rate=1, burst=1)},
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    client = make_client(limiter=tight, max_wait=5)
+    started = clock.now
+    with client.holding("contacts"):
+        assert clock.now == started  # the first token was free
+        client.upsert_contact(EMAIL, {})  # spends it: no second token, no wait
+        assert clock.now == started
+        client.upsert_contact(EMAIL, {})  # the block's second request takes its own
+        assert clock.now - started == pytest.approx(1.04, abs=0.01)
+    with client.holding("events"):
+        pass  # held, never spent
+    client.create_event("e", email=EMAIL)  # after the block: a token of its own
+    assert clock.now - started == pytest.approx(2.08, abs=0.02)
+    assert len(brevo.requests) == 3
 
 
 def test_rate_limit_headers_feed_the_gauges(client: BrevoClient, brevo: FakeBrevo) -> None:

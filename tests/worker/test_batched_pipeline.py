@@ -68,7 +68,9 @@ def pipeline(
     window_ms: int = 300,
     max_events: int = 100,
     live_imports: bool = False,
+    contacts: dict[str, float] | None = None,
 ) -> Pipeline:
+    """``contacts``: the worker's bucket for the contacts family (default: never the limit)."""
     batch = {"window_ms": window_ms, "max_events": max_events, "live_imports": live_imports}
     settings = payloads.settings(
         brevo={
@@ -80,7 +82,8 @@ def pipeline(
             # here more, as these tests are about batching, not pacing.
             "rate_limits": {
                 f: {"rate": 1000, "burst": 1000} for f in ("contacts", "events", "other")
-            },
+            }
+            | ({"contacts": contacts} if contacts else {}),
         }
     )
     client = BrevoClient.from_settings(settings)
@@ -174,7 +177,9 @@ def test_with_live_imports_first_time_contacts_are_imported_and_each_event_follo
     # back shows its contact would reach Brevo ahead of the contact.
     fake.call(setattr, fake.state, "import_delay_seconds", 0.5)
     docs = bodies(created(24))
-    pipe = pipeline(fake, clients, live_imports=True)
+    # A busy contacts family (5 calls/s, one at a time): a contact that finds no token free
+    # waits for an import instead of its own call.
+    pipe = pipeline(fake, clients, live_imports=True, contacts={"rate": 5, "burst": 1})
     assert run(pipe, docs) == ["applied"] * 24
     assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
     calls = requests(fake)
@@ -185,6 +190,18 @@ def test_with_live_imports_first_time_contacts_are_imported_and_each_event_follo
     contacts = {c["email"]: c for c in fake.snapshot()["contacts"]}
     assert len(contacts) == 24 and all(c["listIds"] == [10] for c in contacts.values())
     assert fake.snapshot()["violations"] == []
+
+
+def test_with_live_imports_a_first_time_contact_that_finds_a_token_free_is_created_at_once(
+    fake: FakeBrevoServer, clients: list[BrevoClient]
+) -> None:
+    # Tokens to spare: a single create costs nothing anyone waits for, and is the quickest.
+    pipe = pipeline(fake, clients, live_imports=True)
+    assert run(pipe, bodies(created(THREADS))) == ["applied"] * THREADS
+    calls = requests(fake)
+    assert calls["POST /v3/contacts"] == THREADS
+    assert calls["POST /v3/contacts/import"] == 0
+    assert len(fake.snapshot()["contacts"]) == THREADS
 
 
 def test_contacts_pushed_before_are_updated_through_contacts_batch(
