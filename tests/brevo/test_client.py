@@ -115,6 +115,12 @@ def client(make_client: Callable[..., BrevoClient]) -> BrevoClient:
     return make_client()
 
 
+def one_per_second(clock: FakeClock) -> TokenBucket:
+    """A bucket of one token a second (burst 1) for contacts and events, on ``clock``."""
+    buckets = {f: Bucket(rate=1, burst=1) for f in ("contacts", "events")}
+    return TokenBucket(MemoryBackend(clock=clock), buckets, clock=clock, sleep=clock.sleep)
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(f"calendly_brevo_{name}", labels) or 0.0
 
@@ -394,12 +400,7 @@ def test_each_call_belongs_to_brevos_limit_family(method: str, path: str, family
 def test_every_request_takes_a_token_of_its_family_first(
     make_client: Callable[..., BrevoClient], brevo: FakeBrevo, clock: FakeClock
 ) -> None:
-    tight = TokenBucket(
-        MemoryBackend(clock=clock),
-        {"contacts": Bucket(rate=1, burst=1), "events": Bucket(rate=1, burst=1)},
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    tight = one_per_second(clock)
     client = make_client(limiter=tight, max_wait=0.5)
     client.upsert_contact(EMAIL, {})
     client.create_event("e", email=EMAIL)  # another family: its own token
@@ -411,12 +412,7 @@ def test_every_request_takes_a_token_of_its_family_first(
 def test_under_if_free_now_only_the_next_request_goes_and_only_with_a_token_free_now(
     make_client: Callable[..., BrevoClient], brevo: FakeBrevo, clock: FakeClock
 ) -> None:
-    tight = TokenBucket(
-        MemoryBackend(clock=clock),
-        {"contacts": Bucket(rate=1, burst=1)},
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    tight = one_per_second(clock)
     client = make_client(limiter=tight, max_wait=5)
     with client.if_free_now():
         client.upsert_contact(EMAIL, {})  # the token is free: it goes
@@ -438,12 +434,7 @@ def test_under_if_free_now_only_the_next_request_goes_and_only_with_a_token_free
 def test_a_held_token_is_spent_by_the_blocks_first_request_of_its_family_only(
     make_client: Callable[..., BrevoClient], brevo: FakeBrevo, clock: FakeClock
 ) -> None:
-    tight = TokenBucket(
-        MemoryBackend(clock=clock),
-        {"contacts": Bucket(rate=1, burst=1), "events": Bucket(rate=1, burst=1)},
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    tight = one_per_second(clock)
     client = make_client(limiter=tight, max_wait=5)
     started = clock.now
     with client.holding("contacts"):
