@@ -74,6 +74,7 @@ def import_contacts(
     for lists, group in groups.items():
         if _send(client, lists, group):
             back.imports.append({u.email.lower(): set(lists) for u in group})
+            back.taken = time.monotonic()
     back.confirm(time.monotonic() + confirm_seconds, sleep)
     confirmed = [
         u.email.lower() in back.seen and (not u.unlink_list_ids or u.email.lower() in back.created)

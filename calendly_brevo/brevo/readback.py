@@ -3,11 +3,20 @@ until each row of some imports is listed on all its lists, or a deadline passes,
 that has begun to show stops bringing more rows (its rows not seen were skipped). Also notes
 which contacts Brevo *created* since the read's start (an import cannot unlink, so only those
 need no unlink). Used by :mod:`calendly_brevo.brevo.imports`.
+
+Imports in flight at once (the worker's, with ``brevo.batch.live_imports``) share their reads:
+what a read of one client returned is kept for a few seconds (:class:`RecentReads`), and an
+import looks there first, at the reads that started after Brevo took it, before it spends a
+request of the contacts family on a read of its own. Such a read shows the import's rows as
+well as one of its own made at that moment would (Brevo lists a contact modified by the import
+in every read after it applied it), so nothing is taken as seen that its own read would not.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +36,48 @@ PAUSES = (0.2, 0.5, 1.0, 2.0)
 STALLED_READS = 2
 
 
+#: Seconds a read's contacts are kept for other imports' confirmations.
+SHARED_FOR = 10.0
+
+
+@dataclass(frozen=True)
+class _Read:
+    started: float  # time.monotonic() when its first page was asked for
+    contacts: tuple[dict[str, Any], ...]
+
+
+class RecentReads:
+    """The last :data:`SHARED_FOR` seconds of one client's read-back pages (see the module)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reads: list[_Read] = []
+
+    def note(self, started: float, contacts: list[dict[str, Any]]) -> None:
+        with self._lock:
+            cutoff = time.monotonic() - SHARED_FOR
+            self._reads = [r for r in self._reads if r.started >= cutoff]
+            self._reads.append(_Read(started, tuple(contacts)))
+
+    def after(self, moment: float) -> list[dict[str, Any]]:
+        """The contacts of the reads that started after ``moment``."""
+        with self._lock:
+            return [c for r in self._reads if r.started > moment for c in r.contacts]
+
+
+_SHARED: weakref.WeakKeyDictionary[BrevoClient, RecentReads] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def recent_reads(client: BrevoClient) -> RecentReads:
+    """The reads shared by every import of ``client`` (one Brevo account) in this process."""
+    with _SHARED_LOCK:
+        shared = _SHARED.get(client)
+        if shared is None:
+            shared = _SHARED[client] = RecentReads()
+        return shared
+
+
 @dataclass
 class ReadBack:
     """The contacts of some imports (each import's rows and their lists), read back with
@@ -39,6 +90,8 @@ class ReadBack:
     seen: set[str] = field(default_factory=set)
     created: set[str] = field(default_factory=set)
     reads: int = 0
+    #: time.monotonic() when Brevo took the last of ``imports``: reads started after it count.
+    taken: float = 0.0
 
     def confirm(self, deadline: float, sleep: Callable[[float], None]) -> None:
         """Read again after each pause until every row is seen or ``deadline`` passes. An
@@ -54,8 +107,13 @@ class ReadBack:
             if time.monotonic() + pause > deadline:
                 return
             sleep(pause)
-            new = self._read(waiting) - self.seen
+            shared = recent_reads(self.client).after(self.taken)
+            new = {email for c in shared for email in self._take(c, waiting)} - self.seen
             self.seen |= new
+            if waiting.keys() - self.seen:
+                own = self._read(waiting) - self.seen
+                self.seen |= own
+                new |= own
             for n, rows in enumerate(self.imports):
                 if rows.keys() & new or not rows.keys() & self.seen:
                     stalled[n] = 0
@@ -71,6 +129,7 @@ class ReadBack:
         found: set[str] = set()
         stamp = self.since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         offset = 0
+        started, pages = time.monotonic(), recent_reads(self.client)
         while waiting.keys() - self.seen - found:
             params = {"modifiedSince": stamp, "limit": READ_PAGE, "offset": offset, "sort": "desc"}
             self.reads += 1
@@ -84,9 +143,10 @@ class ReadBack:
             contacts = data.get("contacts") if isinstance(data, dict) else None
             if not isinstance(contacts, list) or not contacts:
                 return found
+            contacts = [c for c in contacts if isinstance(c, dict)]
+            pages.note(started, contacts)
             for contact in contacts:
-                if isinstance(contact, dict):
-                    found |= self._take(contact, waiting)
+                found |= self._take(contact, waiting)
             if len(contacts) < READ_PAGE:
                 return found
             offset += READ_PAGE

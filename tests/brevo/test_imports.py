@@ -16,7 +16,7 @@ import pytest
 
 from calendly_brevo.brevo.bulk import ContactUpdate, update_contacts
 from calendly_brevo.brevo.client import BrevoClient
-from calendly_brevo.brevo.imports import import_contacts, importable
+from calendly_brevo.brevo.imports import Imported, import_contacts, importable
 from calendly_brevo.ledger.memory import MemoryLedger
 from calendly_brevo.resync import selected
 from calendly_brevo.resync_bulk import BulkResync
@@ -70,6 +70,32 @@ def test_new_contacts_are_imported_a_request_per_list_set_and_read_back(
     ada = fake.state.contact("p2@example.com")
     assert ada is not None and ada.list_ids == {11} and ada.attributes["FIRSTNAME"] == "P2"
     assert fake.snapshot()["violations"] == []
+
+
+def test_imports_in_flight_together_share_their_reads(
+    fake: FakeBrevoServer, client: BrevoClient
+) -> None:
+    second: list[Imported] = []
+
+    def meanwhile(_pause: float) -> None:  # the first waits for its read; a second one reads
+        if not second:
+            second.append(
+                import_contacts(client, [person(i) for i in (7, 8, 9)], confirm_seconds=5)
+            )
+
+    first = import_contacts(
+        client, [person(i) for i in range(3)], confirm_seconds=5, sleep=meanwhile
+    )
+    assert first.confirmed == [True] * 3 and second[0].confirmed == [True] * 3
+    # The second's read, made after Brevo took the first import, showed the first's rows too.
+    assert calls(fake) == {"POST /v3/contacts/import": 2, "GET /v3/contacts": 1}
+    assert first.requests == 1
+
+    # A read made before Brevo took an import does not stand in for one after it, even where
+    # it listed the same contacts (here the second's, imported again).
+    third = import_contacts(client, [person(i) for i in (7, 8, 9)], confirm_seconds=5)
+    assert third.confirmed == [True] * 3
+    assert calls(fake)["GET /v3/contacts"] == 2
 
 
 def test_an_import_brevo_applies_late_is_read_again_until_seen(
