@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from calendly_brevo.brevo.client import BrevoClient
-from calendly_brevo.brevo.transport import _json
+from calendly_brevo.brevo.transport import _json, family_of
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.times import parse_time
 
@@ -129,12 +129,16 @@ class ReadBack:
         found: set[str] = set()
         stamp = self.since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         offset = 0
-        started, pages = time.monotonic(), recent_reads(self.client)
+        pages, started = recent_reads(self.client), 0.0
         while waiting.keys() - self.seen - found:
             params = {"modifiedSince": stamp, "limit": READ_PAGE, "offset": offset, "sort": "desc"}
             self.reads += 1
             try:
-                response = self.client.call("GET", "/contacts", params=params)
+                with self.client.holding(family_of("GET", "/contacts")):
+                    # The read shows Brevo as it is once its token let it go, not before the
+                    # wait for it: imports taken during that wait share it.
+                    started = started or time.monotonic()
+                    response = self.client.call("GET", "/contacts", params=params)
             except (BrevoPermanentError, BrevoTransientError):
                 return found
             if response is None:
