@@ -25,7 +25,7 @@ CLI = [sys.executable, "-m", "cli"]
 #: There a request sent on its slot can be read 40 ms or more after its neighbours (CI
 #: once counted one 429 in 60 bookings at 10/s), which the default allowance (0.04 of a 1 s
 #: window) does not cover. Such a host is what ``rate_margin`` is for (README, "Brevo's rate
-#: limits"); 0.15 allows 150 ms. The bucket's own guarantee at any margin is
+#: limits"); 0.15 allows 150 ms. The bucket's own guarantee, at this margin and the default, is
 #: tests/ratelimit/test_bucket.py's property test.
 JITTERY_HOST_RATE_MARGIN = 0.15
 

@@ -297,13 +297,14 @@ def test_make_token_bucket_keeps_the_configured_jitter_allowance_free() -> None:
     burst=st.integers(min_value=1, max_value=6),
     gaps=st.lists(st.floats(min_value=0, max_value=0.6), min_size=1, max_size=60),
     pauses=st.lists(st.booleans(), min_size=60, max_size=60),
+    margin=st.sampled_from([0.0, 0.04, 0.15, 0.5]),  # brevo.rate_margin's range and default
 )
 def test_any_arrival_pattern_keeps_burst_per_window_first_come_first_served(
-    burst: int, gaps: list[float], pauses: list[bool]
+    burst: int, gaps: list[float], pauses: list[bool], margin: float
 ) -> None:
     clock = FakeClock()
     backend = MemoryBackend(clock=clock)
-    schedule = Schedule.from_bucket(Bucket(rate=10, burst=burst), 0.04)
+    schedule = Schedule.from_bucket(Bucket(rate=10, burst=burst), margin)
     slots = []
     for gap, pause in zip(gaps, pauses, strict=False):
         clock.now += gap
