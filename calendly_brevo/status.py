@@ -91,12 +91,9 @@ def _database_part(settings: Settings, sources: StatusSources) -> dict[str, Any]
 def _buckets(settings: Settings, sources: StatusSources) -> dict[str, Any] | None:
     if not settings.storage.redis_url:
         return None
-    from calendly_brevo.ratelimit.bucket import FAMILIES, RedisBackend, TokenBucket
+    from calendly_brevo.ratelimit import make_token_bucket
 
-    buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
-    state: dict[str, Any] = TokenBucket(
-        RedisBackend(sources.redis), buckets=buckets, margin=settings.brevo.rate_margin
-    ).state()
+    state: dict[str, Any] = make_token_bucket(settings.brevo, sources.redis).state()
     return state
 
 

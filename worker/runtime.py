@@ -14,7 +14,7 @@ from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import BrevoSetupError, RateLimited
-from calendly_brevo.ratelimit.bucket import FAMILIES, MemoryBackend, RedisBackend, TokenBucket
+from calendly_brevo.ratelimit import TokenBucket, make_token_bucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
 from worker.pipeline import Pipeline
@@ -26,10 +26,11 @@ def make_limiter(services: Services) -> TokenBucket:
     if cached is not None:
         return cached
     settings = services.settings
-    buckets = {family: settings.brevo.bucket(family) for family in FAMILIES}
-    buckets[LOOKUPS] = settings.brevo.lookup_bucket()
-    backend = RedisBackend(services.redis) if settings.storage.redis_url else MemoryBackend()
-    limiter = TokenBucket(backend, buckets=buckets, margin=settings.brevo.rate_margin)
+    limiter = make_token_bucket(
+        settings.brevo,
+        services.redis if settings.storage.redis_url else None,
+        extra={LOOKUPS: settings.brevo.lookup_bucket()},
+    )
     services._limiter = limiter  # type: ignore[attr-defined]
     return limiter
 

@@ -25,11 +25,16 @@ def buckets_from_settings(settings: BrevoSettings) -> Mapping[str, Bucket]:
 
 
 def make_token_bucket(
-    settings: BrevoSettings, redis_client: redis.Redis | None = None
+    settings: BrevoSettings,
+    redis_client: redis.Redis | None = None,
+    *,
+    extra: Mapping[str, Bucket] | None = None,
 ) -> TokenBucket:
-    """Redis-backed when a client is given (shared by every worker), else in-process."""
+    """Redis-backed when a client is given (shared by every worker), else in-process; with
+    ``extra`` buckets beside the families (the worker's share for in-doubt lookups)."""
     backend: Backend = MemoryBackend() if redis_client is None else RedisBackend(redis_client)
-    return TokenBucket(backend, buckets_from_settings(settings), margin=settings.rate_margin)
+    buckets = {**buckets_from_settings(settings), **(extra or {})}
+    return TokenBucket(backend, buckets, margin=settings.rate_margin)
 
 
 __all__ = [
