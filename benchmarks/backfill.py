@@ -52,6 +52,7 @@ from benchmarks.fakebrevo import (
     add_import_arguments,
     fake_brevo,
     rate_config,
+    work_calls,
 )
 from benchmarks.pipeline import worker_pids
 
@@ -199,13 +200,8 @@ def _mapped_config(event_types: list[dict[str, Any]]) -> str:
 
 
 def _fake_counts(state: dict[str, Any]) -> dict[str, int]:
-    """What the fake Brevo holds and the calls it answered: every write, and the reads that
-    confirm imports (not the worker's set-up reads)."""
-    calls = Counter(
-        r["family"]
-        for r in state["requests"]
-        if r["method"] != "GET" or r["path"] == "/v3/contacts"
-    )
+    """What the fake Brevo holds and the calls it answered (:func:`work_calls`)."""
+    calls = work_calls(state)
     return {
         "contact_calls": calls["contacts"],
         "event_calls": calls["events"],

@@ -40,7 +40,7 @@ from benchmarks.common import (
     running,
     wait_http,
 )
-from benchmarks.fakebrevo import add_import_arguments, fake_brevo, rate_config
+from benchmarks.fakebrevo import add_import_arguments, fake_brevo, rate_config, work_calls
 from benchmarks.receiver import loadgen
 
 TARGET = 1.1
@@ -93,15 +93,8 @@ def run(opts: Namespace) -> list[Row]:
             dead = pg_scalar("SELECT count(*) FROM dead_letters")
         state = fake.state()
     counts = state["counts"]
-    # Every write, and the reads that confirm imports (not the set-up reads).
-    calls = {
-        f: sum(
-            1
-            for r in state["requests"]
-            if r["family"] == f and (r["method"] != "GET" or r["path"] == "/v3/contacts")
-        )
-        for f in ("contacts", "events")
-    }
+    made = work_calls(state)
+    calls = {f: made[f] for f in ("contacts", "events")}
     # The per-call floor: one contact call and one event call per booking, the two families in
     # parallel. Coalescing (brevo.batch) can beat it; the calls made are reported beside it.
     floor = bookings / rate

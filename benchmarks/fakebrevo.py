@@ -5,6 +5,7 @@ through its control API. Used where the benchmark is about rate limits (``rateli
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,4 +82,14 @@ def add_import_arguments(parser: Any) -> None:
         type=float,
         default=0.0,
         help="seconds the fake Brevo takes to apply an import (Brevo's are asynchronous)",
+    )
+
+
+def work_calls(state: dict[str, Any]) -> Counter[str]:
+    """Requests per family in a fake Brevo's ``state``: every write, and the reads that confirm
+    imports (``GET /contacts``), not the worker's set-up reads."""
+    return Counter(
+        r["family"]
+        for r in state["requests"]
+        if r["method"] != "GET" or r["path"] == "/v3/contacts"
     )
