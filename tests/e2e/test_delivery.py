@@ -49,7 +49,7 @@ from tests.e2e.procs import (
     wait_http,
 )
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
-from tests.fakes.brevo_records import max_in_any_window
+from tests.fakes.brevo_records import max_in_any_window, over_limit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -374,21 +374,6 @@ def test_four_worker_processes_share_one_bucket_and_never_draw_a_429(
     # (at most ``burst`` slots in any stretched window) is asserted on its slots in
     # tests/ratelimit/test_bucket.py.
     print(f"\npacing (limit {LIMIT}/s per family): {json.dumps(figures)}")
-
-
-def over_limit(snap: dict[str, Any]) -> str:
-    """For a failed 429 count: each 429 the fake's limit gave, with the arrivals of its family's
-    requests within a second either side (ms relative to it) and the load average."""
-    limited = [r for r in snap["requests"] if r["status"] == 429 and not r.get("fault")]
-    lines = [f"load average {os.getloadavg()}"]
-    for r in limited:
-        near = sorted(
-            round((o["arrived"] - r["arrived"]) * 1000)
-            for o in snap["requests"]
-            if o["family"] == r["family"] and abs(o["arrived"] - r["arrived"]) <= 1.0
-        )
-        lines.append(f"429 on {r['method']} {r['path']}: neighbours at {near} ms")
-    return "\n".join(lines)
 
 
 # --- transient faults ----------------------------------------------------------------------------

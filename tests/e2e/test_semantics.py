@@ -39,6 +39,7 @@ from tests.e2e.procs import (
     wait_http,
 )
 from tests.fakes.brevo import FakeBrevoServer, running_fake_brevo
+from tests.fakes.brevo_records import over_limit
 
 pytestmark = pytest.mark.e2e
 
@@ -156,7 +157,7 @@ class Connector:
         snap = self.fake.snapshot()
         assert snap["violations"] == []
         assert snap["ignored_attributes"] == []
-        assert snap["rate_limited"] == {"contacts": 0, "events": 0, "other": 0}
+        assert snap["rate_limited"] == {"contacts": 0, "events": 0, "other": 0}, over_limit(snap)
         assert self.db("SELECT reason, error FROM dead_letters") == []
 
 

@@ -6,6 +6,7 @@ copies that tests (or other processes) may read without racing the server loop.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -149,3 +150,18 @@ def max_in_any_window(times: list[float], window: float = 1.0) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+def over_limit(snap: dict[str, Any]) -> str:
+    """For a failed 429 count: each 429 the fake's limit gave, with the arrivals of its family's
+    requests within a second either side (ms relative to it) and the load average."""
+    limited = [r for r in snap["requests"] if r["status"] == 429 and not r.get("fault")]
+    lines = [f"load average {os.getloadavg()}"]
+    for r in limited:
+        near = sorted(
+            round((o["arrived"] - r["arrived"]) * 1000)
+            for o in snap["requests"]
+            if o["family"] == r["family"] and abs(o["arrived"] - r["arrived"]) <= 1.0
+        )
+        lines.append(f"429 on {r['method']} {r['path']}: neighbours at {near} ms")
+    return "\n".join(lines)
