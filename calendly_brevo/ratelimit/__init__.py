@@ -9,7 +9,6 @@ import redis
 from calendly_brevo.config import BrevoSettings, Bucket
 from calendly_brevo.ratelimit.bucket import (
     DEFAULT_KEY_PREFIX,
-    DEFAULT_MARGIN,
     FAMILIES,
     Backend,
     FamilyState,
@@ -39,7 +38,6 @@ def make_token_bucket(
 
 __all__ = [
     "DEFAULT_KEY_PREFIX",
-    "DEFAULT_MARGIN",
     "FAMILIES",
     "Backend",
     "FamilyState",

@@ -12,8 +12,9 @@ their slot, so nobody polls and nobody stampedes when a window opens):
   length ``W``, wherever it starts. Brevo counts fixed windows of ``B / R`` seconds (10 per
   second on /contacts); since any such window lies inside a ``W``-long interval, it sees at most
   ``B`` of our requests even when a request reaches Brevo up to ``margin * B / R`` seconds later
-  than its neighbours (40 ms at the default ``margin`` of 0.04 and 10/s). That allowance is the
-  price of the guarantee: the sustained rate is ``R / (1 + margin)``, 96 % of the limit.
+  than its neighbours (40 ms at 10/s and the default ``margin``, ``brevo.rate_margin``: 0.04).
+  That allowance is the price of the guarantee: the sustained rate is ``R / (1 + margin)``, 96 %
+  of the limit.
 * **Burst.** An idle bucket grants up to ``B`` requests at once (``doctor``'s handful of calls
   on the 100-per-hour family does not wait). Each grant also books a *virtual* slot, one
   ``spacing = W / B`` after the previous virtual slot, and the window rule counts virtual
@@ -62,8 +63,6 @@ from calendly_brevo.metrics import RATELIMIT_WAIT_SECONDS
 #: Brevo's limit families: /contacts*, POST /events, everything else.
 FAMILIES = ("contacts", "events", "other")
 DEFAULT_KEY_PREFIX = "calendly_brevo:bucket"
-#: Share of each window kept free for send-time jitter; see the module docstring.
-DEFAULT_MARGIN = DEFAULT_RATE_MARGIN
 US = 1_000_000
 LUA = Path(__file__).with_name("bucket.lua")
 
@@ -261,7 +260,7 @@ class TokenBucket:
         buckets: Mapping[str, Bucket],
         *,
         key_prefix: str = DEFAULT_KEY_PREFIX,
-        margin: float = DEFAULT_MARGIN,
+        margin: float = DEFAULT_RATE_MARGIN,  # brevo.rate_margin's default
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
