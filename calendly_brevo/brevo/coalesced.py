@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext, suppress
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from calendly_brevo import brevo_calls
@@ -173,20 +174,23 @@ class CoalescingBrevo:
         it (else the single upsert creates it)."""
         update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
         if not existing:
+            alone = partial(
+                self.client.upsert_contact,
+                email,
+                attributes,
+                list_ids=update.list_ids,
+                unlink_list_ids=update.unlink_list_ids,
+            )
             imports = self._imports
             if imports is not None and importable(update):
                 # A token free now: the single upsert costs nothing that would be used
                 # otherwise, and is the quickest. Only a busy contacts family makes a
                 # first-time contact wait for an import.
                 with suppress(NotFreeNow), self.client.if_free_now():
-                    return self.client.upsert_contact(
-                        email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
-                    )
+                    return alone()
                 if _take(imports, update):
                     return UpsertResult(created=False, contact_id=None)
-            return self.client.upsert_contact(
-                email, attributes, list_ids=list_ids, unlink_list_ids=unlink_list_ids
-            )
+            return alone()
         result: UpsertResult = _take(self._contacts, update)
         return result
 
