@@ -75,6 +75,12 @@ def tombstone_key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
+def tombstone_keys(*, email: str | None = None, invitee_uri: str | None = None) -> list[str]:
+    """The tombstone keys that would name a person by ``email`` or an ``invitee_uri``."""
+    keys = [tombstone_key("email", email)] if email else []
+    return keys + ([tombstone_key("invitee", invitee_uri)] if invitee_uri else [])
+
+
 @dataclass
 class Claim:
     event_id: str

@@ -32,6 +32,7 @@ from calendly_brevo.ledger.base import (
     aware,
     now,
     tombstone_key,
+    tombstone_keys,
 )
 from calendly_brevo.ledger.common_deadletters import SqlDeadLetters
 from calendly_brevo.state import InviteeRecord, NoShowMark
@@ -192,8 +193,7 @@ class SqlLedger(SqlDeadLetters):
             )
 
     def is_tombstoned(self, *, email: str | None = None, invitee_uri: str | None = None) -> bool:
-        keys = [tombstone_key("email", email)] if email else []
-        keys += [tombstone_key("invitee", invitee_uri)] if invitee_uri else []
+        keys = tombstone_keys(email=email, invitee_uri=invitee_uri)
         if not keys:
             return False
         with self.sessions() as s:

@@ -35,6 +35,7 @@ from calendly_brevo.ledger.base import (
     now,
     striped_lock,
     tombstone_key,
+    tombstone_keys,
 )
 from calendly_brevo.logs import scrub_error
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
@@ -271,10 +272,9 @@ class MemoryLedger:
             self.tables.tombstones |= keys
 
     def is_tombstoned(self, *, email: str | None = None, invitee_uri: str | None = None) -> bool:
-        keys = {tombstone_key("email", email)} if email else set()
-        keys |= {tombstone_key("invitee", invitee_uri)} if invitee_uri else set()
+        keys = tombstone_keys(email=email, invitee_uri=invitee_uri)
         with self.tables.lock:
-            return bool(keys & self.tables.tombstones)
+            return not self.tables.tombstones.isdisjoint(keys)
 
     def contacts(self, after: str | None = None, limit: int | None = None) -> list[str]:
         with self.tables.lock:

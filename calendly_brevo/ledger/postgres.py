@@ -13,8 +13,9 @@ it was most of the worker's CPU per event (``benchmarks/RESULTS.md``). The conta
 connection does the work under the lock (no second pool checkout); the claim is one
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` (:mod:`.postgres_sql`), and with the state merge
 one read (locking the rows merged into) and one upsert per record or mark, in one transaction;
-single-statement writes run in autocommit (no ``BEGIN``/``COMMIT`` round trips). The rest
-(dead letters, tombstones, projections) goes through the ORM of :mod:`.common`.
+single-statement writes run in autocommit (no ``BEGIN``/``COMMIT`` round trips), and so does
+the tombstone check every invitee event makes. The rest (dead letters, writing tombstones,
+projections) goes through the ORM of :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from calendly_brevo.ledger.base import (
     State,
     lock_key,
     now,
+    tombstone_keys,
 )
 from calendly_brevo.ledger.common import SqlLedger, pushed_from
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
@@ -230,6 +232,14 @@ class PostgresLedger(SqlLedger):
         params["calls"] = _json(calls)
         with self._connection() as conn:
             self._run(conn, sql.PG_FINISH[status in DONE], params)
+
+    # -- tombstones (asked for every invitee event; written rarely, through the ORM) --------------
+    def is_tombstoned(self, *, email: str | None = None, invitee_uri: str | None = None) -> bool:
+        keys = tombstone_keys(email=email, invitee_uri=invitee_uri)
+        if not keys:
+            return False
+        with self._connection() as conn:
+            return self._run(conn, sql.PG_TOMBSTONED, {"keys": keys}).fetchone() is not None
 
     # -- pushed projections (the worker writes one per applied event) ----------------------------
     def last_pushed(self, email: str) -> PushedProjection | None:

@@ -135,3 +135,6 @@ ON CONFLICT (email) DO UPDATE SET
     mapping_fingerprint = EXCLUDED.mapping_fingerprint,
     pushed_at = EXCLUDED.pushed_at, event_id = EXCLUDED.event_id
 """
+
+#: Whether any of some tombstone keys is stored (every invitee event asks, under its lock).
+PG_TOMBSTONED = "SELECT 1 FROM tombstones WHERE key_hash = ANY(%(keys)s) LIMIT 1"
