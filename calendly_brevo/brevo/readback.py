@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from calendly_brevo.brevo.client import BrevoClient
-from calendly_brevo.brevo.shared_reads import recent_reads
+from calendly_brevo.brevo.shared_reads import RecentReads, recent_reads
 from calendly_brevo.brevo.transport import _json, family_of
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 from calendly_brevo.times import parse_time
@@ -59,9 +59,12 @@ class ReadBack:
             if time.monotonic() + pause > deadline:
                 return
             sleep(pause)
-            shared = recent_reads(self.client).after(self.taken)
-            new = {email for c in shared for email in self._take(c, waiting)} - self.seen
-            self.seen |= new
+            shared = recent_reads(self.client)
+            new = self._shared(shared, waiting)
+            if waiting.keys() - self.seen and shared.wait_for_read(
+                self.since, deadline - time.monotonic()
+            ):
+                new |= self._shared(shared, waiting)
             if waiting.keys() - self.seen:
                 own = self._read(waiting) - self.seen
                 self.seen |= own
@@ -75,13 +78,30 @@ class ReadBack:
                     for email in rows.keys() - self.seen:
                         waiting.pop(email, None)
 
+    def _shared(self, shared: RecentReads, waiting: dict[str, set[int]]) -> set[str]:
+        """Of ``waiting``, those newly seen in the reads that started after Brevo took the
+        imports (another import's, or this one's earlier)."""
+        found = {e for c in shared.after(self.taken) for e in self._take(c, waiting)} - self.seen
+        self.seen |= found
+        return found
+
     def _read(self, waiting: dict[str, set[int]]) -> set[str]:
         """One pass over the contacts changed since ``since``, a page at a time, stopping once
         all of ``waiting`` are found. A failed read ends the pass (the next tries again)."""
-        found: set[str] = set()
         stamp = self.since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        offset = 0
-        pages, started = recent_reads(self.client), 0.0
+        pages = recent_reads(self.client)
+        with pages.reading(self.since) as granted:
+            return self._pages(stamp, waiting, pages, granted)
+
+    def _pages(
+        self,
+        stamp: str,
+        waiting: dict[str, set[int]],
+        pages: RecentReads,
+        granted: Callable[[], None],
+    ) -> set[str]:
+        found: set[str] = set()
+        offset, started = 0, 0.0
         while waiting.keys() - self.seen - found:
             params = {"modifiedSince": stamp, "limit": READ_PAGE, "offset": offset, "sort": "desc"}
             self.reads += 1
@@ -90,6 +110,7 @@ class ReadBack:
                     # The read shows Brevo as it is once its token let it go, not before the
                     # wait for it: imports taken during that wait share it.
                     started = started or time.monotonic()
+                    granted()
                     response = self.client.call("GET", "/contacts", params=params)
             except (BrevoPermanentError, BrevoTransientError):
                 return found

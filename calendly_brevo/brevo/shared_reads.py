@@ -5,6 +5,11 @@ took it, before it spends a request of the contacts family on a read of its own
 (:mod:`~calendly_brevo.brevo.readback`). Such a read shows the import's rows as well as one of
 its own made at that moment would (Brevo lists a contact modified by the import in every read
 after it applied it), so nothing is taken as seen that its own read would not.
+
+A read still waiting for its token (:meth:`RecentReads.waiting`) is one such read to come: its
+token lets it go after the import that finds it waiting, so that import waits for it rather
+than queueing a read of its own behind it. When the contacts family is busy, imports would
+otherwise each spend a token on a read of their own, a read per import.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from calendly_brevo.brevo.client import BrevoClient
@@ -27,12 +35,52 @@ class _Read:
     contacts: tuple[dict[str, Any], ...]
 
 
+@dataclass(eq=False)
+class _Waiting:
+    """A read waiting for its token: its ``modifiedSince``, and set once it is done."""
+
+    since: datetime
+    granted: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class RecentReads:
-    """The last :data:`SHARED_FOR` seconds of one client's read-back pages (see the module)."""
+    """The last :data:`SHARED_FOR` seconds of one client's read-back pages, and the reads
+    waiting for their token (see the module)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reads: list[_Read] = []
+        self._waiting: list[_Waiting] = []
+
+    @contextmanager
+    def reading(self, since: datetime) -> Iterator[Callable[[], None]]:
+        """Around one read of the contacts changed since ``since``: until it calls the
+        ``granted`` it yields (its token let it go), imports may wait for it
+        (:meth:`wait_for_read`); once it ends, they look at what it noted."""
+        mine = _Waiting(since)
+        with self._lock:
+            self._waiting.append(mine)
+
+        def granted() -> None:
+            mine.granted = True
+
+        try:
+            yield granted
+        finally:
+            with self._lock:
+                self._waiting.remove(mine)
+            mine.done.set()
+
+    def wait_for_read(self, since: datetime, timeout: float) -> bool:
+        """Wait for a read that is still waiting for its token and lists at least the contacts
+        changed since ``since`` (its own ``since`` is no later); whether there was one."""
+        with self._lock:
+            ahead = next((w for w in self._waiting if not w.granted and w.since <= since), None)
+        if ahead is None:
+            return False
+        ahead.done.wait(max(timeout, 0.0))
+        return True
 
     def note(self, started: float, contacts: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -6,10 +6,12 @@ and a contact the import did not bring is created alone."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from calendly_brevo.brevo.bulk import ContactUpdate, update_contacts
 from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.brevo.imports import Imported, import_contacts, importable
+from calendly_brevo.brevo.shared_reads import recent_reads
 from calendly_brevo.ledger.memory import MemoryLedger
 from calendly_brevo.resync import selected
 from calendly_brevo.resync_bulk import BulkResync
@@ -96,6 +99,53 @@ def test_imports_in_flight_together_share_their_reads(
     third = import_contacts(client, [person(i) for i in (7, 8, 9)], confirm_seconds=5)
     assert third.confirmed == [True] * 3
     assert calls(fake)["GET /v3/contacts"] == 2
+
+
+def test_an_import_waits_for_a_read_still_waiting_for_its_token_instead_of_queueing_its_own(
+    fake: FakeBrevoServer, client: BrevoClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy contacts family: the first import's read waits for its token. A second import
+    taken meanwhile waits for that read (its token lets it go after the second import, so it
+    lists the second's rows too) instead of spending a token on a read of its own."""
+    token = threading.Event()
+    real_holding = client.holding
+
+    @contextmanager
+    def busy(family: str) -> Iterator[None]:
+        token.wait(10)
+        with real_holding(family):
+            yield
+
+    monkeypatch.setattr(client, "holding", busy)
+    first: list[Imported] = []
+    waiting = threading.Thread(
+        target=lambda: first.append(
+            import_contacts(client, [person(i) for i in range(3)], confirm_seconds=5)
+        )
+    )
+    waiting.start()
+    shared = recent_reads(client)
+    deadline = time.monotonic() + 10
+    while not shared.wait_for_read(datetime.now(UTC), timeout=0) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the first one's read waits for its token
+    # The second import's pause ends; its token comes to the first read 0.3 s later.
+    second = import_contacts(
+        client,
+        [person(i) for i in (7, 8, 9)],
+        confirm_seconds=5,
+        sleep=lambda _pause: threading.Timer(0.3, token.set).start(),
+    )
+    waiting.join(10)
+    assert first[0].confirmed == [True] * 3 and second.confirmed == [True] * 3
+    assert calls(fake) == {"POST /v3/contacts/import": 2, "GET /v3/contacts": 1}
+    assert second.requests == 1  # its import, no read of its own
+
+    # A read waiting for its token lists only what changed since its own start: an import
+    # whose rows may predate that does not wait for it.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    with shared.reading(later):
+        assert not shared.wait_for_read(datetime.now(UTC), timeout=0)
+        assert shared.wait_for_read(later, timeout=0)
 
 
 def test_an_import_brevo_applies_late_is_read_again_until_seen(
