@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.config import Settings
-from calendly_brevo.db.engine import make_engine, make_sessionmaker, sqlite_file
+from calendly_brevo.db.engine import make_engine, make_sessionmaker, pool_size_for, sqlite_file
 from calendly_brevo.errors import ServiceUnavailable
 from calendly_brevo.queueing import (
     RedisEnqueuer,
@@ -55,7 +55,7 @@ class Services:
             self._must_exist(path, "database")
         return make_engine(
             self.settings.database_url,
-            pool_size=self.settings.worker.threads + 2,
+            pool_size=pool_size_for(self.settings.worker.threads),
             connect_timeout=storage.db_connect_timeout_seconds,
             statement_timeout=storage.db_statement_timeout_seconds,
         )

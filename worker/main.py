@@ -50,10 +50,8 @@ def _prepare_multiproc_dir() -> tuple[str, bool]:
 
 def with_workers(settings: Settings, processes: int | None, threads: int | None) -> Settings:
     """``settings`` with ``worker --processes/--threads`` (when given) in ``settings.worker``,
-    the one place the rest reads them: each process's database pool is sized from
-    ``worker.threads`` (a connection per thread waiting on its contact's lock or a batch, and
-    2 more). A pool sized from the config's 4 under ``--threads 16`` made threads wait 35 s
-    for a connection and fail."""
+    the one place the rest reads them (each process's database pool is sized from
+    ``worker.threads``: :func:`calendly_brevo.db.engine.pool_size_for`)."""
     given = {k: v for k, v in (("processes", processes), ("threads", threads)) if v}
     if not given:
         return settings

@@ -22,6 +22,19 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
+#: Worker threads that may run statements at once: a thread holds a pooled connection only
+#: for a statement or a short transaction (a contact lock holds none, see
+#: :mod:`calendly_brevo.ledger.pg_locks`), and the GIL runs one at a time anyway.
+POOL_THREADS = 8
+
+
+def pool_size_for(threads: int) -> int:
+    """The database pool of a process running ``threads`` worker threads (the pool may grow as
+    much again, see :func:`make_engine`): enough for the ones in a statement at once and 2
+    more, not one per thread."""
+    return min(threads, POOL_THREADS) + 2
+
+
 def make_engine(
     url: str,
     *,

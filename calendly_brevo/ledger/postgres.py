@@ -9,8 +9,9 @@
   a window either: the effect write waits it out (:func:`.base.record_durably`).
 
 The hot path (lock, claim, effects, finish) is plain SQL on the DBAPI connection, not the ORM:
-it was most of the worker's CPU per event (``benchmarks/RESULTS.md``). The contact lock's
-connection does the work under the lock (no second pool checkout); the claim is one
+it was most of the worker's CPU per event (``benchmarks/RESULTS.md``). The contact locks are
+taken on one session per process (:mod:`.pg_locks`) and the work under them on pooled
+connections, so a worker thread waiting on Brevo holds no connection; the claim is one
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` (:mod:`.postgres_sql`), and with the state merge
 one read (locking the rows merged into) and one upsert per record or mark, in one transaction;
 single-statement writes run in autocommit (no ``BEGIN``/``COMMIT`` round trips), and so does
@@ -27,7 +28,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendly_brevo.ledger import postgres_sql as sql
@@ -42,6 +43,7 @@ from calendly_brevo.ledger.base import (
     tombstone_keys,
 )
 from calendly_brevo.ledger.common import SqlLedger, pushed_from
+from calendly_brevo.ledger.pg_locks import LockSession
 from calendly_brevo.state import InviteeRecord, NoShowMark, merge_invitee, merge_no_show
 
 
@@ -51,37 +53,39 @@ class PostgresLedger(SqlLedger):
             raise ValueError(f"the Postgres ledger needs psycopg 3, not {engine.dialect.driver}")
         super().__init__(engine, sessions)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        #: The contact lock's connection, for the work this thread does under the lock.
+        #: The process's contact locks, and per thread the generations of the ones it holds.
+        self._locks = LockSession(engine)
         self._held = threading.local()
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     # -- connections -----------------------------------------------------------------------------
     @contextmanager
     def contact_lock(self, key: str) -> Iterator[None]:
-        k = {"k": lock_key(key)}
-        with self._autocommit.connect() as conn:  # autocommit: no COMMIT round trips
-            self._run(conn, "SELECT pg_advisory_lock(%(k)s)", k)
-            outer = getattr(self._held, "conn", None)
-            self._held.conn = conn
+        """On the process's one lock session (:mod:`.pg_locks`): holding a contact's lock
+        holds no connection, so a worker's threads are not bounded by Postgres's."""
+        with self._locks.hold(lock_key(key)) as generation:
+            held: list[int | None] = self._held.__dict__.setdefault("generations", [])
+            held.append(generation)
             try:
                 yield
             finally:
-                self._held.conn = outer
-                if not conn.invalidated:  # else it died, and the session lock with it
-                    try:
-                        self._run(conn, "SELECT pg_advisory_unlock(%(k)s)", k)
-                    except (OperationalError, InterfaceError):
-                        # The connection died (Postgres restarted): the lock died with it.
-                        conn.invalidate()
+                held.pop()
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        """An autocommit connection: the contact lock's when this thread holds one (and it is
-        alive), else one from the pool."""
-        held: Connection | None = getattr(self._held, "conn", None)
-        if held is not None and not held.invalidated:
-            yield held
-            return
+        """An autocommit connection from the pool. Under a contact lock whose session ended,
+        the first statement raises ``OperationalError``, as one on the lock's dead connection
+        did when the work ran there: the attempt ends (its event is retried, claimed as
+        interrupted) unless that statement was an effect write, which
+        :func:`.base.record_durably` repeats until it lands (Brevo has taken the effect)."""
+        held: list[int | None] | None = self._held.__dict__.get("generations")
+        if held and any(g is not None for g in held):
+            current = self._locks.current()
+            if any(g is not None and g != current for g in held):
+                held[:] = [None] * len(held)  # failed once: the rest run on the pool
+                raise OperationalError(
+                    "contact lock", None, LockLost("the session holding the lock ended")
+                )
         with self._autocommit.connect() as conn:
             yield conn
 
@@ -255,6 +259,10 @@ class PostgresLedger(SqlLedger):
         }
         with self._connection() as conn:
             self._run(conn, sql.PG_RECORD_PUSHED, params)
+
+
+class LockLost(Exception):
+    """The session that held a contact lock ended while the lock was held."""
 
 
 def _json(value: Any) -> str | None:

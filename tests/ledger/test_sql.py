@@ -1,14 +1,18 @@
 """What only the SQL ledgers have: rows written by other code (retention, older versions), no PII
-in tombstones, and the Postgres ledger's work on the contact lock's own connection."""
+in tombstones, and the Postgres ledger's contact locks on one session per process."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from calendly_brevo.db.engine import make_engine
 from calendly_brevo.db.migrate import upgrade
@@ -95,14 +99,16 @@ def test_two_sqlite_ledgers_on_one_file_share_the_contact_lock(tmp_path: Path) -
         ledger.engine.dispose()
 
 
-# --- Postgres: the contact lock's connection ---------------------------------------------------
+# --- Postgres: the contact locks' session ------------------------------------------------------
 pg = pytest.mark.integration
 
 
-def _lock_taken_elsewhere(key: str) -> bool:
-    import psycopg
+def psycopg_connect() -> psycopg.Connection[Any]:
+    return psycopg.connect(PG_BASE, autocommit=True)
 
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+
+def _lock_taken_elsewhere(key: str) -> bool:
+    with psycopg_connect() as conn:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(key),)).fetchone()
         assert got is not None
         if got[0]:
@@ -110,28 +116,77 @@ def _lock_taken_elsewhere(key: str) -> bool:
         return not got[0]
 
 
-def _backend_pid(ledger: PostgresLedger) -> int:
-    with ledger._connection() as conn:
-        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+def _lock_session_pid(ledger: PostgresLedger) -> int:
+    pid = ledger._locks._conn.info.backend_pid
     assert isinstance(pid, int)
     return pid
 
 
 @pg
-def test_work_under_the_lock_runs_on_the_lock_connection(pg_ledger: PostgresLedger) -> None:
+def test_a_process_holds_its_contact_locks_on_one_session_and_no_pooled_connection(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """A worker thread waiting on Brevo under its contact's lock holds no connection: the
+    locks of all the process's threads are on one session, the work runs on the pool."""
     ledger = pg_ledger
     assert not _lock_taken_elsewhere(A)
+    holding = threading.Barrier(3)
+    done = threading.Event()
+
+    def hold(key: str) -> None:
+        with ledger.contact_lock(key):
+            holding.wait(10)
+            done.wait(10)
+
+    threads = [threading.Thread(target=hold, args=(k,)) for k in (A, B)]
+    for t in threads:
+        t.start()
+    holding.wait(10)
+    try:
+        assert _lock_taken_elsewhere(A) and _lock_taken_elsewhere(B)
+        assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        with psycopg_connect() as admin:
+            sessions = admin.execute(
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND ((classid::bigint << 32) | objid::bigint) = ANY(%s)",
+                ([lock_key(A) & 0xFFFFFFFFFFFFFFFF, lock_key(B) & 0xFFFFFFFFFFFFFFFF],),
+            ).fetchone()
+        assert sessions == (1,)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
     with ledger.contact_lock(A):
-        assert _lock_taken_elsewhere(A)
-        pid = _backend_pid(ledger)
         got = claim(ledger, state=(record("u1", A), None))
         ledger.record_effect("ev1", {**got.effects, "event": "x"}, "applied")
-        assert _backend_pid(ledger) == pid
-        with ledger.contact_lock(B):  # a nested lock has a connection of its own
-            assert _backend_pid(ledger) != pid
-        assert _backend_pid(ledger) == pid
-    assert not _lock_taken_elsewhere(A)
+    assert not _lock_taken_elsewhere(A) and not _lock_taken_elsewhere(B)
     assert status(ledger) == "applied"
+
+
+@pg
+def test_a_key_another_process_holds_is_waited_for_without_holding_up_other_keys(
+    pg_ledger: PostgresLedger,
+) -> None:
+    ledger = pg_ledger
+    got: list[float] = []
+    with psycopg_connect() as other:  # another worker process holds A
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(A),))
+
+        def take_a() -> None:
+            with ledger.contact_lock(A):
+                got.append(time.monotonic())
+
+        waiter = threading.Thread(target=take_a)
+        waiter.start()
+        time.sleep(0.2)
+        assert not got  # A waits for the other process …
+        with ledger.contact_lock(B):  # … and the session it shares takes B meanwhile
+            assert _lock_taken_elsewhere(B)
+        released = time.monotonic()
+        other.execute("SELECT pg_advisory_unlock(%s)", (lock_key(A),))
+        waiter.join(10)
+    assert got and got[0] - released < 0.5
+    assert not _lock_taken_elsewhere(A)
 
 
 @pg
@@ -161,20 +216,26 @@ def test_racing_ledgers_of_separate_pools_apply_once(postgres_url: str) -> None:
 
 
 @pg
-def test_a_lock_connection_that_dies_leaves_the_effect_recorded(
+def test_a_lock_session_that_dies_fails_the_next_statement_once_and_the_effect_is_recorded(
     pg_ledger: PostgresLedger,
 ) -> None:
-    """Postgres restarts mid-event: the effect write waits it out on a new connection."""
-    import psycopg
-
+    """Postgres ends the lock session mid-event: the lock is gone, so the next statement fails
+    (as one on the lock's dead connection did); an effect Brevo took is still recorded, the
+    effect write waiting it out on the pool."""
     ledger = pg_ledger
     with ledger.contact_lock(A):
         got = claim(ledger, state=(record("u1", A), None))
-        with psycopg.connect(PG_BASE, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (_backend_pid(ledger),))
+        with psycopg_connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (_lock_session_pid(ledger),))
+        time.sleep(0.1)  # the server's goodbye reaches the session's socket
+        assert not _lock_taken_elsewhere(A)  # it ended with its session
+        with pytest.raises(OperationalError, match="lock ended"):
+            ledger.last_pushed(A)
         effects = {**got.effects, "event": "x"}
         record_durably(ledger, "ev1", effects, "applied", give_up_after=10)
     assert status(ledger) == "applied"
+    with ledger.contact_lock(A):  # a new session takes the next lock
+        assert _lock_taken_elsewhere(A)
     assert not _lock_taken_elsewhere(A)
 
 

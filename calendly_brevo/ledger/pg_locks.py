@@ -1,0 +1,174 @@
+"""A process's contact locks on one Postgres session (:class:`LockSession`).
+
+A Postgres session advisory lock lasts as long as the session that took it. The worker used to
+take each contact lock on a pooled connection of its own and keep it for the whole attempt,
+Brevo calls and their waits included: a worker thread was a Postgres connection, and 2 x 32
+threads held 68 of Postgres's default 100. Yet threads are what a busy contacts family needs
+(every thread waiting for a token or an import's read-back is an item a batch can carry).
+
+So every contact lock of a process is taken on one session, and the work under it runs on
+pooled connections, one checked out per statement or transaction:
+
+- Threads of the process exclude each other per key with a threading lock first: advisory locks
+  are reentrant within a session, so the session alone would let two threads in.
+- The session then takes ``pg_try_advisory_lock``. When another process holds the key, the
+  thread polls (:data:`POLL` doubling up to :data:`MAX_POLL`) instead of blocking the session
+  that all the process's locks share.
+- The session dying (a Postgres restart, a killed backend) ends every lock it held. Each lock
+  remembers the session it was taken on (:meth:`LockSession.current`), so the ledger fails the
+  first statement under a lock that ended, as the statement on the lock's dead connection
+  failed when the work ran there (see :class:`~.postgres.PostgresLedger`). A session the server
+  closed is noticed without a round trip: an idle session with something to read has been told
+  it is ending.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+#: First pause while another process holds a key; it doubles up to :data:`MAX_POLL`.
+POLL = 0.005
+MAX_POLL = 0.1
+
+
+@dataclass
+class _Key:
+    lock: threading.Lock
+    users: int = 0
+
+
+class LockSession:
+    """Every contact lock of one process (one ledger), on one Postgres session (see module)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._mutex = threading.Lock()  # one statement at a time on the session
+        self._conn: Any = None  # the session's psycopg connection
+        #: Bumped each time the session is found dead: locks of an older one are gone.
+        self.generation = 0
+        self._keys: dict[int, _Key] = {}
+        self._keys_mutex = threading.Lock()
+        self._closer: weakref.finalize[Any, Any] | None = None
+
+    # -- taking and giving back ----------------------------------------------------------------
+    @contextmanager
+    def hold(self, key: int) -> Iterator[int]:
+        """Hold ``key`` against every thread of every process; yields the session generation
+        it was taken on (see :meth:`check`)."""
+        entry = self._enter(key)
+        try:
+            with entry.lock:
+                generation = self._take(key)
+                try:
+                    yield generation
+                finally:
+                    self._give(key, generation)
+        finally:
+            self._leave(key, entry)
+
+    def _enter(self, key: int) -> _Key:
+        with self._keys_mutex:
+            entry = self._keys.get(key)
+            if entry is None:
+                entry = self._keys[key] = _Key(threading.Lock())
+            entry.users += 1
+            return entry
+
+    def _leave(self, key: int, entry: _Key) -> None:
+        with self._keys_mutex:
+            entry.users -= 1
+            if not entry.users:
+                del self._keys[key]
+
+    def _take(self, key: int) -> int:
+        pause = POLL
+        while True:
+            with self._mutex:
+                generation = self.generation
+                if self._statement("SELECT pg_try_advisory_lock(%(k)s)", key):
+                    return generation
+            time.sleep(pause)
+            pause = min(2 * pause, MAX_POLL)
+
+    def _give(self, key: int, generation: int) -> None:
+        with self._mutex:
+            if generation != self.generation or self._conn is None:
+                return  # it ended with its session
+            with suppress(OperationalError, InterfaceError):  # then it ended with the session
+                self._statement("SELECT pg_advisory_unlock(%(k)s)", key)
+
+    def _statement(self, statement: str, key: int) -> Any:
+        """Under the mutex: one statement on the session (opened if need be); a failure drops
+        the session and is raised."""
+        conn = self._connection()
+        try:  # on psycopg's connection: SQLAlchemy's bookkeeping costs more than the statement
+            row = conn.execute(statement, {"k": key}).fetchone()
+        except (OperationalError, InterfaceError):
+            self._drop()
+            raise
+        except Exception as exc:  # psycopg's own: the session is not to be trusted any more
+            self._drop()
+            raise OperationalError(statement, {"k": key}, exc) from exc
+        return row[0] if row else None
+
+    # -- the session ---------------------------------------------------------------------------
+    def current(self) -> int:
+        """The generation of the live session, after checking it lives: a lock taken on an
+        older one has ended."""
+        with self._mutex:
+            if self._conn is not None and self._told_to_end(self._conn):
+                self._drop()
+            return self.generation
+
+    def _told_to_end(self, conn: Any) -> bool:
+        """Under the mutex (no statement in flight): something to read on an idle session is
+        the server ending it (or a notice): a round trip tells which."""
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            if readable:
+                conn.execute("SELECT 1")
+        except Exception:  # a closed socket, psycopg's errors: it ended
+            return True
+        return False
+
+    def _connection(self) -> Any:
+        """Under the mutex: the session's psycopg connection, opened if need be (a pool's
+        connection detached from it: the process's for as long as it lives, then closed)."""
+        if self._conn is None:
+            wrapper = self._engine.connect()
+            wrapper.detach()
+            self._conn = wrapper.connection.dbapi_connection
+            self._closer = weakref.finalize(self, _close, wrapper, self._conn)
+        return self._conn
+
+    def _drop(self) -> None:
+        """Under the mutex: forget the session (its locks ended with it)."""
+        if self._conn is not None:
+            if self._closer is not None:
+                self._closer()
+            self._conn = None
+            self.generation += 1
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closer is not None:
+                self._closer()
+            self._conn = None
+
+
+def _close(wrapper: Connection, conn: Any) -> None:
+    """Close the session for good: no reset, its locks end with it."""
+    with suppress(Exception):
+        wrapper.invalidate()
+    with suppress(Exception):
+        conn.close()
