@@ -77,7 +77,9 @@ def run(opts: Namespace) -> list[Row]:
             fake: FakeBrevoProc | None = stack.enter_context(
                 fake_brevo(brevo_port, workdir, rate=opts.rate, import_delay=opts.import_delay)
             )
-            config = rate_config(opts.rate, live_imports=opts.live_imports, base=base)
+            config = rate_config(
+                opts.rate, live_imports=opts.live_imports, base=base, margin=opts.rate_margin
+            )
         else:
             fake, config = None, rate_config(UNLIMITED_RATE, base=base)
         env = base_env(

@@ -52,7 +52,7 @@ def run(opts: Namespace) -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-burst-"))
     port, rport = free_port(), free_port()
     with fake_brevo(port, workdir, rate=rate, import_delay=opts.import_delay) as fake:
-        config = rate_config(rate, live_imports=opts.live_imports)
+        config = rate_config(rate, live_imports=opts.live_imports, margin=opts.rate_margin)
         env = base_env(workdir, brevo_url=fake.base_url, CONFIG_TEXT=config, PORT=str(rport))
         reset_redis()
         reset_postgres(env)

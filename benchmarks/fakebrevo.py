@@ -51,9 +51,15 @@ def fake_brevo(
         yield fake
 
 
-def rate_config(rate: int, *, live_imports: bool = False, base: str | None = None) -> str:
+def rate_config(
+    rate: int,
+    *,
+    live_imports: bool = False,
+    base: str | None = None,
+    margin: float | None = None,
+) -> str:
     """The benchmark config (or ``base``) with the worker's buckets at ``rate`` per second per
-    family (and ``brevo.batch.live_imports`` on when asked)."""
+    family (and ``brevo.batch.live_imports`` on when asked, ``brevo.rate_margin`` when given)."""
     from benchmarks.common import CONFIG
 
     return (base or CONFIG) + (
@@ -61,6 +67,7 @@ def rate_config(rate: int, *, live_imports: bool = False, base: str | None = Non
         f"    contacts: {{rate: {rate}, burst: {rate}}}\n"
         f"    events: {{rate: {rate}, burst: {rate}}}\n"
         + ("  batch: {live_imports: true}\n" if live_imports else "")
+        + (f"  rate_margin: {margin}\n" if margin is not None else "")
     )
 
 
@@ -71,7 +78,8 @@ UNLIMITED = rate_config(UNLIMITED_RATE)
 
 
 def add_import_arguments(parser: Any) -> None:
-    """``--live-imports`` and ``--import-delay``, for the benchmarks that run the fake Brevo."""
+    """``--live-imports``, ``--import-delay`` and ``--rate-margin``, for the benchmarks that run
+    the fake Brevo."""
     parser.add_argument(
         "--live-imports",
         action="store_true",
@@ -82,6 +90,13 @@ def add_import_arguments(parser: Any) -> None:
         type=float,
         default=0.0,
         help="seconds the fake Brevo takes to apply an import (Brevo's are asynchronous)",
+    )
+    parser.add_argument(
+        "--rate-margin",
+        type=float,
+        default=None,
+        help="brevo.rate_margin (default: the config's): the jitter a request may reach Brevo "
+        "with and still count in its own window",
     )
 
 
