@@ -39,6 +39,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 #: First pause while another process holds a key; it doubles up to :data:`MAX_POLL`.
 POLL = 0.005
 MAX_POLL = 0.1
+#: How long a key another process holds is waited for: ``storage.db_statement_timeout_seconds``'s
+#: default, which bounded the blocking ``pg_advisory_lock`` before.
+MAX_WAIT = 30.0
 
 
 @dataclass
@@ -50,7 +53,8 @@ class _Key:
 class LockSession:
     """Every contact lock of one process (one ledger), on one Postgres session (see module)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, max_wait: float = MAX_WAIT) -> None:
+        self.max_wait = max_wait
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._mutex = threading.Lock()  # one statement at a time on the session
         self._conn: Any = None  # the session's psycopg connection
@@ -91,12 +95,19 @@ class LockSession:
                 del self._keys[key]
 
     def _take(self, key: int) -> int:
-        pause = POLL
+        pause, deadline = POLL, time.monotonic() + self.max_wait
         while True:
             with self._mutex:
                 generation = self.generation
                 if self._statement("SELECT pg_try_advisory_lock(%(k)s)", key):
                     return generation
+            if time.monotonic() + pause > deadline:
+                # As ``pg_advisory_lock`` under the statement timeout did: the attempt fails and
+                # is retried. (Polling is invisible to Postgres's deadlock detection, so this
+                # also ends two nested locks waiting on each other across processes.)
+                raise OperationalError(
+                    "SELECT pg_try_advisory_lock", {"k": key}, TimeoutError("held elsewhere")
+                )
             time.sleep(pause)
             pause = min(2 * pause, MAX_POLL)
 

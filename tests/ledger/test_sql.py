@@ -188,6 +188,17 @@ def test_a_key_another_process_holds_is_waited_for_without_holding_up_other_keys
     assert got and got[0] - released < 0.5
     assert not _lock_taken_elsewhere(A)
 
+    # Held elsewhere for longer than the wait allows: the attempt fails and is retried, as the
+    # blocking lock under the statement timeout did (nested locks never wait forever).
+    ledger._locks.max_wait = 0.3
+    with psycopg_connect() as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(A),))
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="held elsewhere"):
+            with ledger.contact_lock(A):
+                pass
+        assert time.monotonic() - started < 2
+
 
 @pg
 def test_racing_ledgers_of_separate_pools_apply_once(postgres_url: str) -> None:
