@@ -47,7 +47,9 @@ from benchmarks.common import (
 )
 from benchmarks.fakebrevo import UNLIMITED
 
-TARGET_RATIO = 0.4
+#: The bulk issue's targets: events/s of one process against the no-op actor, worker CPU per event.
+TARGET_RATIO = 0.5
+TARGET_CPU_MS = 1.5
 
 
 def drain(
@@ -213,7 +215,8 @@ def run(opts: Namespace) -> list[Row]:
             "CPU ms per event (worker process)",
             f"{r1['cpu_ms']:.2f} ms",
             f"no-op {results['noop']['cpu_ms']:.2f} ms",
-            "reported",
+            f"<= {TARGET_CPU_MS} ms",
+            r1["cpu_ms"] <= TARGET_CPU_MS,
             note=f"in-process Pipeline.process alone: {cpu_ms:.2f} CPU ms/event (under cProfile)",
         ),
         Row(

@@ -12,6 +12,10 @@ same event ids (event name + invitee URI + no-show URI) and nothing is applied t
   ``new_invitee`` tell a reschedule from a cancellation);
 - an invitee with ``no_show`` also gives ``invitee_no_show.created``.
 
+A backfill fetches the invitees of up to :attr:`WalkHooks.prefetch` events of a page at once,
+ahead of the event it enqueues (one request per event: one at a time, the walk waited on each
+round trip); it still enqueues them in the page's order.
+
 **Backfill** is resumable: after every scheduled event the cursor (the page token of the current
 page, the last event finished on it, the counts) is written to ``sync_state`` under
 :data:`BACKFILL_STATE`. A later run with the same window continues after the last finished event;
