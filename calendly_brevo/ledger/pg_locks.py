@@ -42,6 +42,8 @@ MAX_POLL = 0.1
 #: How long a key another process holds is waited for: ``storage.db_statement_timeout_seconds``'s
 #: default, which bounded the blocking ``pg_advisory_lock`` before.
 MAX_WAIT = 30.0
+#: How often the session is checked for having ended, at most.
+CHECK_EVERY = 0.02
 
 
 @dataclass
@@ -63,6 +65,7 @@ class LockSession:
         self._keys: dict[int, _Key] = {}
         self._keys_mutex = threading.Lock()
         self._closer: weakref.finalize[Any, Any] | None = None
+        self._checked = 0.0  # time.monotonic() of the last check that the session lives
 
     # -- taking and giving back ----------------------------------------------------------------
     @contextmanager
@@ -134,11 +137,16 @@ class LockSession:
 
     # -- the session ---------------------------------------------------------------------------
     def current(self) -> int:
-        """The generation of the live session, after checking it lives: a lock taken on an
+        """The generation of the live session, after checking it lives (at most every
+        :data:`CHECK_EVERY` seconds: every statement under a lock asks): a lock taken on an
         older one has ended."""
+        now = time.monotonic()
+        if now - self._checked < CHECK_EVERY:
+            return self.generation
         with self._mutex:
             if self._conn is not None and self._told_to_end(self._conn):
                 self._drop()
+            self._checked = now
             return self.generation
 
     def _told_to_end(self, conn: Any) -> bool:
