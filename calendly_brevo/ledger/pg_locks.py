@@ -11,12 +11,14 @@ pooled connections, one checked out per statement or transaction:
 
 - Threads of the process exclude each other per key with a threading lock first: advisory locks
   are reentrant within a session, so the session alone would let two threads in.
-- The session then takes ``pg_try_advisory_lock``. When another process holds the key, the
-  thread polls (:data:`POLL` doubling up to :data:`MAX_POLL`) instead of blocking the session
-  that all the process's locks share.
+- The session then takes ``pg_try_advisory_lock``. When another process holds the key (rare:
+  two processes with events of one contact at once), the thread waits for it on a pooled
+  connection of its own with the blocking ``pg_advisory_lock``, in Postgres's queue, rather
+  than block the session all the process's locks share or poll (a poller loses to a holder
+  that takes the key again at once).
 - The session dying (a Postgres restart, a killed backend) ends every lock it held. Each lock
-  remembers the session it was taken on (:meth:`LockSession.current`), so the ledger fails the
-  first statement under a lock that ended, as the statement on the lock's dead connection
+  can tell whether the session it was taken on still lives, so the ledger fails the first
+  statement under a lock that ended, as the statement on the lock's dead connection
   failed when the work ran there (see :class:`~.postgres.PostgresLedger`). A session the server
   closed is noticed without a round trip: an idle session with something to read has been told
   it is ending.
@@ -28,7 +30,7 @@ import select
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +38,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-#: First pause while another process holds a key; it doubles up to :data:`MAX_POLL`.
-POLL = 0.005
-MAX_POLL = 0.1
-#: How long a key another process holds is waited for: ``storage.db_statement_timeout_seconds``'s
-#: default, which bounded the blocking ``pg_advisory_lock`` before.
-MAX_WAIT = 30.0
 #: How often the session is checked for having ended, at most.
 CHECK_EVERY = 0.02
 
@@ -55,8 +51,7 @@ class _Key:
 class LockSession:
     """Every contact lock of one process (one ledger), on one Postgres session (see module)."""
 
-    def __init__(self, engine: Engine, *, max_wait: float = MAX_WAIT) -> None:
-        self.max_wait = max_wait
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._mutex = threading.Lock()  # one statement at a time on the session
         self._conn: Any = None  # the session's psycopg connection
@@ -69,15 +64,19 @@ class LockSession:
 
     # -- taking and giving back ----------------------------------------------------------------
     @contextmanager
-    def hold(self, key: int) -> Iterator[int]:
-        """Hold ``key`` against every thread of every process; yields the session generation
-        it was taken on (see :meth:`check`)."""
+    def hold(self, key: int) -> Iterator[Callable[[], bool]]:
+        """Hold ``key`` against every thread of every process; yields whether it is still
+        held (the session it was taken on lives)."""
         entry = self._enter(key)
         try:
             with entry.lock:
-                generation = self._take(key)
+                generation = self._try(key)
+                if generation is None:  # another process holds it: queue on a connection
+                    with self._blocking(key) as alive:
+                        yield alive
+                    return
                 try:
-                    yield generation
+                    yield lambda: self.current() == generation
                 finally:
                     self._give(key, generation)
         finally:
@@ -97,22 +96,29 @@ class LockSession:
             if not entry.users:
                 del self._keys[key]
 
-    def _take(self, key: int) -> int:
-        pause, deadline = POLL, time.monotonic() + self.max_wait
-        while True:
-            with self._mutex:
-                generation = self.generation
-                if self._statement("SELECT pg_try_advisory_lock(%(k)s)", key):
-                    return generation
-            if time.monotonic() + pause > deadline:
-                # As ``pg_advisory_lock`` under the statement timeout did: the attempt fails and
-                # is retried. (Polling is invisible to Postgres's deadlock detection, so this
-                # also ends two nested locks waiting on each other across processes.)
-                raise OperationalError(
-                    "SELECT pg_try_advisory_lock", {"k": key}, TimeoutError("held elsewhere")
-                )
-            time.sleep(pause)
-            pause = min(2 * pause, MAX_POLL)
+    def _try(self, key: int) -> int | None:
+        """``key`` on the shared session if no other process holds it: the generation."""
+        with self._mutex:
+            generation = self.generation
+            if self._statement("SELECT pg_try_advisory_lock(%(k)s)", key):
+                return generation
+        return None
+
+    @contextmanager
+    def _blocking(self, key: int) -> Iterator[Callable[[], bool]]:
+        """``key`` on a pooled connection of its own, blocking until the other process lets it
+        go: Postgres queues the waiters in order (and its statement timeout and deadlock
+        detection apply), where polling would let the holder take it again and again. Only a
+        contended key costs a connection, for as long as it is held."""
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(%(k)s)", {"k": key})
+            driver = conn.connection.driver_connection
+            try:
+                yield lambda: not conn.invalidated and not _told_to_end(driver)
+            finally:
+                if not conn.invalidated:
+                    with suppress(OperationalError, InterfaceError):
+                        conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
 
     def _give(self, key: int, generation: int) -> None:
         with self._mutex:
@@ -144,21 +150,10 @@ class LockSession:
         if now - self._checked < CHECK_EVERY:
             return self.generation
         with self._mutex:
-            if self._conn is not None and self._told_to_end(self._conn):
+            if self._conn is not None and _told_to_end(self._conn):
                 self._drop()
             self._checked = now
             return self.generation
-
-    def _told_to_end(self, conn: Any) -> bool:
-        """Under the mutex (no statement in flight): something to read on an idle session is
-        the server ending it (or a notice): a round trip tells which."""
-        try:
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
-            if readable:
-                conn.execute("SELECT 1")
-        except Exception:  # a closed socket, psycopg's errors: it ended
-            return True
-        return False
 
     def _connection(self) -> Any:
         """Under the mutex: the session's psycopg connection, opened if need be (a pool's
@@ -183,6 +178,19 @@ class LockSession:
             if self._closer is not None:
                 self._closer()
             self._conn = None
+
+
+def _told_to_end(conn: Any) -> bool:
+    """Whether the server ended ``conn`` (a psycopg connection with no statement in flight):
+    something to read on an idle session is the server ending it (or a notice): a round trip
+    tells which."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            conn.execute("SELECT 1")
+    except Exception:  # a closed socket, psycopg's errors: it ended
+        return True
+    return False
 
 
 def _close(wrapper: Connection, conn: Any) -> None:

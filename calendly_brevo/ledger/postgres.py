@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -53,7 +53,7 @@ class PostgresLedger(SqlLedger):
             raise ValueError(f"the Postgres ledger needs psycopg 3, not {engine.dialect.driver}")
         super().__init__(engine, sessions)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        #: The process's contact locks, and per thread the generations of the ones it holds.
+        #: The process's contact locks, and per thread whether the ones it holds are held.
         self._locks = LockSession(engine)
         self._held = threading.local()
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -63,9 +63,9 @@ class PostgresLedger(SqlLedger):
     def contact_lock(self, key: str) -> Iterator[None]:
         """On the process's one lock session (:mod:`.pg_locks`): holding a contact's lock
         holds no connection, so a worker's threads are not bounded by Postgres's."""
-        with self._locks.hold(lock_key(key)) as generation:
-            held: list[int | None] = self._held.__dict__.setdefault("generations", [])
-            held.append(generation)
+        with self._locks.hold(lock_key(key)) as alive:
+            held: list[Callable[[], bool] | None] = self._held.__dict__.setdefault("locks", [])
+            held.append(alive)
             try:
                 yield
             finally:
@@ -78,14 +78,12 @@ class PostgresLedger(SqlLedger):
         did when the work ran there: the attempt ends (its event is retried, claimed as
         interrupted) unless that statement was an effect write, which
         :func:`.base.record_durably` repeats until it lands (Brevo has taken the effect)."""
-        held: list[int | None] | None = self._held.__dict__.get("generations")
-        if held and any(g is not None for g in held):
-            current = self._locks.current()
-            if any(g is not None and g != current for g in held):
-                held[:] = [None] * len(held)  # failed once: the rest run on the pool
-                raise OperationalError(
-                    "contact lock", None, LockLost("the session holding the lock ended")
-                )
+        held: list[Callable[[], bool] | None] | None = self._held.__dict__.get("locks")
+        if held and not all(alive() for alive in held if alive is not None):
+            held[:] = [None] * len(held)  # failed once: the rest run on the pool
+            raise OperationalError(
+                "contact lock", None, LockLost("the session holding the lock ended")
+            )
         with self._autocommit.connect() as conn:
             yield conn
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.pool import QueuePool
 
 from calendly_brevo.bootstrap import Services
+from calendly_brevo.db.engine import pool_size_for
 from tests.conftest import make_settings
 from worker.main import _metrics_app, with_workers
 
@@ -77,8 +78,8 @@ def test_a_production_worker_without_a_brevo_key_refuses_to_start_naming_the_key
 def test_worker_threads_from_the_command_line_size_each_process_database_pool(
     tmp_path: Path,
 ) -> None:
-    """`worker --threads 16` with the config's 4: each waiting thread holds a connection (its
-    contact's lock), so the pool must be sized for 16, or threads time out waiting for one."""
+    """`worker --threads 16` with the config's 4: the pool is sized from 16 (a waiting thread
+    holds no connection, so not one per thread: ``min(threads, 8) + 2``), not from the 4."""
     settings = make_settings(
         tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test", WORKER_THREADS=4
     )
@@ -86,6 +87,6 @@ def test_worker_threads_from_the_command_line_size_each_process_database_pool(
     try:
         pool = services.engine.pool
         assert isinstance(pool, QueuePool)
-        assert pool.size() == 18  # threads + 2, before any connection is made
+        assert pool.size() == pool_size_for(16) == 10 != pool_size_for(4)
     finally:
         services.close()
