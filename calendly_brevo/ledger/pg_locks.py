@@ -173,12 +173,6 @@ class LockSession:
             self._conn = None
             self.generation += 1
 
-    def close(self) -> None:
-        with self._mutex:
-            if self._closer is not None:
-                self._closer()
-            self._conn = None
-
 
 def _told_to_end(conn: Any) -> bool:
     """Whether the server ended ``conn`` (a psycopg connection with no statement in flight):
