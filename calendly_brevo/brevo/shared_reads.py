@@ -6,9 +6,9 @@ took it, before it spends a request of the contacts family on a read of its own
 its own made at that moment would (Brevo lists a contact modified by the import in every read
 after it applied it), so nothing is taken as seen that its own read would not.
 
-A read still waiting for its token (:meth:`RecentReads.waiting`) is one such read to come: its
-token lets it go after the import that finds it waiting, so that import waits for it rather
-than queueing a read of its own behind it. When the contacts family is busy, imports would
+A read still waiting for its token (:meth:`RecentReads.wait_for_read`) is one such read to
+come: its token lets it go after the import that finds it waiting, so that import waits for it
+rather than queueing a read of its own behind it. When the contacts family is busy, imports would
 otherwise each spend a token on a read of their own, a read per import.
 """
 

@@ -39,6 +39,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -187,6 +188,17 @@ def _fetched(
     return zip(events, invitees, strict=True)
 
 
+@contextmanager
+def _fetchers(threads: int) -> Iterator[ThreadPoolExecutor]:
+    """The threads that fetch ahead. A walk that stops (a crash, Ctrl-C) drops the fetches not
+    started instead of waiting for them: against Calendly's limit each may wait out a 429."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="backfill-fetch")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _enqueue_event(
     enqueuer: Enqueue,
     event: dict[str, Any],
@@ -277,7 +289,7 @@ def backfill(
             **{k: v for k, v in saved.stats.items() if k in WalkStats.__annotations__}
         )
         stats.resumed = True
-    with ThreadPoolExecutor(hooks.prefetch, thread_name_prefix="backfill-fetch") as pool:
+    with _fetchers(hooks.prefetch) as pool:
         pages = client.pages(
             "scheduled_events",
             _event_params(window),
