@@ -81,6 +81,11 @@ class PostgresLedger(SqlLedger):
         held: list[Callable[[], bool] | None] | None = self._held.__dict__.get("locks")
         if held and not all(alive() for alive in held if alive is not None):
             held[:] = [None] * len(held)  # failed once: the rest run on the pool
+            # A session that ended is most often Postgres restarting: the pool's idle
+            # connections went with it. Drop them, as SQLAlchemy does on a disconnect, so the
+            # attempt's own record of its failure lands (else its retry is taken for an
+            # interrupted one, and its custom event for one in doubt).
+            self.engine.pool.dispose()
             raise OperationalError(
                 "contact lock", None, LockLost("the session holding the lock ended")
             )

@@ -232,12 +232,18 @@ def test_a_lock_session_that_dies_fails_the_next_statement_once_and_the_effect_i
     ledger = pg_ledger
     with ledger.contact_lock(A):
         got = claim(ledger, state=(record("u1", A), None))
-        with psycopg_connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (_lock_session_pid(ledger),))
+        with ledger.engine.connect() as pooled:  # the idle connection the claim ran on
+            pool_pid = pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with psycopg_connect() as admin:  # as a restart would: every backend of the ledger
+            for pid in (_lock_session_pid(ledger), pool_pid):
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         time.sleep(0.1)  # the server's goodbye reaches the session's socket
         assert not _lock_taken_elsewhere(A)  # it ended with its session
         with pytest.raises(OperationalError, match="lock ended"):
             ledger.last_pushed(A)
+        # Once: the next statement (the attempt recording its failure, say) runs on a fresh
+        # connection, not on the pool's dead one.
+        ledger.finish("ev1", "failed", "OperationalError: contact lock")
         effects = {**got.effects, "event": "x"}
         record_durably(ledger, "ev1", effects, "applied", give_up_after=10)
     assert status(ledger) == "applied"
