@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -169,10 +169,10 @@ def _event_params(window: Window) -> dict[str, str | int | None]:
     )
 
 
-def _walk_event(
-    client: CalendlyClient, event: dict[str, Any], created_by: str, stats: WalkStats
+def _envelopes(
+    event: dict[str, Any], invitees: Iterable[dict[str, Any]], created_by: str, stats: WalkStats
 ) -> Iterator[dict[str, Any]]:
-    for invitee in client.list_invitees(event["uri"]):
+    for invitee in invitees:
         stats.invitees += 1
         yield from envelopes_for(invitee, event, created_by=created_by)
 
@@ -207,12 +207,10 @@ def _enqueue_event(
     stats: WalkStats,
     clock: Callable[[], float],
 ) -> None:
-    for invitee in invitees:
-        stats.invitees += 1
-        for envelope in envelopes_for(invitee, event, created_by=created_by):
-            enqueuer.enqueue(encode(envelope), received_at=clock(), source="backfill")
-            stats.enqueued += 1
-            BACKFILL_ENVELOPES.labels("backfill", "enqueued").inc()
+    for envelope in _envelopes(event, invitees, created_by, stats):
+        enqueuer.enqueue(encode(envelope), received_at=clock(), source="backfill")
+        stats.enqueued += 1
+        BACKFILL_ENVELOPES.labels("backfill", "enqueued").inc()
     stats.events += 1
     stats.position = event.get("start_time")
 
@@ -343,7 +341,8 @@ def reconcile(
     clock = hooks.clock
     for page in client.pages("scheduled_events", _event_params(walk), count=hooks.page_size):
         for event in page.collection:
-            envelopes = list(_walk_event(client, event, created_by, stats))
+            invitees = client.list_invitees(event["uri"])
+            envelopes = list(_envelopes(event, invitees, created_by, stats))
             done = ledger.settled(envelope_event_id(e) for e in envelopes)
             for envelope in envelopes:
                 if envelope_event_id(envelope) in done:
