@@ -59,6 +59,17 @@ def recording(attempt: int, previous: list[dict[str, Any]] | None = None) -> Ite
         _CURRENT.reset(token)
 
 
+@contextmanager
+def using(log: CallLog) -> Iterator[CallLog]:
+    """Make ``log`` this thread's open log for the block (a group's leader, working through
+    the calls of several events in turn: :mod:`worker.group`)."""
+    token = _CURRENT.set(log)
+    try:
+        yield log
+    finally:
+        _CURRENT.reset(token)
+
+
 def note(method: str, route: str, status: int | str, started: float | None = None) -> None:
     """Record one request (``started``: its ``time.perf_counter()``; ``None``: not sent)."""
     log = _CURRENT.get()

@@ -174,6 +174,20 @@ BREVO_BATCH_ITEMS_IN_DOUBT = Counter(
     "Items of coalesced requests whose outcome is unknown (looked up before any resend).",
     ["endpoint"],
 )
+WORKER_GROUP_EVENTS = Histogram(
+    f"{PREFIX}_worker_group_events",
+    "Events per group pass: events a worker process's threads took up together, claimed, "
+    "pushed and recorded as one (worker/group.py).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+WORKER_GROUP_ALONE = Counter(
+    f"{PREFIX}_worker_group_alone_total",
+    "Events a group pass left to the one-event path, by why (other_event: not an invitee "
+    "event with an email, or its contact is not synced; same_contact: a second event of one "
+    "contact or invitee in the group; locked: another thread or process holds the contact; "
+    "forgotten: a tombstoned person; stored: a retry or redelivery of a stored event).",
+    ["reason"],
+)
 RATELIMIT_WAIT_SECONDS = Histogram(
     f"{PREFIX}_ratelimit_wait_seconds",
     "Time spent waiting for a token from the shared bucket, by family.",

@@ -33,7 +33,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -66,11 +66,25 @@ from calendly_brevo.state import mark_from_event, record_from_event
 from worker.outcomes import STARTED, Outcome, dead_letter, done, elapsed_ms
 from worker.ports import BrevoPort, LookupBudget
 
+if TYPE_CHECKING:
+    from worker.group import GroupPass
+
 log = get_logger("calendly_brevo.worker")
 
 
 @dataclass(frozen=True)
-class _Last:
+class Job:
+    """One message's attempt, as :meth:`Pipeline.process` was given it (for the group pass)."""
+
+    body: str
+    received_at: float
+    source: str
+    signature_key: str | None
+    last: Last
+
+
+@dataclass(frozen=True)
+class Last:
     """Whether this attempt is the last: for a failure (``worker.max_retries`` spent, or
     expired), and for a rate-limit wait (only once ``worker.max_age_seconds`` has passed)."""
 
@@ -94,6 +108,8 @@ class Pipeline:
         self.brevo = brevo
         #: The attempts in progress, for coalescing (a batch leaves once all of them wait).
         self.crowd = crowd
+        #: The process's group pass (:mod:`worker.group`), set by the runtime when it applies.
+        self.group: GroupPass | None = None
         self.events = EventSender(ledger, brevo, settings.brevo, lookups)
 
     def process(
@@ -112,10 +128,39 @@ class Pipeline:
         not a failure and is never the last attempt. ``signature_key``: the label of the key
         that verified the webhook, stored with the event's first arrival."""
         with self.crowd.member() if self.crowd is not None else nullcontext():
-            last = _Last(failure=final or expired, expired=expired)
+            last = Last(failure=final or expired, expired=expired)
+            if self.group is not None and attempt == 1:  # a retry knows its claim: alone
+                outcome = self._grouped(Job(body, received_at, source, signature_key, last))
+                if outcome is not None:
+                    return outcome
             return self._attempt(
                 body, received_at, attempt, source=source, signature_key=signature_key, last=last
             )
+
+    def _grouped(self, job: Job) -> Outcome | None:
+        """The event through the process's group pass (:mod:`worker.group`); ``None``: it
+        takes the one-event path."""
+        assert self.group is not None
+        started = time.perf_counter()
+        started_token = STARTED.set(started)
+        outcome: Outcome | None = None
+        try:  # the group counted and logged a failure it hands back to be raised here
+            outcome = self.group.run(job)
+        finally:
+            STARTED.reset(started_token)
+            if outcome is not None:
+                metrics.EVENT_PROCESSING_SECONDS.labels(
+                    metrics.event_label(outcome.event_name)
+                ).observe(time.perf_counter() - started)
+        if outcome is not None and outcome.status == "applied" and job.received_at:
+            self._applied(outcome.event_name, job.received_at)
+        return outcome
+
+    def _applied(self, name: str | None, received_at: float) -> None:
+        metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
+            max(0.0, time.time() - received_at)
+        )
+        metrics.LAST_APPLIED_TIMESTAMP.set(time.time())
 
     def _attempt(
         self,
@@ -125,7 +170,7 @@ class Pipeline:
         *,
         source: str,
         signature_key: str | None,
-        last: _Last,
+        last: Last,
     ) -> Outcome:
         started = time.perf_counter()
         started_token = STARTED.set(started)
@@ -156,10 +201,7 @@ class Pipeline:
             )
             outcome = self._process(event, new, last)
             if outcome.status == "applied" and received_at:
-                metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
-                    max(0.0, time.time() - received_at)
-                )
-                metrics.LAST_APPLIED_TIMESTAMP.set(time.time())
+                self._applied(name, received_at)
             return outcome
         except TransientError as exc:
             outcome_label = "rate_limited" if exc.rate_limited else "retried"
@@ -172,7 +214,7 @@ class Pipeline:
             STARTED.reset(started_token)
 
     # -------------------------------------------------------------------------------------------
-    def _process(self, event: WebhookEvent, new: Arrival, last: _Last) -> Outcome:
+    def _process(self, event: WebhookEvent, new: Arrival, last: Last) -> Outcome:
         ident = event.identity
         lock_on = ident.email or ident.event_id
         with self.ledger.contact_lock(lock_on):
@@ -190,34 +232,38 @@ class Pipeline:
                     if not forgotten:
                         outcome = self._apply(event, claim)
                     status, finished, reason = outcome
-                except PermanentError as exc:
-                    return dead_letter(self.ledger, new.failed(exc.code, str(exc), claim.attempts))
-                except TransientError as exc:
-                    if last.expired if exc.rate_limited else last.failure:
-                        reason = "expired" if last.expired else "retries_exhausted"
-                        error = f"{type(exc).__name__}: {exc}"
-                        return dead_letter(self.ledger, new.failed(reason, error, claim.attempts))
-                    self._failed(ident, exc)
-                    (log.info if exc.rate_limited else log.warning)(
-                        "event_rate_limited" if exc.rate_limited else "event_retry",
-                        outcome="rate_limited" if exc.rate_limited else "retried",
-                        duration_ms=elapsed_ms(),
-                        error=str(exc),
-                        delay=exc.delay,
-                    )
-                    raise
                 except Exception as exc:
-                    # A bug, not an outage: record it; the last attempt dead-letters it.
-                    if last.failure:
-                        error = f"{type(exc).__name__}: {exc}"
-                        return dead_letter(self.ledger, new.failed("error", error, claim.attempts))
-                    self._failed(ident, exc)
-                    raise
+                    settled = self.settle(new, claim.attempts, exc, last)
+                    if settled is None:
+                        raise
+                    return settled
                 return done(self.ledger, ident, status, record=not finished, reason=reason)
 
-    def _failed(self, ident: EventIdentity, exc: Exception) -> None:
+    def settle(self, new: Arrival, attempts: int, exc: Exception, last: Last) -> Outcome | None:
+        """A claimed attempt that failed with ``exc``: dead-lettered (its outcome: a permanent
+        failure, or the last attempt), or recorded ``failed`` (``None``: the caller raises
+        ``exc`` and the message is retried)."""
+        if isinstance(exc, PermanentError):
+            return dead_letter(self.ledger, new.failed(exc.code, str(exc), attempts))
         error = f"{type(exc).__name__}: {exc}"
-        self.ledger.finish(ident.event_id, "failed", error, calls=brevo_calls.stored())
+        if isinstance(exc, TransientError):
+            if last.expired if exc.rate_limited else last.failure:
+                reason = "expired" if last.expired else "retries_exhausted"
+                return dead_letter(self.ledger, new.failed(reason, error, attempts))
+            self.ledger.finish(new.event_id, "failed", error, calls=brevo_calls.stored())
+            (log.info if exc.rate_limited else log.warning)(
+                "event_rate_limited" if exc.rate_limited else "event_retry",
+                outcome="rate_limited" if exc.rate_limited else "retried",
+                duration_ms=elapsed_ms(),
+                error=str(exc),
+                delay=exc.delay,
+            )
+            return None
+        # A bug, not an outage: record it; the last attempt dead-letters it.
+        if last.failure:
+            return dead_letter(self.ledger, new.failed("error", error, attempts))
+        self.ledger.finish(new.event_id, "failed", error, calls=brevo_calls.stored())
+        return None
 
     @cached_property
     def fingerprint(self) -> str:

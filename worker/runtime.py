@@ -14,9 +14,11 @@ from calendly_brevo.brevo.batching import Crowd
 from calendly_brevo.brevo.client import BrevoClient, make_http_client
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.errors import BrevoSetupError, RateLimited
+from calendly_brevo.ledger.postgres import PostgresLedger
 from calendly_brevo.ratelimit import TokenBucket, make_token_bucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
+from worker.group import GATHER_SECONDS, GroupPass
 from worker.pipeline import Pipeline
 
 
@@ -87,12 +89,40 @@ def build_pipeline(
     services: Services, brevo: BrevoClient | CoalescingBrevo | None = None
 ) -> Pipeline:
     crowd = Crowd()  # the process's attempts in progress: a batch leaves once all wait
-    return Pipeline(
+    port = brevo or make_brevo(services, crowd)
+    pipeline = Pipeline(
         services.settings,
         services.ledger,
-        brevo or make_brevo(services, crowd),
+        port,
         BucketLookupBudget(make_limiter(services)),
         crowd=crowd,
+    )
+    pipeline.group = make_group(services, pipeline, port, crowd)
+    return pipeline
+
+
+def make_group(
+    services: Services, pipeline: Pipeline, port: BrevoClient | CoalescingBrevo, crowd: Crowd
+) -> GroupPass | None:
+    """The process's group pass (:mod:`worker.group`), where it applies: the Postgres ledger,
+    coalescing on (so not a dry run), no live imports, and ``worker.group_max`` above 1."""
+    settings = services.settings
+    ledger = services.ledger
+    if not isinstance(port, CoalescingBrevo) or not isinstance(ledger, PostgresLedger):
+        return None
+    if settings.worker.group_max < 2 or settings.brevo.batch.live_imports:
+        return None
+    client = port.client
+    return GroupPass(
+        pipeline,
+        ledger,
+        client,
+        crowd,
+        threads=settings.worker.threads,
+        max_items=settings.worker.group_max,
+        window=min(GATHER_SECONDS, settings.brevo.batch.window_seconds),
+        # a group's requests go one after another: trust its leader for a few of them
+        patience=4 * (client.max_wait + settings.brevo.timeout_seconds) + 30.0,
     )
 
 

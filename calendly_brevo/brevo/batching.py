@@ -217,7 +217,7 @@ class Coalescer(Generic[T, R]):
         except BaseException as exc:  # every item shares the request's (or ticket's) fate
             with self._lock:
                 self._close(batch)
-            results = [_own(exc) for _ in batch.items]
+            results = [own(exc) for _ in batch.items]
         for future, result in zip(batch.futures, results, strict=True):
             if isinstance(result, BaseException):
                 future.set_exception(result)
@@ -225,7 +225,7 @@ class Coalescer(Generic[T, R]):
                 future.set_result(result)
 
 
-def _own(exc: BaseException) -> BaseException:
+def own(exc: BaseException) -> BaseException:
     """A copy of ``exc`` per waiting thread (raising one object in several threads would mix
     their tracebacks), built without calling ``__init__`` (whose arguments vary)."""
     clone = type(exc).__new__(type(exc))

@@ -41,6 +41,9 @@ class ServerSettings(Strict):
 class WorkerSettings(Strict):
     processes: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=4, ge=1, le=256)
+    #: Events the threads take up together are handled in one pass of at most this many: one
+    #: statement and one Brevo request per step for all of them (``worker/group.py``). 1: off.
+    group_max: int = Field(default=64, ge=1, le=500)
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0)
     max_retries: int = Field(default=12, ge=0)
     min_backoff_seconds: float = Field(default=1.0, gt=0)

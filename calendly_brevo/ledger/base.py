@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -322,16 +322,29 @@ def record_durably(
 
     Raising here would retry the event and send its custom event a second time, so the write is
     repeated (with backoff, for up to ``give_up_after`` seconds) until it lands."""
+    durably(
+        ledger,
+        lambda: ledger.record_effect(event_id, effects, finish, calls=calls),
+        what=",".join(sorted(effects)),
+        give_up_after=give_up_after,
+    )
+
+
+def durably(
+    ledger: Ledger, write: Callable[[], None], *, what: str, give_up_after: float = 300.0
+) -> None:
+    """``write`` (of effects Brevo has taken), repeated with backoff while the database is out,
+    for up to ``give_up_after`` seconds (:func:`record_durably`)."""
     deadline = time.monotonic() + give_up_after
     wait = 0.2
     while True:
         try:
-            ledger.record_effect(event_id, effects, finish, calls=calls)
+            write()
             return
         except ledger.transient_errors as exc:
             if time.monotonic() + wait > deadline:
                 raise
-            log.warning("effect_record_retry", effects=sorted(effects), error=type(exc).__name__)
+            log.warning("effect_record_retry", effects=what, error=type(exc).__name__)
             time.sleep(wait)
             wait = min(wait * 2, 5.0)
 

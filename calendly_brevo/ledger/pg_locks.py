@@ -30,7 +30,7 @@ import select
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 #: How often the session is checked for having ended, at most.
 CHECK_EVERY = 0.02
+#: Many keys in one statement: those taken, and giving them back.
+TRY_MANY = "SELECT k FROM unnest(%(ks)s::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
+UNLOCK_MANY = "SELECT count(*) FROM unnest(%(ks)s::bigint[]) AS k WHERE pg_advisory_unlock(k)"
 
 
 @dataclass
@@ -82,6 +85,42 @@ class LockSession:
         finally:
             self._leave(key, entry)
 
+    @contextmanager
+    def hold_free(self, keys: Iterable[int]) -> Iterator[tuple[set[int], Callable[[], bool]]]:
+        """Those of ``keys`` that no thread or process holds now, taken together in one
+        statement, and whether they are still held. The others are not waited for: their
+        work takes :meth:`hold` after this (a group of events, :mod:`worker.group`)."""
+        entries: dict[int, _Key] = {}
+        for key in set(keys):
+            entry = self._enter(key)
+            if entry.lock.acquire(blocking=False):
+                entries[key] = entry
+            else:
+                self._leave(key, entry)
+        held: set[int] = set()
+        generation = self.generation
+        try:
+            if entries:
+                with self._mutex:
+                    generation = self.generation
+                    rows = self._statement(TRY_MANY, {"ks": list(entries)}, rows=True)
+                held = {row[0] for row in rows}
+            for key in [k for k in entries if k not in held]:
+                self._release(key, entries.pop(key))
+            yield held, lambda: self.current() == generation
+        finally:
+            if held:
+                with self._mutex:
+                    if generation == self.generation and self._conn is not None:
+                        with suppress(OperationalError, InterfaceError):
+                            self._statement(UNLOCK_MANY, {"ks": list(held)}, rows=True)
+            for key, entry in entries.items():
+                self._release(key, entry)
+
+    def _release(self, key: int, entry: _Key) -> None:
+        entry.lock.release()
+        self._leave(key, entry)
+
     def _enter(self, key: int) -> _Key:
         with self._keys_mutex:
             entry = self._keys.get(key)
@@ -100,7 +139,7 @@ class LockSession:
         """``key`` on the shared session if no other process holds it: the generation."""
         with self._mutex:
             generation = self.generation
-            if self._statement("SELECT pg_try_advisory_lock(%(k)s)", key):
+            if self._statement("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}):
                 return generation
         return None
 
@@ -125,21 +164,24 @@ class LockSession:
             if generation != self.generation or self._conn is None:
                 return  # it ended with its session
             with suppress(OperationalError, InterfaceError):  # then it ended with the session
-                self._statement("SELECT pg_advisory_unlock(%(k)s)", key)
+                self._statement("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
 
-    def _statement(self, statement: str, key: int) -> Any:
-        """Under the mutex: one statement on the session (opened if need be); a failure drops
-        the session and is raised."""
+    def _statement(self, statement: str, params: dict[str, Any], *, rows: bool = False) -> Any:
+        """Under the mutex: one statement on the session (opened if need be), its first value
+        (``rows``: every row); a failure drops the session and is raised."""
         conn = self._connection()
         try:  # on psycopg's connection: SQLAlchemy's bookkeeping costs more than the statement
-            row = conn.execute(statement, {"k": key}).fetchone()
+            cursor = conn.execute(statement, params)
+            found = cursor.fetchall() if rows else cursor.fetchone()
         except (OperationalError, InterfaceError):
             self._drop()
             raise
         except Exception as exc:  # psycopg's own: the session is not to be trusted any more
             self._drop()
-            raise OperationalError(statement, {"k": key}, exc) from exc
-        return row[0] if row else None
+            raise OperationalError(statement, params, exc) from exc
+        if rows:
+            return found
+        return found[0] if found else None
 
     # -- the session ---------------------------------------------------------------------------
     def current(self) -> int:

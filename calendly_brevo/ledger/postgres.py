@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -40,6 +40,7 @@ from calendly_brevo.ledger.base import (
     State,
     lock_key,
     now,
+    tombstone_key,
     tombstone_keys,
 )
 from calendly_brevo.ledger.common import SqlLedger, pushed_from
@@ -166,10 +167,27 @@ class PostgresLedger(SqlLedger):
         """Merge and read back the contact's state in two statements: the read (locking the
         rows merged into), then the writes."""
         uri = record.invitee_uri if record is not None else None
-        mark_key = "#".join(mark.key) if mark is not None else None
+        mark_key = _mark_key(mark)
         rows = self._run(
             conn, sql.PG_STATE, {"uri": uri, "email": email, "mark_key": mark_key}
         ).fetchall()
+        saved, mark_params = self._fold(claim, email, record, mark, rows)
+        if saved is not None:
+            self._run(conn, sql.PG_SAVE_INVITEE, saved)
+        if mark_params is not None:
+            self._run(conn, sql.PG_SAVE_MARK, mark_params)
+
+    def _fold(
+        self,
+        claim: Claim,
+        email: str,
+        record: InviteeRecord | None,
+        mark: NoShowMark | None,
+        rows: list[Any],
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Merge ``record`` and ``mark`` into the stored state ``rows`` (:data:`.sql.PG_STATE`'s)
+        and set the claim's state; the parameters of the invitee and mark writes."""
+        mark_key = _mark_key(mark)
         stored: InviteeRecord | None = None
         stored_mark: NoShowMark | None = None
         records: list[InviteeRecord] = []
@@ -186,17 +204,19 @@ class PostgresLedger(SqlLedger):
                 else:
                     marks.append(m)
         ts = now()
+        saved: dict[str, Any] | None = None
+        params: dict[str, Any] | None = None
         if record is not None:
             merged = merge_invitee(stored, record)
             data = merged.to_dict()
             saved = {"uri": merged.invitee_uri, "email": merged.email, "status": merged.status}
-            self._run(conn, sql.PG_SAVE_INVITEE, saved | {"data": json.dumps(data), "ts": ts})
+            saved |= {"data": json.dumps(data), "ts": ts}
             claim.record = merged
             if merged.email == email:  # as read back after the write
                 records.append(InviteeRecord.from_dict(data))
         if mark is not None:
             merged_mark = merge_no_show(stored_mark, mark)
-            params: dict[str, Any] = {
+            params = {
                 "key": mark_key,
                 "no_show_uri": merged_mark.no_show_uri,
                 "invitee_uri": merged_mark.invitee_uri,
@@ -205,11 +225,120 @@ class PostgresLedger(SqlLedger):
                 "marked_at": merged_mark.marked_at,
                 "ts": ts,
             }
-            self._run(conn, sql.PG_SAVE_MARK, params)
             marks.append(merged_mark)
         uris = {r.invitee_uri for r in records}
         claim.records = records
         claim.marks = [m for m in marks if m.invitee_uri in uris]
+        return saved, params
+
+    # -- a group of events in one pass (:mod:`worker.group`) -------------------------------------
+    @contextmanager
+    def free_contact_locks(self, keys: Iterable[str]) -> Iterator[set[str]]:
+        """Those of ``keys`` nobody holds now, held together for the block (one statement);
+        the work on the others takes :meth:`contact_lock` after it."""
+        by_int: dict[int, str] = {}
+        for key in keys:
+            by_int.setdefault(lock_key(key), key)  # a hash collision: the second waits its turn
+        with self._locks.hold_free(by_int) as (held, alive):
+            stack: list[Callable[[], bool] | None] = self._held.__dict__.setdefault("locks", [])
+            stack.append(alive)
+            try:
+                yield {by_int[k] for k in held}
+            finally:
+                stack.pop()
+
+    def tombstoned_invitees(self, uris: Iterable[str]) -> set[str]:
+        """Those of ``uris`` whose person was forgotten (:meth:`is_tombstoned`, for many)."""
+        keys = {tombstone_key("invitee", uri): uri for uri in uris}
+        if not keys:
+            return set()
+        with self._connection() as conn:
+            rows = self._run(conn, sql.PG_TOMBSTONES, {"keys": list(keys)}).fetchall()
+        return {keys[row[0]] for row in rows}
+
+    def claim_fresh(self, items: Sequence[tuple[Arrival, State]]) -> dict[str, Claim]:
+        """Claim those of ``items`` never stored before, merging each one's state (as
+        :meth:`claim` with ``state=``), all in one transaction of four statements. Call with
+        every item's contact lock held and one item per contact and per invitee. An event
+        stored before (a retry, a redelivery) is not claimed: it goes the one-event way."""
+        claims: dict[str, Claim] = {}
+        ts = now()
+        arrivals = [arrival for arrival, _state in items]
+        with self._connection() as conn, self._transaction(conn):
+            params: dict[str, Any] = {"ts": ts}
+            for name, attr in _ARRIVAL_COLUMNS:
+                params[name] = [getattr(a, attr) for a in arrivals]
+            fresh = {row[0] for row in self._run(conn, sql.PG_CLAIM_FRESH, params).fetchall()}
+            todo = [(a, st) for a, st in items if a.event_id in fresh and a.email]
+            for arrival, _state in items:
+                if arrival.event_id in fresh:
+                    claims[arrival.event_id] = Claim(arrival.event_id, False, attempts=1)
+            if not todo:
+                return claims
+            uris = [st[0].invitee_uri for _a, st in todo if st[0] is not None]
+            emails = [a.email for a, _st in todo]
+            mark_keys = [k for _a, st in todo if (k := _mark_key(st[1])) is not None]
+            found = self._run(
+                conn, sql.PG_STATES, {"uris": uris, "emails": emails, "mark_keys": mark_keys}
+            ).fetchall()
+            invitees: list[dict[str, Any]] = []
+            marks: list[dict[str, Any]] = []
+            for arrival, (record, mark) in todo:
+                assert arrival.email is not None
+                rows = _state_rows(found, arrival.email, record, mark)
+                saved, mark_params = self._fold(
+                    claims[arrival.event_id], arrival.email, record, mark, rows
+                )
+                invitees += [saved] if saved is not None else []
+                marks += [mark_params] if mark_params is not None else []
+            if invitees:
+                columns = {"uris": "uri", "emails": "email", "statuses": "status", "data": "data"}
+                many = {name: [row[key] for row in invitees] for name, key in columns.items()}
+                self._run(conn, sql.PG_SAVE_INVITEES, many | {"ts": ts})
+            for mark_params in marks:  # a no-show: a few in a group at most
+                self._run(conn, sql.PG_SAVE_MARK, mark_params)
+        return claims
+
+    def record_effects(
+        self, records: Sequence[tuple[str, dict[str, Any], str | None, list[Any] | None]]
+    ) -> None:
+        """:meth:`record_effect` of many events in one statement: ``(event_id, effects,
+        finish, calls)`` each."""
+        if not records:
+            return
+        params = {
+            "ts": now(),
+            "ids": [r[0] for r in records],
+            "effects": [json.dumps(r[1]) for r in records],
+            "statuses": [r[2] for r in records],
+            "calls": [_json(r[3]) for r in records],
+        }
+        with self._connection() as conn:
+            self._run(conn, sql.PG_RECORD_EFFECTS, params)
+
+    def record_pushed_many(self, pushed: Sequence[PushedProjection]) -> None:
+        """:meth:`record_pushed` of many contacts (one each) in one statement."""
+        if not pushed:
+            return
+        params = {
+            "ts": now(),
+            "emails": [p.email for p in pushed],
+            "attributes": [json.dumps(dict(p.attributes)) for p in pushed],
+            "list_ids": [json.dumps(list(p.list_ids)) for p in pushed],
+            "hashes": [p.projection_hash for p in pushed],
+            "fingerprints": [p.mapping_fingerprint for p in pushed],
+            "event_ids": [p.event_id for p in pushed],
+        }
+        with self._connection() as conn:
+            self._run(conn, sql.PG_RECORD_PUSHED_MANY, params)
+
+    def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
+        wanted = list(set(emails))
+        if not wanted:
+            return {}
+        with self._connection() as conn:
+            rows = self._run(conn, sql.PG_LAST_PUSHED_MANY, {"emails": wanted}).fetchall()
+        return {row[0]: pushed_from(*row) for row in rows}
 
     # -- effects and outcomes --------------------------------------------------------------------
     def record_effect(
@@ -262,6 +391,46 @@ class PostgresLedger(SqlLedger):
         }
         with self._connection() as conn:
             self._run(conn, sql.PG_RECORD_PUSHED, params)
+
+
+#: PG_CLAIM_FRESH's arrays and the :class:`Arrival` attribute each holds.
+_ARRIVAL_COLUMNS = (
+    ("ids", "event_id"),
+    ("names", "event_name"),
+    ("uris", "invitee_uri"),
+    ("emails", "email"),
+    ("sources", "source"),
+    ("payloads", "payload"),
+    ("keys", "signature_key"),
+    ("received", "received_at"),
+)
+
+
+def _mark_key(mark: NoShowMark | None) -> str | None:
+    return "#".join(mark.key) if mark is not None else None
+
+
+def _state_rows(
+    found: list[Any], email: str, record: InviteeRecord | None, mark: NoShowMark | None
+) -> list[Any]:
+    """One event's share of :data:`.sql.PG_STATES`' rows, as :data:`.sql.PG_STATE` gives them
+    (``kind, invitee_uri, data, mark_key, no_show_uri, created, deleted, marked_at``)."""
+    uri = record.invitee_uri if record is not None else None
+    mark_key = _mark_key(mark)
+    theirs = {row[1] for row in found if row[0] == 2 and row[2] == email}
+    rows: list[Any] = []
+    for kind, inv_uri, row_email, *rest in found:
+        if kind == 1:
+            keep = inv_uri == uri
+        elif kind == 2:
+            keep = row_email == email and inv_uri != uri
+        elif kind == 3:
+            keep = rest[1] == mark_key
+        else:
+            keep = rest[1] != mark_key and (inv_uri == uri or inv_uri in theirs)
+        if keep:
+            rows.append((kind, inv_uri, *rest))
+    return rows
 
 
 class LockLost(Exception):

@@ -138,3 +138,91 @@ ON CONFLICT (email) DO UPDATE SET
 
 #: Whether any of some tombstone keys is stored (every invitee event asks, under its lock).
 PG_TOMBSTONED = "SELECT 1 FROM tombstones WHERE key_hash = ANY(%(keys)s) LIMIT 1"
+
+# -- a group of events in one pass (:mod:`worker.group`): one statement for many ------------------
+#: Claim the events never seen before, all at once; an event already stored (a retry, a
+#: redelivery, a duplicate) is not claimed here: it takes the one-event path, which knows them.
+PG_CLAIM_FRESH = """
+INSERT INTO processed_events (
+    event_id, event_name, invitee_uri, email, status, source, attempts, effects, payload,
+    signature_key, received_at, claimed_at, created_at, updated_at
+)
+SELECT e, n, u, m, 'processing', s, 1, '{}', p, k, r, %(ts)s, %(ts)s, %(ts)s
+FROM unnest(
+    %(ids)s::text[], %(names)s::text[], %(uris)s::text[], %(emails)s::text[],
+    %(sources)s::text[], %(payloads)s::text[], %(keys)s::text[], %(received)s::timestamptz[]
+) AS t(e, n, u, m, s, p, k, r)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+#: :data:`PG_STATE` for many contacts at once: kinds 1 and 3 (locked) for every event's invitee
+#: and mark, 2 every record of the contacts (with its email, to split them per event), 4 every
+#: mark of their invitees. Split per event in :meth:`PostgresLedger.claim_fresh`.
+PG_STATES = """
+WITH target AS (
+    SELECT invitee_uri, email, data FROM invitees WHERE invitee_uri = ANY(%(uris)s) FOR UPDATE
+), target_mark AS (
+    SELECT invitee_uri, mark_key, no_show_uri, created, deleted, marked_at
+    FROM no_shows WHERE mark_key = ANY(%(mark_keys)s) FOR UPDATE
+), theirs AS (
+    SELECT invitee_uri, email, data FROM invitees WHERE email = ANY(%(emails)s)
+)
+SELECT 1, invitee_uri, email, data, NULL::text, NULL::text, NULL::bool, NULL::bool, NULL::text
+FROM target
+UNION ALL
+SELECT 2, invitee_uri, email, data, NULL, NULL, NULL, NULL, NULL FROM theirs
+UNION ALL
+SELECT 3, invitee_uri, NULL, NULL, mark_key, no_show_uri, created, deleted, marked_at
+FROM target_mark
+UNION ALL
+SELECT 4, n.invitee_uri, NULL, NULL, n.mark_key, n.no_show_uri, n.created, n.deleted,
+    n.marked_at
+FROM no_shows AS n
+WHERE n.invitee_uri = ANY(%(uris)s) OR n.invitee_uri IN (SELECT invitee_uri FROM theirs)
+"""
+
+PG_SAVE_INVITEES = """
+INSERT INTO invitees (invitee_uri, email, status, data, updated_at)
+SELECT u, m, s, d::json, %(ts)s
+FROM unnest(%(uris)s::text[], %(emails)s::text[], %(statuses)s::text[], %(data)s::text[])
+    AS t(u, m, s, d)
+ON CONFLICT (invitee_uri) DO UPDATE SET
+    email = EXCLUDED.email, status = EXCLUDED.status, data = EXCLUDED.data,
+    updated_at = EXCLUDED.updated_at
+"""
+
+#: :data:`PG_RECORD_EFFECT` for many events: a NULL status records the effects only.
+PG_RECORD_EFFECTS = """
+UPDATE processed_events AS pe SET effects = t.effects::json, updated_at = %(ts)s,
+    brevo_calls = COALESCE(t.calls::json, pe.brevo_calls),
+    status = COALESCE(t.status, pe.status),
+    last_error = CASE WHEN t.status IS NULL THEN pe.last_error END,
+    applied_at = CASE WHEN t.status IN ({done}) THEN %(ts)s ELSE pe.applied_at END
+FROM unnest(%(ids)s::text[], %(effects)s::text[], %(calls)s::text[], %(statuses)s::text[])
+    AS t(event_id, effects, calls, status)
+WHERE pe.event_id = t.event_id
+""".replace("{done}", _DONE_SQL)
+
+PG_RECORD_PUSHED_MANY = """
+INSERT INTO pushed_projections
+    (email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id)
+SELECT m, a::json, l::json, h, f, %(ts)s, e
+FROM unnest(
+    %(emails)s::text[], %(attributes)s::text[], %(list_ids)s::text[], %(hashes)s::text[],
+    %(fingerprints)s::text[], %(event_ids)s::text[]
+) AS t(m, a, l, h, f, e)
+ON CONFLICT (email) DO UPDATE SET
+    attributes = EXCLUDED.attributes, list_ids = EXCLUDED.list_ids,
+    projection_hash = EXCLUDED.projection_hash,
+    mapping_fingerprint = EXCLUDED.mapping_fingerprint,
+    pushed_at = EXCLUDED.pushed_at, event_id = EXCLUDED.event_id
+"""
+
+PG_LAST_PUSHED_MANY = """
+SELECT email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id
+FROM pushed_projections WHERE email = ANY(%(emails)s)
+"""
+
+#: Which of some tombstone keys are stored.
+PG_TOMBSTONES = "SELECT key_hash FROM tombstones WHERE key_hash = ANY(%(keys)s)"

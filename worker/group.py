@@ -1,0 +1,484 @@
+"""A group pass: the events a worker process's threads take up together, handled as one.
+
+One event alone costs about a dozen Postgres statements (its lock, tombstone check, claim and
+state, last pushed projection, effect and projection records, finish, unlock) and two Brevo
+requests, and that per-message cost is what held one worker process to a fraction of what
+Dramatiq alone can deliver (``benchmarks/RESULTS.md``). Here the attempts that reach
+:meth:`GroupPass.run` together (a :class:`~calendly_brevo.brevo.batching.Coalescer` over the
+process's :class:`~calendly_brevo.brevo.batching.Crowd`: a group leaves once every attempt in
+progress waits on it, or after ``brevo.batch.window_ms``) are handled by one thread, the group's
+leader, with one statement and one Brevo request per step for all of them:
+
+1. each event is parsed and screened: only an invitee event with an email whose contact is
+   synced, on its first delivery, and one per contact and per invitee in a group; anything else
+   (a routing form, a switch that holds the contact back, a dry run, a retry, a redelivery, a
+   second event of one contact) gets ``None`` and takes the one-event path, unchanged;
+2. the contact locks nobody holds, in one statement (a contact another thread or process holds
+   is left to the one-event path, which waits for it in turn);
+3. tombstones, in one statement (a forgotten person's event takes the one-event path);
+4. the claim of every event never stored before, with its state merged, in one transaction
+   (:meth:`~calendly_brevo.ledger.postgres.PostgresLedger.claim_fresh`); an event stored before
+   is not claimed and takes the one-event path;
+5. the contacts: the ones pushed before in one ``POST /contacts/batch``, new ones one
+   ``POST /contacts`` each (Brevo has no bulk create but its asynchronous import, which a
+   message would have to wait out); their effects and projections recorded in two statements;
+6. the custom events in one ``POST /events/batch``, recorded with each event's status in one
+   statement.
+
+The invariants are the one-event path's, item by item: each event keeps its own fate (a 207's
+refused item is dead-lettered, an item whose answer was lost is marked in doubt and retried,
+the accepted ones are recorded as sent); each effect is recorded (waiting out a database
+outage) before its message is acked; a contact's events are never in one group and a group
+holds its contacts' locks throughout, so per-contact order holds. A worker killed mid-group
+leaves its events claimed ``processing``: their redeliveries take the one-event path, which
+looks an in-doubt custom event up before sending it again.
+
+The group pass needs the Postgres ledger (the set-based statements) and a Brevo client that
+sends (not a dry run); it is off with ``brevo.batch.live_imports`` (each message there waits
+for its import's read-back, which the one-event path's import batches share) and with
+``worker.group_max: 1``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from calendly_brevo import brevo_calls, metrics
+from calendly_brevo.brevo.batching import Crowd, own
+from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
+from calendly_brevo.brevo.client import BrevoClient, event_body
+from calendly_brevo.errors import BrevoTransientError, TransientError, UnmappableEvent
+from calendly_brevo.event_send import EVENT_IN_DOUBT
+from calendly_brevo.events import INVITEE_EVENTS, WebhookEvent, parse_envelope, read_event
+from calendly_brevo.ledger import Arrival, Claim, PushedProjection, State
+from calendly_brevo.ledger.base import durably, record_durably
+from calendly_brevo.ledger.postgres import PostgresLedger
+from calendly_brevo.mapping import event_type_synced
+from calendly_brevo.projection import (
+    ContactProjection,
+    custom_event,
+    effects_enabled,
+    project_contact,
+)
+from calendly_brevo.pushed import pushed_projection
+from calendly_brevo.state import mark_from_event, record_from_event
+from worker.outcomes import Outcome, done
+
+if TYPE_CHECKING:
+    from worker.pipeline import Job, Pipeline
+
+
+@dataclass
+class _Item:
+    job: Job
+    event: WebhookEvent
+    new: Arrival
+    state: State
+    email: str
+    claim: Claim = field(default_factory=lambda: Claim("", False, 1))
+    log: brevo_calls.CallLog = field(default_factory=lambda: brevo_calls.CallLog(1))
+    projection: ContactProjection | None = None
+    #: Its custom event's ``POST /events`` body and name (``None``: none to send).
+    body: dict[str, Any] | None = None
+    sent_name: str | None = None
+    #: The item's answer: an :class:`Outcome`, or the exception its thread raises.
+    result: Outcome | BaseException | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.new.event_id
+
+
+#: How long the first event of a group waits for others, at most (``brevo.batch.window_ms``
+#: when that is shorter).
+GATHER_SECONDS = 0.02
+#: How many of a group's new contacts are created at once, at most.
+CREATE_THREADS = 4
+
+
+@dataclass(eq=False)
+class _Entry:
+    job: Job
+    arrived: float
+    result: Outcome | BaseException | None = None
+    done: bool = False
+
+
+class Gatherer:
+    """The jobs that arrive together, handed to ``run`` as one group by one of their threads
+    (the first, its leader). A group closes once it holds ``max_items``, or once every one of
+    the process's ``threads`` is in it or in a group being run (nobody else could join), or
+    ``window`` after its first job arrived. Each job's thread gets its own result back, or
+    raises its own exception; one that waits longer than ``patience`` for its group's answer
+    raises a retry that says its effects are in doubt."""
+
+    def __init__(
+        self,
+        run: Callable[[list[Job]], list[Outcome | BaseException | None]],
+        threads: int,
+        max_items: int,
+        window: float,
+        patience: float,
+    ) -> None:
+        self._run = run
+        self.threads = threads
+        self.max_items = max_items
+        self.window = window
+        self.patience = patience
+        self._cond = threading.Condition()
+        self._open: list[_Entry] = []
+        self._leading = False  # a thread is gathering the open jobs into a group
+        self._running = 0  # jobs in groups being run
+
+    def submit(self, job: Job) -> Outcome | None:
+        entry = _Entry(job, time.monotonic())
+        deadline = entry.arrived + self.patience
+        with self._cond:
+            self._open.append(entry)
+            self._cond.notify_all()
+            while not entry.done:
+                if not self._leading and self._open and self._open[0] is entry:
+                    self._leading = True
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BrevoTransientError(
+                        "no answer from the worker thread handling this event's group",
+                        maybe_applied=True,
+                    )
+                self._cond.wait(left)
+        if not entry.done:
+            self._lead()
+        if isinstance(entry.result, BaseException):
+            raise entry.result
+        return entry.result
+
+    def _lead(self) -> None:
+        with self._cond:
+            while True:
+                waiting = len(self._open)
+                left = self.window - (time.monotonic() - self._open[0].arrived)
+                full = waiting >= self.max_items or waiting + self._running >= self.threads
+                if full or left <= 0:
+                    break
+                self._cond.wait(left)
+            group, self._open = self._open[: self.max_items], self._open[self.max_items :]
+            self._running += len(group)
+            self._leading = False  # the first of the rest (if any) gathers the next group
+            self._cond.notify_all()
+        results: Sequence[Outcome | BaseException | None]
+        try:
+            results = self._run([entry.job for entry in group])
+        except BaseException as exc:  # every job shares the group's fate
+            results = [own(exc) for _ in group]
+        with self._cond:
+            self._running -= len(group)
+            for entry, result in zip(group, results, strict=True):
+                entry.result, entry.done = result, True
+            self._cond.notify_all()
+
+
+class GroupPass:
+    """The group pass of one worker process (see the module): a group leaves once it holds
+    ``max_items`` (the worker's threads: all of them are in it) or after ``window``."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ledger: PostgresLedger,
+        client: BrevoClient,
+        crowd: Crowd,
+        *,
+        threads: int,
+        max_items: int,
+        window: float,
+        patience: float,
+    ) -> None:
+        self.pipeline = pipeline
+        self.ledger = ledger
+        self.client = client
+        self.rules = pipeline.rules
+        self.crowd = crowd
+        self._gather = Gatherer(self._run, threads, max_items, window, patience)
+        #: The group's new contacts are created one request each, side by side.
+        self._alone = ThreadPoolExecutor(max(1, min(max_items, CREATE_THREADS)), "group-create")
+
+    def run(self, job: Job) -> Outcome | None:
+        """The event's outcome (``None``: it takes the one-event path); raises its
+        :class:`TransientError` (retried) like the one-event path."""
+        with self.crowd.waiting():  # a one-event attempt's batch need not wait for this one
+            return self._gather.submit(job)
+
+    # -- the pass ------------------------------------------------------------------------------
+    def _run(self, jobs: list[Job]) -> list[Outcome | BaseException | None]:
+        metrics.WORKER_GROUP_EVENTS.observe(len(jobs))
+        items = self._screen(jobs)
+        if items:
+            with self.ledger.free_contact_locks(item.email for item in items) as held:
+                mine = _keep(items, lambda item: item.email in held, "locked")
+                forgotten = self.ledger.tombstoned_invitees(
+                    item.new.invitee_uri for item in mine if item.new.invitee_uri
+                )
+                mine = _keep(mine, lambda item: item.new.invitee_uri not in forgotten, "forgotten")
+                if mine:
+                    claims = self.ledger.claim_fresh([(item.new, item.state) for item in mine])
+                    mine = _keep(mine, lambda item: item.event_id in claims, "stored")
+                    for item in mine:
+                        item.claim = claims[item.event_id]
+                    self._settled(mine, self._apply)
+        by_job = {id(item.job): item.result for item in items}
+        return [by_job.get(id(job)) for job in jobs]
+
+    def _screen(self, jobs: list[Job]) -> list[_Item]:
+        """The jobs the pass can take (see the module); one per contact and per invitee."""
+        items: list[_Item] = []
+        seen: set[str] = set()
+        for job in jobs:
+            try:
+                event = read_event(parse_envelope(job.body))
+            except UnmappableEvent:  # the one-event path dead-letters it with its cause
+                metrics.WORKER_GROUP_ALONE.labels("other_event").inc()
+                continue
+            ident = event.identity
+            email, uri = ident.email, ident.invitee_uri
+            invitee = ident.event_name in INVITEE_EVENTS and event.invitee is not None
+            if not invitee or not email or not uri:
+                metrics.WORKER_GROUP_ALONE.labels("other_event").inc()
+                continue
+            if not effects_enabled(ident.event_name, self.rules)[0]:  # the contact held back
+                metrics.WORKER_GROUP_ALONE.labels("other_event").inc()
+                continue
+            if email in seen or uri in seen:
+                metrics.WORKER_GROUP_ALONE.labels("same_contact").inc()
+                continue
+            seen |= {email, uri}
+            received = datetime.fromtimestamp(job.received_at, UTC) if job.received_at else None
+            new = Arrival(
+                ident.event_id,
+                ident.event_name,
+                uri,
+                email,
+                job.body,
+                job.source,
+                received,
+                job.signature_key,
+            )
+            state = (record_from_event(event), mark_from_event(event))
+            items.append(_Item(job, event, new, state, email))
+        return items
+
+    def _settled(self, items: list[_Item], step: Callable[[list[_Item]], None]) -> None:
+        """Run ``step`` over the claimed ``items``; an error that ends the whole step (the
+        database gone) is every unanswered item's own failure, as in the one-event path."""
+        try:
+            step(items)
+        except Exception as exc:
+            for item in items:
+                if item.result is None:
+                    self._fail(item, exc)
+
+    def _apply(self, items: list[_Item]) -> None:
+        rules = self.rules
+        pushing: list[_Item] = []
+        for item in items:
+            record = item.claim.record
+            if record is not None and not event_type_synced(record, rules.sync.event_types):
+                self._finish(item, "suppressed", reason="event_type_filter")
+                continue
+            assert item.claim.records is not None and item.claim.marks is not None
+            item.projection = project_contact(
+                item.email, item.claim.records, item.claim.marks, rules
+            )
+            self._event_of(item)
+            pushing.append(item)
+        if not pushing:
+            return
+        upserted = self._upsert(pushing)
+        self._send_events(upserted)
+
+    # -- contacts --------------------------------------------------------------------------------
+    def _upsert(self, items: list[_Item]) -> list[_Item]:
+        """Push each item's contact; record the effects and projections of those Brevo took.
+        Returns them."""
+        last = self.ledger.last_pushed_many(item.email for item in items)
+        existing: list[tuple[_Item, ContactUpdate]] = []
+        new: list[tuple[_Item, ContactUpdate]] = []
+        results: dict[str, Any] = {}
+        for item in items:
+            projection = item.projection
+            assert projection is not None
+            unlink = set(projection.unlink_list_ids)
+            before = last.get(projection.email)
+            if before is not None:  # lists the connector added and no longer wants
+                unlink |= set(before.list_ids) - set(projection.list_ids)
+            update = ContactUpdate(
+                projection.email,
+                dict(projection.attributes),
+                tuple(projection.list_ids),
+                tuple(sorted(unlink)),
+            )
+            if before is not None:
+                existing.append((item, update))
+            else:
+                new.append((item, update))
+        if len(new) == 1:
+            results[new[0][0].event_id] = self._create(*new[0])
+        elif new:
+            answers = list(self._alone.map(lambda pair: self._create(*pair), new))
+            results.update(zip([item.event_id for item, _u in new], answers, strict=True))
+        if existing:
+            answers = self._shared(
+                [item for item, _u in existing],
+                lambda: update_contacts(self.client, [u for _i, u in existing]),
+            )
+            results.update(zip([item.event_id for item, _u in existing], answers, strict=True))
+        took: list[_Item] = []
+        for item in items:
+            answer = results[item.event_id]
+            if isinstance(answer, BaseException):
+                self._fail(item, answer)
+            else:
+                item.claim.effects["contact"] = True
+                took.append(item)
+        fingerprint = self.pipeline.fingerprint
+        pushed: list[PushedProjection] = []
+        for item in took:
+            projection = item.projection
+            assert projection is not None
+            pushed.append(
+                pushed_projection(
+                    projection.email,
+                    projection.attributes,
+                    projection.list_ids,
+                    fingerprint,
+                    item.event_id,
+                )
+            )
+        # The effect first (a retry must not upsert again), then what was pushed, as one by one.
+        self._record(took, finish=lambda item: None if item.body else "applied")
+        self.ledger.record_pushed_many(pushed)
+        for item in took:
+            if item.body is None:
+                item.result = self._report(item, "applied")
+        return [item for item in took if item.body is not None]
+
+    def _create(self, item: _Item, update: ContactUpdate) -> Any:
+        """A contact the connector never pushed: created (or updated) alone; its answer."""
+        with brevo_calls.using(item.log):
+            try:
+                return self.client.upsert_contact(
+                    update.email,
+                    update.attributes,
+                    list_ids=update.list_ids,
+                    unlink_list_ids=update.unlink_list_ids,
+                )
+            except Exception as exc:
+                return exc
+
+    # -- custom events ---------------------------------------------------------------------------
+    def _event_of(self, item: _Item) -> None:
+        """Set the item's custom event body, if it has one to send (events on, and one)."""
+        _contact_on, event_on = effects_enabled(item.new.event_name, self.rules)
+        sent = custom_event(item.event, item.claim.record, self.rules) if event_on else None
+        if sent is not None:
+            item.sent_name = sent.name
+            item.body = event_body(
+                sent.name, email=item.email, properties=sent.properties, event_date=sent.event_date
+            )
+
+    def _send_events(self, items: list[_Item]) -> None:
+        if not items:
+            return
+        bodies = [item.body for item in items if item.body is not None]
+        answers = self._shared(items, lambda: send_events(self.client, bodies))
+        sent: list[_Item] = []
+        for item, answer in zip(items, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if isinstance(answer, BrevoTransientError) and answer.maybe_applied:
+                    item.claim.effects[EVENT_IN_DOUBT] = True  # the retry looks it up first
+                    with brevo_calls.using(item.log):
+                        record_durably(
+                            self.ledger, item.event_id, item.claim.effects, calls=item.log.stored()
+                        )
+                self._fail(item, answer)
+            else:
+                item.claim.effects["event"] = item.sent_name
+                sent.append(item)
+        self._record(sent, finish=lambda _item: "applied")
+        for item in sent:
+            item.result = self._report(item, "applied")
+
+    # -- recording and answers -------------------------------------------------------------------
+    def _shared(self, items: Sequence[_Item], send: Callable[[], list[Any]]) -> list[Any]:
+        """``send``'s answers; the requests it made go into every item's call log."""
+        with brevo_calls.recording(1) as made:
+            answers = send()
+        for item in items:
+            with brevo_calls.using(item.log):
+                brevo_calls.adopt(made.calls)
+        return answers
+
+    def _record(self, items: list[_Item], *, finish: Callable[[_Item], str | None]) -> None:
+        """The items' effects (and, where ``finish`` says, their status) in one statement,
+        waiting out a database outage: Brevo has taken these effects."""
+        if not items:
+            return
+        rows = [
+            (item.event_id, dict(item.claim.effects), finish(item), item.log.stored())
+            for item in items
+        ]
+        durably(self.ledger, lambda: self.ledger.record_effects(rows), what="effects")
+
+    def _finish(self, item: _Item, status: str, *, reason: str | None = None) -> None:
+        with brevo_calls.using(item.log):
+            self.ledger.finish(item.event_id, status, reason, calls=item.log.stored())
+        item.result = self._report(item, status, reason=reason)
+
+    def _report(self, item: _Item, status: str, *, reason: str | None = None) -> Outcome:
+        with structlog.contextvars.bound_contextvars(source=item.job.source, attempt=1):
+            return done(self.ledger, item.event.identity, status, record=False, reason=reason)
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        """The item's failure, as the one-event path settles it: dead-lettered (its outcome)
+        or recorded failed (the exception its thread raises, retried)."""
+        if not isinstance(exc, Exception):
+            item.result = exc
+            return
+        ident = item.event.identity
+        with (
+            brevo_calls.using(item.log),
+            structlog.contextvars.bound_contextvars(
+                source=item.job.source,
+                attempt=1,
+                event_id=ident.event_id,
+                event_name=ident.event_name,
+            ),
+        ):
+            try:
+                outcome = self.pipeline.settle(item.new, item.claim.attempts, exc, item.job.last)
+            except Exception as during:  # recording the failure failed too (the database)
+                item.result = own(during)
+                return
+        if outcome is None and isinstance(exc, TransientError):
+            label = metrics.event_label(ident.event_name)
+            retried = "rate_limited" if exc.rate_limited else "retried"
+            metrics.EVENTS_PROCESSED.labels(label, retried).inc()
+        # Its own copy: a group's items may share one exception (a request's, a step's).
+        item.result = outcome if outcome is not None else own(exc)
+
+
+def _keep(items: list[_Item], keep: Callable[[_Item], bool], reason: str) -> list[_Item]:
+    """Those of ``items`` that ``keep``; the others, counted by ``reason``, take the one-event
+    path."""
+    kept = [item for item in items if keep(item)]
+    if len(kept) < len(items):
+        metrics.WORKER_GROUP_ALONE.labels(reason).inc(len(items) - len(kept))
+    return kept
