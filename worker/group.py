@@ -234,6 +234,9 @@ class GroupPass:
                     for item in mine:
                         item.claim = claims[item.event_id]
                     self._settled(mine, self._apply)
+                    for item in mine:  # claimed here, so never the one-event path's now
+                        if item.result is None:
+                            item.result = RuntimeError("the group pass left this event unanswered")
         by_job = {id(item.job): item.result for item in items}
         return [by_job.get(id(job)) for job in jobs]
 
@@ -443,12 +446,14 @@ class GroupPass:
         item.result = self._report(item, status, reason=reason)
 
     def _report(self, item: _Item, status: str, *, reason: str | None = None) -> Outcome:
+        _timed(item)
         with structlog.contextvars.bound_contextvars(source=item.job.source, attempt=1):
             return done(self.ledger, item.event.identity, status, record=False, reason=reason)
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         """The item's failure, as the one-event path settles it: dead-lettered (its outcome)
         or recorded failed (the exception its thread raises, retried)."""
+        _timed(item)
         if not isinstance(exc, Exception):
             item.result = exc
             return
@@ -482,3 +487,9 @@ def _keep(items: list[_Item], keep: Callable[[_Item], bool], reason: str) -> lis
     if len(kept) < len(items):
         metrics.WORKER_GROUP_ALONE.labels(reason).inc(len(items) - len(kept))
     return kept
+
+
+def _timed(item: _Item) -> None:
+    """The item's attempt's processing time, as the one-event path observes every attempt's."""
+    label = metrics.event_label(item.new.event_name)
+    metrics.EVENT_PROCESSING_SECONDS.labels(label).observe(time.perf_counter() - item.job.started)

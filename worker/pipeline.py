@@ -81,6 +81,8 @@ class Job:
     source: str
     signature_key: str | None
     last: Last
+    #: When the attempt started (``time.perf_counter()``), for its processing time.
+    started: float
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ class Pipeline:
         with self.crowd.member() if self.crowd is not None else nullcontext():
             last = Last(failure=final or expired, expired=expired)
             if self.group is not None and attempt == 1:  # a retry knows its claim: alone
-                outcome = self._grouped(Job(body, received_at, source, signature_key, last))
+                job = Job(body, received_at, source, signature_key, last, time.perf_counter())
+                outcome = self._grouped(job)
                 if outcome is not None:
                     return outcome
             return self._attempt(
@@ -141,17 +144,11 @@ class Pipeline:
         """The event through the process's group pass (:mod:`worker.group`); ``None``: it
         takes the one-event path."""
         assert self.group is not None
-        started = time.perf_counter()
-        started_token = STARTED.set(started)
-        outcome: Outcome | None = None
-        try:  # the group counted and logged a failure it hands back to be raised here
+        started_token = STARTED.set(job.started)
+        try:  # the group counts, times and logs what it answers, a failure it hands back too
             outcome = self.group.run(job)
         finally:
             STARTED.reset(started_token)
-            if outcome is not None:
-                metrics.EVENT_PROCESSING_SECONDS.labels(
-                    metrics.event_label(outcome.event_name)
-                ).observe(time.perf_counter() - started)
         if outcome is not None and outcome.status == "applied" and job.received_at:
             self._applied(outcome.event_name, job.received_at)
         return outcome
