@@ -41,8 +41,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 #: How often the session is checked for having ended, at most.
 CHECK_EVERY = 0.02
 #: Many keys in one statement: those taken, and giving them back.
-TRY_MANY = "SELECT k FROM unnest(%(ks)s::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
-UNLOCK_MANY = "SELECT count(*) FROM unnest(%(ks)s::bigint[]) AS k WHERE pg_advisory_unlock(k)"
+TRY_MANY = "SELECT k FROM unnest(%(ks)b::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
+UNLOCK_MANY = "SELECT count(*) FROM unnest(%(ks)b::bigint[]) AS k WHERE pg_advisory_unlock(k)"
 
 
 @dataclass

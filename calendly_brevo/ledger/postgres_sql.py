@@ -140,6 +140,9 @@ ON CONFLICT (email) DO UPDATE SET
 PG_TOMBSTONED = "SELECT 1 FROM tombstones WHERE key_hash = ANY(%(keys)s) LIMIT 1"
 
 # -- a group of events in one pass (:mod:`worker.group`): one statement for many ------------------
+# Their arrays go in binary (``%(name)b``): in text, psycopg escapes every quote of every
+# element in Python, which cost about 2 ms a statement for a group's JSON payloads (0.25 ms in
+# binary, measured on this project's 2-core VM).
 #: Claim the events never seen before, all at once; an event already stored (a retry, a
 #: redelivery, a duplicate) is not claimed here: it takes the one-event path, which knows them.
 PG_CLAIM_FRESH = """
@@ -149,8 +152,8 @@ INSERT INTO processed_events (
 )
 SELECT e, n, u, m, 'processing', s, 1, '{}', p, k, r, %(ts)s, %(ts)s, %(ts)s
 FROM unnest(
-    %(ids)s::text[], %(names)s::text[], %(uris)s::text[], %(emails)s::text[],
-    %(sources)s::text[], %(payloads)s::text[], %(keys)s::text[], %(received)s::timestamptz[]
+    %(ids)b::text[], %(names)b::text[], %(uris)b::text[], %(emails)b::text[],
+    %(sources)b::text[], %(payloads)b::text[], %(keys)b::text[], %(received)b::timestamptz[]
 ) AS t(e, n, u, m, s, p, k, r)
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
@@ -161,12 +164,12 @@ RETURNING event_id
 #: mark of their invitees. Split per event in :meth:`PostgresLedger.claim_fresh`.
 PG_STATES = """
 WITH target AS (
-    SELECT invitee_uri, email, data FROM invitees WHERE invitee_uri = ANY(%(uris)s) FOR UPDATE
+    SELECT invitee_uri, email, data FROM invitees WHERE invitee_uri = ANY(%(uris)b) FOR UPDATE
 ), target_mark AS (
     SELECT invitee_uri, mark_key, no_show_uri, created, deleted, marked_at
-    FROM no_shows WHERE mark_key = ANY(%(mark_keys)s) FOR UPDATE
+    FROM no_shows WHERE mark_key = ANY(%(mark_keys)b) FOR UPDATE
 ), theirs AS (
-    SELECT invitee_uri, email, data FROM invitees WHERE email = ANY(%(emails)s)
+    SELECT invitee_uri, email, data FROM invitees WHERE email = ANY(%(emails)b)
 )
 SELECT 1, invitee_uri, email, data, NULL::text, NULL::text, NULL::bool, NULL::bool, NULL::text
 FROM target
@@ -179,13 +182,13 @@ UNION ALL
 SELECT 4, n.invitee_uri, NULL, NULL, n.mark_key, n.no_show_uri, n.created, n.deleted,
     n.marked_at
 FROM no_shows AS n
-WHERE n.invitee_uri = ANY(%(uris)s) OR n.invitee_uri IN (SELECT invitee_uri FROM theirs)
+WHERE n.invitee_uri = ANY(%(uris)b) OR n.invitee_uri IN (SELECT invitee_uri FROM theirs)
 """
 
 PG_SAVE_INVITEES = """
 INSERT INTO invitees (invitee_uri, email, status, data, updated_at)
 SELECT u, m, s, d::json, %(ts)s
-FROM unnest(%(uris)s::text[], %(emails)s::text[], %(statuses)s::text[], %(data)s::text[])
+FROM unnest(%(uris)b::text[], %(emails)b::text[], %(statuses)b::text[], %(data)b::text[])
     AS t(u, m, s, d)
 ON CONFLICT (invitee_uri) DO UPDATE SET
     email = EXCLUDED.email, status = EXCLUDED.status, data = EXCLUDED.data,
@@ -199,7 +202,7 @@ UPDATE processed_events AS pe SET effects = t.effects::json, updated_at = %(ts)s
     status = COALESCE(t.status, pe.status),
     last_error = CASE WHEN t.status IS NULL THEN pe.last_error END,
     applied_at = CASE WHEN t.status IN ({done}) THEN %(ts)s ELSE pe.applied_at END
-FROM unnest(%(ids)s::text[], %(effects)s::text[], %(calls)s::text[], %(statuses)s::text[])
+FROM unnest(%(ids)b::text[], %(effects)b::text[], %(calls)b::text[], %(statuses)b::text[])
     AS t(event_id, effects, calls, status)
 WHERE pe.event_id = t.event_id
 """.replace("{done}", _DONE_SQL)
@@ -209,8 +212,8 @@ INSERT INTO pushed_projections
     (email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id)
 SELECT m, a::json, l::json, h, f, %(ts)s, e
 FROM unnest(
-    %(emails)s::text[], %(attributes)s::text[], %(list_ids)s::text[], %(hashes)s::text[],
-    %(fingerprints)s::text[], %(event_ids)s::text[]
+    %(emails)b::text[], %(attributes)b::text[], %(list_ids)b::text[], %(hashes)b::text[],
+    %(fingerprints)b::text[], %(event_ids)b::text[]
 ) AS t(m, a, l, h, f, e)
 ON CONFLICT (email) DO UPDATE SET
     attributes = EXCLUDED.attributes, list_ids = EXCLUDED.list_ids,
@@ -221,8 +224,8 @@ ON CONFLICT (email) DO UPDATE SET
 
 PG_LAST_PUSHED_MANY = """
 SELECT email, attributes, list_ids, projection_hash, mapping_fingerprint, pushed_at, event_id
-FROM pushed_projections WHERE email = ANY(%(emails)s)
+FROM pushed_projections WHERE email = ANY(%(emails)b)
 """
 
 #: Which of some tombstone keys are stored.
-PG_TOMBSTONES = "SELECT key_hash FROM tombstones WHERE key_hash = ANY(%(keys)s)"
+PG_TOMBSTONES = "SELECT key_hash FROM tombstones WHERE key_hash = ANY(%(keys)b)"
