@@ -108,6 +108,8 @@ CREATE_THREADS = 4
 class _Entry:
     job: Job
     arrived: float
+    #: Set when the entry's result is in, or when it is to lead the next group.
+    woken: threading.Event = field(default_factory=threading.Event)
     result: Outcome | BaseException | None = None
     done: bool = False
 
@@ -118,7 +120,11 @@ class Gatherer:
     the process's ``threads`` is in it or in a group being run (nobody else could join), or
     ``window`` after its first job arrived. Each job's thread gets its own result back, or
     raises its own exception; one that waits longer than ``patience`` for its group's answer
-    raises a retry that says its effects are in doubt."""
+    raises a retry that says its effects are in doubt.
+
+    Only the leader waits on the condition (woken by each arrival and each group that ends);
+    the others sleep on their own event until their result is in, so an arrival wakes one
+    thread, not all of them."""
 
     def __init__(
         self,
@@ -134,28 +140,27 @@ class Gatherer:
         self.window = window
         self.patience = patience
         self._cond = threading.Condition()
-        self._open: list[_Entry] = []
+        self._open: list[_Entry] = []  # the first is the leader's own
         self._leading = False  # a thread is gathering the open jobs into a group
         self._running = 0  # jobs in groups being run
 
     def submit(self, job: Job) -> Outcome | None:
         entry = _Entry(job, time.monotonic())
-        deadline = entry.arrived + self.patience
         with self._cond:
             self._open.append(entry)
-            self._cond.notify_all()
-            while not entry.done:
-                if not self._leading and self._open and self._open[0] is entry:
-                    self._leading = True
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BrevoTransientError(
-                        "no answer from the worker thread handling this event's group",
-                        maybe_applied=True,
-                    )
-                self._cond.wait(left)
-        if not entry.done:
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                self._cond.notify()  # the leader counts the arrivals
+        if not lead:
+            if not entry.woken.wait(self.patience):
+                raise BrevoTransientError(
+                    "no answer from the worker thread handling this event's group",
+                    maybe_applied=True,
+                )
+            lead = not entry.done  # woken to lead the rest of a group too large for one
+        if lead:
             self._lead()
         if isinstance(entry.result, BaseException):
             raise entry.result
@@ -172,8 +177,9 @@ class Gatherer:
                 self._cond.wait(left)
             group, self._open = self._open[: self.max_items], self._open[self.max_items :]
             self._running += len(group)
-            self._leading = False  # the first of the rest (if any) gathers the next group
-            self._cond.notify_all()
+            self._leading = bool(self._open)
+            if self._open:  # the first of the rest gathers the next group
+                self._open[0].woken.set()
         results: Sequence[Outcome | BaseException | None]
         try:
             results = self._run([entry.job for entry in group])
@@ -181,9 +187,10 @@ class Gatherer:
             results = [own(exc) for _ in group]
         with self._cond:
             self._running -= len(group)
-            for entry, result in zip(group, results, strict=True):
-                entry.result, entry.done = result, True
-            self._cond.notify_all()
+            self._cond.notify()  # a group gathering now may be complete without these
+        for entry, result in zip(group, results, strict=True):
+            entry.result, entry.done = result, True
+            entry.woken.set()
 
 
 class GroupPass:

@@ -235,7 +235,9 @@ def test_what_a_group_cannot_take_goes_the_one_event_way_and_ends_as_it_would_th
     assert fake.snapshot()["violations"] == []
 
 
-def gathered(threads: int, jobs: int, window: float) -> tuple[list[int], float]:
+def gathered(
+    threads: int, jobs: int, window: float, max_items: int = 64
+) -> tuple[list[int], float]:
     """``jobs`` submitted at once to a :class:`Gatherer` of ``threads``: the group sizes its
     runner saw, and how long the slowest job waited."""
     sizes: list[int] = []
@@ -244,7 +246,7 @@ def gathered(threads: int, jobs: int, window: float) -> tuple[list[int], float]:
         sizes.append(len(group))
         return [None] * len(group)
 
-    gatherer = Gatherer(runner, threads, max_items=64, window=window, patience=30)
+    gatherer = Gatherer(runner, threads, max_items=max_items, window=window, patience=30)
     started = time.monotonic()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(gatherer.submit, [cast(Job, object())] * jobs))
@@ -259,3 +261,8 @@ def test_a_group_leaves_once_every_thread_is_in_it_without_waiting_its_window() 
 def test_a_lone_event_waits_no_longer_than_the_window() -> None:
     sizes, took = gathered(threads=6, jobs=1, window=0.2)
     assert sizes == [1] and 0.15 < took < 5
+
+
+def test_what_a_full_group_leaves_behind_is_led_by_its_first() -> None:
+    sizes, took = gathered(threads=6, jobs=6, window=0.3, max_items=4)
+    assert sorted(sizes) == [2, 4] and took < 5
