@@ -4,10 +4,10 @@ One event alone costs about a dozen Postgres statements (its lock, tombstone che
 state, last pushed projection, effect and projection records, finish, unlock) and two Brevo
 requests, and that per-message cost is what held one worker process to a fraction of what
 Dramatiq alone can deliver (``benchmarks/RESULTS.md``). Here the attempts that reach
-:meth:`GroupPass.run` together (a :class:`~calendly_brevo.brevo.batching.Coalescer` over the
-process's :class:`~calendly_brevo.brevo.batching.Crowd`: a group leaves once every attempt in
-progress waits on it, or after ``brevo.batch.window_ms``) are handled by one thread, the group's
-leader, with one statement and one Brevo request per step for all of them:
+:meth:`GroupPass.run` together (a :class:`Gatherer`: a group leaves once every worker thread is
+in it or in a group being run, or :data:`GATHER_SECONDS` after its first event) are handled by
+one thread, the group's leader, with one statement and one Brevo request per step for all of
+them:
 
 1. each event is parsed and screened: only an invitee event with an email whose contact is
    synced, on its first delivery, and one per contact and per invitee in a group; anything else
@@ -194,8 +194,9 @@ class Gatherer:
 
 
 class GroupPass:
-    """The group pass of one worker process (see the module): a group leaves once it holds
-    ``max_items`` (the worker's threads: all of them are in it) or after ``window``."""
+    """The group pass of one worker process (see the module): groups of at most ``max_items``
+    (``worker.group_max``) gathered from ``threads`` (``worker.threads``) for up to
+    ``window``."""
 
     def __init__(
         self,
