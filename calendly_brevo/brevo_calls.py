@@ -51,12 +51,8 @@ _CURRENT: ContextVar[CallLog | None] = ContextVar("calendly_brevo_brevo_calls", 
 @contextmanager
 def recording(attempt: int, previous: list[dict[str, Any]] | None = None) -> Iterator[CallLog]:
     """Collect the Brevo calls made in this block (one attempt at one event)."""
-    log = CallLog(attempt, list(previous or ()))
-    token = _CURRENT.set(log)
-    try:
+    with using(CallLog(attempt, list(previous or ()))) as log:
         yield log
-    finally:
-        _CURRENT.reset(token)
 
 
 @contextmanager
