@@ -65,3 +65,14 @@ def pushed_projection(
         pushed_at=datetime.now(UTC),
         event_id=event_id,
     )
+
+
+def to_unlink(
+    unlink_list_ids: Iterable[int], list_ids: Iterable[int], last: PushedProjection | None
+) -> tuple[int, ...]:
+    """The lists a contact's upsert unlinks: the projection's, and those the connector added
+    under an earlier config (``last`` pushed) and no longer wants (a list dropped from
+    ``event_mapping`` is no longer managed, but it is still the connector's)."""
+    if last is None:
+        return tuple(unlink_list_ids)
+    return tuple(sorted(set(unlink_list_ids) | (set(last.list_ids) - set(list_ids))))

@@ -53,7 +53,7 @@ import structlog
 
 from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.brevo.batching import Crowd, own
-from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
+from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_one
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.errors import BrevoTransientError, TransientError, UnmappableEvent
 from calendly_brevo.event_send import EVENT_IN_DOUBT
@@ -68,7 +68,7 @@ from calendly_brevo.projection import (
     effects_enabled,
     project_contact,
 )
-from calendly_brevo.pushed import pushed_projection
+from calendly_brevo.pushed import pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
 from worker.outcomes import Outcome, done
 
@@ -326,15 +326,12 @@ class GroupPass:
         for item in items:
             projection = item.projection
             assert projection is not None
-            unlink = set(projection.unlink_list_ids)
             before = last.get(projection.email)
-            if before is not None:  # lists the connector added and no longer wants
-                unlink |= set(before.list_ids) - set(projection.list_ids)
             update = ContactUpdate(
                 projection.email,
                 dict(projection.attributes),
                 tuple(projection.list_ids),
-                tuple(sorted(unlink)),
+                to_unlink(projection.unlink_list_ids, projection.list_ids, before),
             )
             if before is not None:
                 existing.append((item, update))
@@ -385,12 +382,7 @@ class GroupPass:
         """A contact the connector never pushed: created (or updated) alone; its answer."""
         with brevo_calls.using(item.log):
             try:
-                return self.client.upsert_contact(
-                    update.email,
-                    update.attributes,
-                    list_ids=update.list_ids,
-                    unlink_list_ids=update.unlink_list_ids,
-                )
+                return upsert_one(self.client, update)
             except Exception as exc:
                 return exc
 

@@ -61,7 +61,7 @@ from calendly_brevo.projection import (
     project_contact,
     routing_form_contact,
 )
-from calendly_brevo.pushed import mapping_fingerprint, pushed_projection
+from calendly_brevo.pushed import mapping_fingerprint, pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
 from worker.outcomes import STARTED, Outcome, dead_letter, done, elapsed_ms
 from worker.ports import BrevoPort, LookupBudget
@@ -365,16 +365,8 @@ class Pipeline:
         only makes ``resync`` push this contact's projection again (an idempotent upsert)."""
         if effects.get("contact"):
             return
-        unlink = projection.unlink_list_ids
-        last = None
-        if record_pushed:
-            # Lists the connector added under an earlier config and no longer wants (a list
-            # dropped from event_mapping is no longer managed, but it is still the connector's).
-            last = self.ledger.last_pushed(projection.email)
-            if last is not None:
-                unlink = tuple(
-                    sorted(set(unlink) | (set(last.list_ids) - set(projection.list_ids)))
-                )
+        last = self.ledger.last_pushed(projection.email) if record_pushed else None
+        unlink = to_unlink(projection.unlink_list_ids, projection.list_ids, last)
         self.brevo.upsert_contact(
             projection.email,
             projection.attributes,

@@ -74,7 +74,7 @@ def update_contacts(client: BrevoClient, updates: Sequence[ContactUpdate]) -> li
     by hand, or one bad item): one by one, an upsert re-creates the contact and a bad item
     fails alone."""
     updated = UpsertResult(created=False, contact_id=None)
-    single = partial(_single, client)
+    single = partial(upsert_one, client)
     endpoint = _Endpoint("contacts", CONTACTS_ROUTE, "contacts", single, updated)
     return _bulk(client, endpoint, list(updates), [u.item() for u in updates])
 
@@ -117,7 +117,8 @@ def _bulk(client: BrevoClient, endpoint: _Endpoint, items: list[Any], body: list
     return [endpoint.accepted] * count
 
 
-def _single(client: BrevoClient, update: ContactUpdate) -> UpsertResult:
+def upsert_one(client: BrevoClient, update: ContactUpdate) -> UpsertResult:
+    """``update`` as a single upsert, which creates the contact when Brevo lacks it."""
     return client.upsert_contact(
         update.email,
         update.attributes,

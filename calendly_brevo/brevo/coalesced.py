@@ -31,7 +31,7 @@ from typing import Any
 
 from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
-from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts
+from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_one
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.brevo.imports import IMPORT_MIN, import_contacts, importable
 from calendly_brevo.brevo.models import UpsertResult
@@ -174,13 +174,7 @@ class CoalescingBrevo:
         it (else the single upsert creates it)."""
         update = ContactUpdate(email, dict(attributes), tuple(list_ids), tuple(unlink_list_ids))
         if not existing:
-            alone = partial(
-                self.client.upsert_contact,
-                email,
-                attributes,
-                list_ids=update.list_ids,
-                unlink_list_ids=update.unlink_list_ids,
-            )
+            alone = partial(upsert_one, self.client, update)
             imports = self._imports
             if imports is not None and importable(update):
                 # A token free now: the single upsert costs nothing that would be used
