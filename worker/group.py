@@ -70,7 +70,7 @@ from calendly_brevo.projection import (
 )
 from calendly_brevo.pushed import pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
-from worker.outcomes import Outcome, done
+from worker.outcomes import Outcome, count_retry, done
 
 if TYPE_CHECKING:
     from worker.pipeline import Job, Pipeline
@@ -302,7 +302,8 @@ class GroupPass:
         for item in items:
             record = item.claim.record
             if record is not None and not event_type_synced(record, rules.sync.event_types):
-                self._finish(item, "suppressed", reason="event_type_filter")
+                reason = "event_type_filter"
+                item.result = self._report(item, "suppressed", reason=reason, record=True)
                 continue
             assert item.claim.records is not None and item.claim.marks is not None
             item.projection = project_contact(
@@ -407,10 +408,8 @@ class GroupPass:
             if isinstance(answer, BaseException):
                 if isinstance(answer, BrevoTransientError) and answer.maybe_applied:
                     item.claim.effects[EVENT_IN_DOUBT] = True  # the retry looks it up first
-                    with brevo_calls.using(item.log):
-                        record_durably(
-                            self.ledger, item.event_id, item.claim.effects, calls=item.log.stored()
-                        )
+                    effects, calls = item.claim.effects, item.log.stored()
+                    record_durably(self.ledger, item.event_id, effects, calls=calls)
                 self._fail(item, answer)
             else:
                 item.claim.effects["event"] = item.sent_name
@@ -440,15 +439,16 @@ class GroupPass:
         ]
         durably(self.ledger, lambda: self.ledger.record_effects(rows), what="effects")
 
-    def _finish(self, item: _Item, status: str, *, reason: str | None = None) -> None:
-        with brevo_calls.using(item.log):
-            self.ledger.finish(item.event_id, status, reason, calls=item.log.stored())
-        item.result = self._report(item, status, reason=reason)
-
-    def _report(self, item: _Item, status: str, *, reason: str | None = None) -> Outcome:
+    def _report(
+        self, item: _Item, status: str, *, reason: str | None = None, record: bool = False
+    ) -> Outcome:
+        """The item's outcome, counted and logged (``record``: its status written too)."""
         _timed(item)
-        with structlog.contextvars.bound_contextvars(source=item.job.source, attempt=1):
-            return done(self.ledger, item.event.identity, status, record=False, reason=reason)
+        with (
+            brevo_calls.using(item.log),
+            structlog.contextvars.bound_contextvars(source=item.job.source, attempt=1),
+        ):
+            return done(self.ledger, item.event.identity, status, record=record, reason=reason)
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
         """The item's failure, as the one-event path settles it: dead-lettered (its outcome)
@@ -473,9 +473,7 @@ class GroupPass:
                 item.result = own(during)
                 return
         if outcome is None and isinstance(exc, TransientError):
-            label = metrics.event_label(ident.event_name)
-            retried = "rate_limited" if exc.rate_limited else "retried"
-            metrics.EVENTS_PROCESSED.labels(label, retried).inc()
+            count_retry(ident.event_name, exc)
         # Its own copy: a group's items may share one exception (a request's, a step's).
         item.result = outcome if outcome is not None else own(exc)
 

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from calendly_brevo import brevo_calls, metrics
+from calendly_brevo.errors import TransientError
 from calendly_brevo.events import EventIdentity
 from calendly_brevo.ledger import Failure, Ledger
 from calendly_brevo.logs import get_logger
@@ -63,6 +64,12 @@ def done(
         **({"reason": reason} if reason else {}),
     )
     return Outcome(status, ident.event_name, ident.event_id, reason)
+
+
+def count_retry(event_name: str | None, exc: TransientError) -> None:
+    """An attempt that ends in a retry: a rate-limit wait or a failure."""
+    outcome = "rate_limited" if exc.rate_limited else "retried"
+    metrics.EVENTS_PROCESSED.labels(metrics.event_label(event_name), outcome).inc()
 
 
 def dead_letter(ledger: Ledger, failure: Failure) -> Outcome:

@@ -63,7 +63,7 @@ from calendly_brevo.projection import (
 )
 from calendly_brevo.pushed import mapping_fingerprint, pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
-from worker.outcomes import STARTED, Outcome, dead_letter, done, elapsed_ms
+from worker.outcomes import STARTED, Outcome, count_retry, dead_letter, done, elapsed_ms
 from worker.ports import BrevoPort, LookupBudget
 
 if TYPE_CHECKING:
@@ -201,8 +201,7 @@ class Pipeline:
                 self._applied(name, received_at)
             return outcome
         except TransientError as exc:
-            outcome_label = "rate_limited" if exc.rate_limited else "retried"
-            metrics.EVENTS_PROCESSED.labels(metrics.event_label(name), outcome_label).inc()
+            count_retry(name, exc)
             raise
         finally:
             elapsed = time.perf_counter() - started
