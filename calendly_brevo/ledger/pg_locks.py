@@ -81,7 +81,7 @@ class LockSession:
                 try:
                     yield lambda: self.current() == generation
                 finally:
-                    self._give(key, generation)
+                    self._give(generation, "SELECT pg_advisory_unlock(%(k)s)", {"k": key})
         finally:
             self._leave(key, entry)
 
@@ -110,10 +110,7 @@ class LockSession:
             yield held, lambda: self.current() == generation
         finally:
             if held:
-                with self._mutex:
-                    if generation == self.generation and self._conn is not None:
-                        with suppress(OperationalError, InterfaceError):
-                            self._statement(UNLOCK_MANY, {"ks": list(held)}, rows=True)
+                self._give(generation, UNLOCK_MANY, {"ks": list(held)})
             for key, entry in entries.items():
                 self._release(key, entry)
 
@@ -159,12 +156,14 @@ class LockSession:
                     with suppress(OperationalError, InterfaceError):
                         conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
 
-    def _give(self, key: int, generation: int) -> None:
+    def _give(self, generation: int, statement: str, params: dict[str, Any]) -> None:
+        """Give keys taken on session ``generation`` back with ``statement`` (one key or
+        many), unless they ended with that session."""
         with self._mutex:
             if generation != self.generation or self._conn is None:
                 return  # it ended with its session
             with suppress(OperationalError, InterfaceError):  # then it ended with the session
-                self._statement("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                self._statement(statement, params)
 
     def _statement(self, statement: str, params: dict[str, Any], *, rows: bool = False) -> Any:
         """Under the mutex: one statement on the session (opened if need be), its first value
