@@ -21,7 +21,9 @@ them:
    is not claimed and takes the one-event path;
 5. the contacts: the ones pushed before in one ``POST /contacts/batch``, new ones one
    ``POST /contacts`` each (Brevo has no bulk create but its asynchronous import, which a
-   message would have to wait out); their effects and projections recorded in two statements;
+   message would have to wait out), all in flight together from the leader's thread
+   (:mod:`calendly_brevo.brevo.wire`); their effects and projections recorded in two
+   statements;
 6. the custom events in one ``POST /events/batch``, recorded with each event's status in one
    statement.
 
@@ -44,7 +46,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,7 @@ import structlog
 
 from calendly_brevo import brevo_calls, metrics
 from calendly_brevo.brevo.batching import Crowd, own
-from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_one
+from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_each
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.errors import BrevoTransientError, TransientError, UnmappableEvent
 from calendly_brevo.event_send import EVENT_IN_DOUBT
@@ -100,8 +101,6 @@ class _Item:
 #: How long the first event of a group waits for others, at most (``brevo.batch.window_ms``
 #: when that is shorter).
 GATHER_SECONDS = 0.02
-#: How many of a group's new contacts are created at once, at most.
-CREATE_THREADS = 4
 
 
 @dataclass(eq=False)
@@ -216,8 +215,6 @@ class GroupPass:
         self.rules = pipeline.rules
         self.crowd = crowd
         self._gather = Gatherer(self._run, threads, max_items, window, patience)
-        #: The group's new contacts are created one request each, side by side.
-        self._alone = ThreadPoolExecutor(max(1, min(max_items, CREATE_THREADS)), "group-create")
 
     def run(self, job: Job) -> Outcome | None:
         """The event's outcome (``None``: it takes the one-event path); raises its
@@ -338,10 +335,8 @@ class GroupPass:
                 existing.append((item, update))
             else:
                 new.append((item, update))
-        if len(new) == 1:
-            results[new[0][0].event_id] = self._create(*new[0])
-        elif new:
-            answers = list(self._alone.map(lambda pair: self._create(*pair), new))
+        if new:  # never pushed: one upsert each (Brevo has no synchronous bulk create)
+            answers = upsert_each(self.client, [u for _i, u in new], [item.log for item, _u in new])
             results.update(zip([item.event_id for item, _u in new], answers, strict=True))
         if existing:
             answers = self._shared(
@@ -378,14 +373,6 @@ class GroupPass:
             if item.body is None:
                 item.result = self._report(item, "applied")
         return [item for item in took if item.body is not None]
-
-    def _create(self, item: _Item, update: ContactUpdate) -> Any:
-        """A contact the connector never pushed: created (or updated) alone; its answer."""
-        with brevo_calls.using(item.log):
-            try:
-                return upsert_one(self.client, update)
-            except Exception as exc:
-                return exc
 
     # -- custom events ---------------------------------------------------------------------------
     def _event_of(self, item: _Item) -> None:

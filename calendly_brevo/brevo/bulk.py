@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from calendly_brevo import brevo_calls
+from calendly_brevo.brevo.client import upsert_body
 from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.brevo.transport import _json
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
@@ -32,6 +34,7 @@ from calendly_brevo.metrics import BREVO_BATCH_ITEMS_IN_DOUBT, BREVO_BATCHES
 
 if TYPE_CHECKING:
     from calendly_brevo.brevo.client import BrevoClient
+    from calendly_brevo.brevo_calls import CallLog
 
 EVENTS_ROUTE = "/events/batch"
 CONTACTS_ROUTE = "/contacts/batch"
@@ -125,6 +128,33 @@ def upsert_one(client: BrevoClient, update: ContactUpdate) -> UpsertResult:
         list_ids=update.list_ids,
         unlink_list_ids=update.unlink_list_ids,
     )
+
+
+def upsert_each(
+    client: BrevoClient, updates: Sequence[ContactUpdate], logs: Sequence[CallLog]
+) -> list[Any]:
+    """Each of ``updates`` as a single upsert (:func:`upsert_one`), all in flight together
+    (:meth:`~calendly_brevo.brevo.transport.Transport.send_many`), each request noted in its own
+    call log: per update, its :class:`UpsertResult` or the exception its own caller raises.
+    A number that belongs to another contact is sent again without it, as one upsert would."""
+    bodies = [upsert_body(u.email, u.attributes, u.list_ids) for u in updates]
+    answers: list[Any] = []
+    route = "/contacts"
+    for update, body, log, response in zip(
+        updates, bodies, logs, client.send_many("POST", route, bodies, logs), strict=True
+    ):
+        with brevo_calls.using(log):
+            try:
+                if isinstance(response, Exception):
+                    raise response
+                if response is not None and (retry := client.without_sms(route, body, response)):
+                    response = client.request("POST", route, json=retry)
+                if response is not None:
+                    client.raise_for(response, "POST", route)
+                answers.append(client.upserted(update.email, response, update.unlink_list_ids))
+            except Exception as exc:  # the update's own answer, raised by its own caller
+                answers.append(exc)
+    return answers
 
 
 def _one(call: Any) -> Any:

@@ -90,6 +90,17 @@ def event_body(
     return body
 
 
+def upsert_body(
+    email: str, attributes: Mapping[str, Any], list_ids: Iterable[int] = ()
+) -> dict[str, Any]:
+    """The body of ``POST /contacts`` that creates or updates ``email``."""
+    body: dict[str, Any] = {"email": email, "attributes": dict(attributes)}
+    body["updateEnabled"] = True
+    if lists := list(list_ids):
+        body["listIds"] = lists
+    return body
+
+
 class BrevoClient(Transport):
     """The Brevo calls the connector makes. One attempt per call; see the module docstring."""
 
@@ -134,11 +145,15 @@ class BrevoClient(Transport):
         ``unlinkListIds`` there, so list removals follow as ``PUT /contacts/{email}`` (only for
         a contact that already existed). ``existing`` is for the coalescing port (this client
         sends one call either way)."""
-        body: dict[str, Any] = {"email": email, "attributes": dict(attributes)}
-        body["updateEnabled"] = True
-        if lists := list(list_ids):
-            body["listIds"] = lists
+        body = upsert_body(email, attributes, list_ids)
         response = self._with_sms_fallback("POST", "/contacts", {}, body)
+        return self.upserted(email, response, unlink_list_ids)
+
+    def upserted(
+        self, email: str, response: httpx.Response | None, unlink_list_ids: Iterable[int] = ()
+    ) -> UpsertResult:
+        """What an accepted ``POST /contacts`` of :func:`upsert_body` did; the list removals
+        it cannot make follow as ``PUT /contacts/{email}`` (see :meth:`upsert_contact`)."""
         result = UpsertResult(created=False, contact_id=None)
         if response is not None and response.status_code == 201:
             data = _json(response)

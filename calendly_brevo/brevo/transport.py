@@ -6,9 +6,11 @@ connector makes) and :mod:`calendly_brevo.brevo.bulk` (the bulk endpoints) build
 
 from __future__ import annotations
 
+import json as jsonlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.models import BrevoErrorBody, RateLimitHeaders
+from calendly_brevo.brevo.wire import Failure, Pending, Wire
 from calendly_brevo.config import BrevoSettings, Settings
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError, RateLimited
 from calendly_brevo.metrics import (
@@ -54,6 +57,11 @@ class NotFreeNow(RateLimited):
     """Under :meth:`Transport.if_free_now`: the family's next token is not free now. Nothing was
     reserved or sent."""
 
+
+#: How many requests :meth:`Transport.send_many` has in flight at once, at most (each on a
+#: connection of its own), and how many threads it sends on when httpx must send them.
+WAVE = 16
+FALLBACK_THREADS = 4
 
 #: Failures before the request left this machine: Brevo cannot have applied it.
 _NOT_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
@@ -141,6 +149,11 @@ class Transport:
         #: This thread's one-shot token rules: ``free_now`` (:meth:`if_free_now`) and ``held``
         #: (the family of a token :meth:`holding` waited for, not yet spent).
         self._token = threading.local()
+        #: Many requests at once from one thread (:meth:`send_many`), when httpx would send
+        #: straight to Brevo; else httpx on a few threads, made when first needed.
+        self._wire = Wire.for_client(http)
+        self._fallback: ThreadPoolExecutor | None = None
+        self._fallback_lock = threading.Lock()
 
     @property
     def dry_run(self) -> bool:
@@ -175,6 +188,10 @@ class Transport:
     def close(self) -> None:
         """Close the HTTP pool (for one-off clients; the worker's lives as long as it does)."""
         self._http.close()
+        if self._wire is not None:
+            self._wire.close()
+        if self._fallback is not None:
+            self._fallback.shutdown(wait=False)
 
     def __repr__(self) -> str:
         key = "None" if self.dry_run else "'**********'"
@@ -189,27 +206,35 @@ class Transport:
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response | None:
         response = self._send(method, route, path_args, json=body, params=params)
-        attributes: dict[str, Any] = body.get("attributes") or {}
-        if (
-            response is not None
-            and response.status_code == 400
-            and attributes.get("SMS")
-            and BrevoErrorBody.parse(response).is_sms_conflict()
-        ):
-            fallback = {k: v for k, v in attributes.items() if k != "SMS"}
-            if self.sms_fallback_attribute:
-                fallback[self.sms_fallback_attribute] = attributes["SMS"]
-            self._log.warning(
-                "brevo.sms_conflict",
-                route=route,
-                retry_without_sms=True,
-                sms_fallback_attribute=self.sms_fallback_attribute,
-            )
-            body = {**body, "attributes": fallback}
-            response = self._send(method, route, path_args, json=body, params=params)
+        if response is not None and (retry := self.without_sms(route, body, response)):
+            response = self._send(method, route, path_args, json=retry, params=params)
         if response is not None:
             self._check(response, method, route)
         return response
+
+    def without_sms(
+        self, route: str, body: dict[str, Any], response: httpx.Response
+    ) -> dict[str, Any] | None:
+        """The body to send again when Brevo refused ``body`` because its ``SMS`` number
+        belongs to another contact: the number moved to ``sms_fallback_attribute`` (or
+        dropped). ``None`` for any other answer."""
+        attributes: dict[str, Any] = body.get("attributes") or {}
+        if not (
+            response.status_code == 400
+            and attributes.get("SMS")
+            and BrevoErrorBody.parse(response).is_sms_conflict()
+        ):
+            return None
+        fallback = {k: v for k, v in attributes.items() if k != "SMS"}
+        if self.sms_fallback_attribute:
+            fallback[self.sms_fallback_attribute] = attributes["SMS"]
+        self._log.warning(
+            "brevo.sms_conflict",
+            route=route,
+            retry_without_sms=True,
+            sms_fallback_attribute=self.sms_fallback_attribute,
+        )
+        return {**body, "attributes": fallback}
 
     def request(
         self,
@@ -223,6 +248,101 @@ class Transport:
         """One request, its answer unchecked (``None`` in a dry run): for callers that read a
         status before :meth:`raise_for` (the bulk endpoints' 207 and 400)."""
         return self._send(method, route, path_args or {}, json=json, params=params)
+
+    def send_many(
+        self,
+        method: str,
+        route: str,
+        bodies: Sequence[Any],
+        logs: Sequence[brevo_calls.CallLog],
+    ) -> list[httpx.Response | Exception | None]:
+        """One request per body to ``route`` (no path arguments), all in flight together: each
+        one's answer unchecked (``None`` in a dry run), or the :class:`BrevoTransientError` or
+        :class:`RateLimited` it failed with. Each request is noted in its own call log (``logs``,
+        one per body). Tokens are reserved together and spent at their slots, so the requests go
+        out exactly as one request each would (see :mod:`calendly_brevo.brevo.wire`)."""
+        if self._api_key is None or self._wire is None or self._limiter is None:
+            return self._through_httpx(method, route, list(zip(bodies, logs, strict=True)))
+        family = family_of(method, route)
+        answers: list[httpx.Response | Exception | None] = []
+        for at in range(0, len(bodies), WAVE):
+            wave = range(at, min(at + WAVE, len(bodies)))
+            answers += self._wave(method, route, family, [bodies[i] for i in wave], logs[at:])
+        return answers
+
+    def _through_httpx(
+        self, method: str, route: str, requests: list[tuple[Any, brevo_calls.CallLog]]
+    ) -> list[httpx.Response | Exception | None]:
+        """:meth:`send_many` through httpx, a few requests at a time on threads of its own."""
+
+        def one(request: tuple[Any, brevo_calls.CallLog]) -> httpx.Response | Exception | None:
+            body, log = request
+            with brevo_calls.using(log):
+                try:
+                    return self._send(method, route, {}, json=body)
+                except (BrevoTransientError, RateLimited) as exc:
+                    return exc
+
+        if len(requests) == 1:
+            return [one(requests[0])]
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = ThreadPoolExecutor(FALLBACK_THREADS, "brevo-send")
+        return list(self._fallback.map(one, requests))
+
+    def _wave(
+        self,
+        method: str,
+        route: str,
+        family: str,
+        bodies: Sequence[Any],
+        logs: Sequence[brevo_calls.CallLog],
+    ) -> list[httpx.Response | Exception | None]:
+        assert self._wire is not None and self._limiter is not None and self._api_key is not None
+        limiter, wire = self._limiter, self._wire
+        dues = limiter.acquire_many(family, len(bodies), self.max_wait)
+        sent: list[Pending | Failure | Exception] = []
+        for i, body in enumerate(bodies):
+            try:
+                if i >= len(dues):  # its slot was too far away: queue alone, as a request would
+                    limiter.acquire(family, self.max_wait)
+                else:
+                    limiter.spend(family, dues[i], self.max_wait)
+            except RateLimited as exc:
+                sent.append(exc)
+                continue
+            content = jsonlib.dumps(body, separators=(",", ":")).encode()
+            sent.append(wire.start(method, route, content, {"api-key": self._api_key}))
+        deadline = time.perf_counter() + wire.read_timeout if wire.read_timeout else float("inf")
+        answers: list[httpx.Response | Exception | None] = []
+        for request, log in zip(sent, logs, strict=False):
+            outcome: httpx.Response | Failure | Exception
+            if isinstance(request, Pending):
+                started = request.started
+                outcome = wire.finish(request, deadline)
+            else:
+                started, outcome = time.perf_counter(), request
+            if isinstance(outcome, Exception):  # RateLimited: nothing was sent
+                answers.append(outcome)
+            elif isinstance(outcome, Failure):
+                self._observe(family, "error", started)
+                with brevo_calls.using(log):
+                    brevo_calls.note(method, route, "error", started)
+                error = outcome.error
+                answers.append(
+                    BrevoTransientError(
+                        f"Brevo {method} {route}: {type(error).__name__} {error}".strip(),
+                        status=None,
+                        maybe_applied=outcome.sent,
+                    )
+                )
+            else:
+                self._observe(family, str(outcome.status_code), started)
+                with brevo_calls.using(log):
+                    brevo_calls.note(method, route, outcome.status_code, started)
+                self._tighten(family, outcome)
+                answers.append(outcome)
+        return answers
 
     def call(
         self, method: str, route: str, *, json: Any = None, params: Mapping[str, Any] | None = None

@@ -9,6 +9,9 @@
 --          ARGV[7] keep (>= 0: only a slot free now, and only while more than keep tokens are
 --          free: background work's spare capacity; -1 or absent: an ordinary reservation)
 --          -> {1, wait} granted and recorded, or {0, wait} refused and nothing recorded
+-- reserve_many: ARGV[3..6] as reserve, ARGV[7] count: up to count ordinary reservations, one
+--          after another, exactly as count reserve calls would make them, stopping at the
+--          first refused -> {wait, wait, ...} of those granted (possibly none)
 -- pause:   ARGV[3] seconds -> paused-until (a pause is never shortened)
 -- state:   -> {now, paused, last, virtual slot, virtual slot, ...}
 --
@@ -60,50 +63,67 @@ if mode == "pause" then
   return paused
 end
 
--- reserve
+-- reserve, reserve_many
 local burst = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 local spacing = tonumber(ARGV[5])
 local max_wait = tonumber(ARGV[6])
 
-local slot = now
-if redis.call("LLEN", KEYS[1]) >= burst then
-  slot = math.max(slot, tonumber(redis.call("LINDEX", KEYS[1], -burst)) + window)
-end
-slot = math.max(slot, paused)
-if slot > now or last > now then
-  slot = math.max(slot, last + spacing)
-end
+-- One reservation: {1, wait} granted and recorded, or {0, wait} refused and nothing recorded.
+local function reserve(reserved)
+  local slot = now
+  if redis.call("LLEN", KEYS[1]) >= burst then
+    slot = math.max(slot, tonumber(redis.call("LINDEX", KEYS[1], -burst)) + window)
+  end
+  slot = math.max(slot, paused)
+  if slot > now or last > now then
+    slot = math.max(slot, last + spacing)
+  end
 
-local wait = slot - now
-if wait > max_wait then
-  return {0, wait}
-end
-
-local reserved = tonumber(ARGV[7] or "-1")  -- "keep" in bucket.py
-if reserved >= 0 then  -- free_tokens in bucket.py
-  if slot > now then
+  local wait = slot - now
+  if wait > max_wait then
     return {0, wait}
   end
-  local virtual_slots = redis.call("LRANGE", KEYS[1], 0, -1)
-  local free = burst - #virtual_slots
-  for _, v in ipairs(virtual_slots) do
-    if tonumber(v) + window <= now then
-      free = free + 1
+
+  if reserved >= 0 then  -- free_tokens in bucket.py
+    if slot > now then
+      return {0, wait}
+    end
+    local virtual_slots = redis.call("LRANGE", KEYS[1], 0, -1)
+    local free = burst - #virtual_slots
+    for _, v in ipairs(virtual_slots) do
+      if tonumber(v) + window <= now then
+        free = free + 1
+      end
+    end
+    if free <= reserved then
+      return {0, wait}
     end
   end
-  if free <= reserved then
-    return {0, wait}
+
+  local newest = redis.call("LINDEX", KEYS[1], -1)
+  local virtual = slot
+  if newest then
+    virtual = math.max(slot, tonumber(newest) + spacing)
   end
+  redis.call("RPUSH", KEYS[1], int(virtual))
+  redis.call("LTRIM", KEYS[1], -burst, -1)
+  redis.call("HSET", KEYS[2], "last", int(slot))
+  last = slot
+  keep(math.max(virtual + window, paused))
+  return {1, wait}
 end
 
-local newest = redis.call("LINDEX", KEYS[1], -1)
-local virtual = slot
-if newest then
-  virtual = math.max(slot, tonumber(newest) + spacing)
+if mode == "reserve_many" then
+  local waits = {}
+  for _ = 1, tonumber(ARGV[7]) do
+    local reply = reserve(-1)
+    if reply[1] == 0 then
+      break
+    end
+    waits[#waits + 1] = reply[2]
+  end
+  return waits
 end
-redis.call("RPUSH", KEYS[1], int(virtual))
-redis.call("LTRIM", KEYS[1], -burst, -1)
-redis.call("HSET", KEYS[2], "last", int(slot))
-keep(math.max(virtual + window, paused))
-return {1, wait}
+
+return reserve(tonumber(ARGV[7] or "-1"))  -- "keep" in bucket.py

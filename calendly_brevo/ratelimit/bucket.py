@@ -109,6 +109,14 @@ class Backend(Protocol):
         ``keep >= 0``: only a slot free now, and only while more than ``keep`` tokens are."""
         ...
 
+    def reserve_many(
+        self, key: str, schedule: Schedule, max_wait: float, count: int
+    ) -> list[float]:
+        """Up to ``count`` ordinary reservations in one atomic step, exactly as ``count`` calls
+        of :meth:`reserve` would make them, stopping at the first refused: the waits of those
+        granted."""
+        ...
+
     def pause(self, key: str, seconds: float) -> None: ...
 
     def snapshot(self, key: str) -> Snapshot: ...
@@ -169,20 +177,35 @@ class MemoryBackend:
         self, key: str, schedule: Schedule, max_wait: float, keep: int = -1
     ) -> tuple[bool, float]:
         with self._lock:
+            return self._reserve(self._now(), key, schedule, max_wait, keep)
+
+    def reserve_many(
+        self, key: str, schedule: Schedule, max_wait: float, count: int
+    ) -> list[float]:
+        waits: list[float] = []
+        with self._lock:
             now = self._now()
-            virtual = self._virtual.get(key)
-            if virtual is None or virtual.maxlen != schedule.burst:
-                virtual = self._virtual[key] = deque(virtual or (), maxlen=schedule.burst)
-            last = self._last.get(key, 0)
-            slot, booked = next_slot(now, virtual, last, self._paused.get(key, 0), schedule)
-            wait = slot - now
-            if wait > math.floor(max_wait * US) or spare_refused(
-                now, slot, virtual, schedule, keep
-            ):
-                return False, wait / US
-            virtual.append(booked)
-            self._last[key] = slot
-            return True, wait / US
+            while len(waits) < count:
+                granted, wait = self._reserve(now, key, schedule, max_wait, -1)
+                if not granted:
+                    break
+                waits.append(wait)
+        return waits
+
+    def _reserve(
+        self, now: int, key: str, schedule: Schedule, max_wait: float, keep: int
+    ) -> tuple[bool, float]:
+        virtual = self._virtual.get(key)
+        if virtual is None or virtual.maxlen != schedule.burst:
+            virtual = self._virtual[key] = deque(virtual or (), maxlen=schedule.burst)
+        last = self._last.get(key, 0)
+        slot, booked = next_slot(now, virtual, last, self._paused.get(key, 0), schedule)
+        wait = slot - now
+        if wait > math.floor(max_wait * US) or spare_refused(now, slot, virtual, schedule, keep):
+            return False, wait / US
+        virtual.append(booked)
+        self._last[key] = slot
+        return True, wait / US
 
     def pause(self, key: str, seconds: float) -> None:
         with self._lock:
@@ -197,6 +220,11 @@ class MemoryBackend:
                 self._last.get(key, 0),
                 tuple(self._virtual.get(key, ())),
             )
+
+
+def _reserve_args(schedule: Schedule, max_wait: float) -> tuple[int, int, int, int]:
+    """bucket.lua's ARGV[3..6] for ``reserve`` and ``reserve_many``."""
+    return schedule.burst, schedule.window_us, schedule.spacing_us, math.floor(max_wait * US)
 
 
 class RedisBackend:
@@ -224,17 +252,16 @@ class RedisBackend:
     def reserve(
         self, key: str, schedule: Schedule, max_wait: float, keep: int = -1
     ) -> tuple[bool, float]:
-        reply = self._call(
-            key,
-            "reserve",
-            schedule.burst,
-            schedule.window_us,
-            schedule.spacing_us,
-            math.floor(max_wait * US),
-            keep,
-        )
+        reply = self._call(key, "reserve", *_reserve_args(schedule, max_wait), keep)
         assert isinstance(reply, list)
         return bool(reply[0]), int(reply[1]) / US
+
+    def reserve_many(
+        self, key: str, schedule: Schedule, max_wait: float, count: int
+    ) -> list[float]:
+        reply = self._call(key, "reserve_many", *_reserve_args(schedule, max_wait), count)
+        assert isinstance(reply, list)
+        return [int(wait) / US for wait in reply]
 
     def pause(self, key: str, seconds: float) -> None:
         self._call(key, "pause", round(seconds * US))
@@ -308,6 +335,29 @@ class TokenBucket:
                 RATELIMIT_WAIT_SECONDS.labels(family).observe(waited)
                 return waited
             # Woke too late: the slot is forfeited (unused) and we queue again.
+
+    def acquire_many(self, family: str, count: int, max_wait: float) -> list[float]:
+        """Reserve up to ``count`` tokens of ``family`` in one backend call, as ``count``
+        callers of :meth:`acquire` queued one after another would get them: the times (this
+        bucket's clock) their slots fall due, in order; fewer than ``count`` when the rest are
+        more than ``max_wait`` away (none reserved for those). Nothing waits here: the caller
+        spends each at its slot through :meth:`spend`."""
+        schedule = self._schedule(family)
+        now = self._clock()
+        waits = self.backend.reserve_many(self._key(family), schedule, max_wait, count)
+        return [now + wait for wait in waits]
+
+    def spend(self, family: str, due: float, max_wait: float) -> None:
+        """Wait for a slot :meth:`acquire_many` reserved; a caller woken too late for it
+        forfeits it and queues again, as in :meth:`acquire` (which may raise
+        :class:`RateLimited`)."""
+        start = self._clock()
+        while (left := due - self._clock()) > 0:
+            self._sleep(left)
+        if self._clock() - due <= self._schedule(family).tolerance:
+            RATELIMIT_WAIT_SECONDS.labels(family).observe(max(0.0, due - start))
+            return
+        self.acquire(family, max_wait)
 
     def try_spare(self, family: str, keep: int) -> bool:
         """A token of ``family`` only if one is free now and more than ``keep`` stay free

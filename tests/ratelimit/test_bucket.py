@@ -337,6 +337,86 @@ def test_every_backend_gives_the_memory_backends_schedule_to_the_microsecond(
     assert memory.snapshot(key) == other.snapshot(key)
 
 
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=0.5),  # time since the step before
+            st.integers(min_value=1, max_value=8),  # reservations asked for together
+            st.booleans(),  # a pause first
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    max_wait=st.sampled_from([0.0, 0.2, 1.0, 60.0]),
+)
+@settings(max_examples=60, deadline=None)
+def test_reserving_many_at_once_is_exactly_that_many_reservations_one_after_another(
+    steps: list[tuple[float, int, bool]], max_wait: float
+) -> None:
+    """The group pass's tokens (``reserve_many``) keep the bucket's guarantee because they are
+    the very slots as many single callers queued in a row would get, on the Lua script and on
+    the memory backend, stopping at the first one too far away."""
+    schedule = Schedule.from_bucket(Bucket(rate=10, burst=3), 0.04)
+    clocks = [FakeClock(), FakeClock()]
+    single, many = MemoryBackend(clock=clocks[0]), MemoryBackend(clock=clocks[1])
+    backends: list[Backend] = [many]
+    if HAS_LUPA:
+        import fakeredis
+
+        clocks.append(FakeClock())
+        backends.append(RedisBackend(fakeredis.FakeRedis(), clock=clocks[-1]))
+    for gap, count, pause in steps:
+        for clock in clocks:
+            clock.now += gap
+        if pause:
+            for backend in (single, *backends):
+                backend.pause("k", 0.3)
+        expected: list[float] = []
+        while len(expected) < count:
+            granted, wait = single.reserve("k", schedule, max_wait)
+            if not granted:
+                break
+            expected.append(wait)
+        for backend in backends:
+            assert backend.reserve_many("k", schedule, max_wait, count) == pytest.approx(
+                expected, abs=1e-6
+            )
+    for backend in backends:
+        assert backend.snapshot("k").virtual == single.snapshot("k").virtual
+
+
+@pytest.mark.integration
+def test_redis_reserves_many_as_the_memory_backend_does(bucket_redis_url: str) -> None:
+    schedule = Schedule.from_bucket(Bucket(rate=7, burst=3), 0.04)
+    memory_clock, redis_clock = FakeClock(), FakeClock()
+    memory = MemoryBackend(clock=memory_clock)
+    real = RedisBackend(redis.Redis.from_url(bucket_redis_url), clock=redis_clock)
+    key = f"test:{uuid.uuid4().hex}"
+    for gap, count in [(0, 5), (0.01, 2), (0.3, 1), (0, 9), (1.5, 4), (0, 0)]:
+        memory_clock.now += gap
+        redis_clock.now += gap
+        assert real.reserve_many(key, schedule, 0.8, count) == memory.reserve_many(
+            key, schedule, 0.8, count
+        )
+    assert real.snapshot(key) == memory.snapshot(key)
+
+
+def test_tokens_reserved_together_are_spent_at_their_slots_and_a_late_one_queues_again() -> None:
+    clock = FakeClock()
+    bucket = bucket_for(_memory, clock, rate=10, burst=2)
+    dues = bucket.acquire_many("contacts", 5, max_wait=0.35)
+    # Two at once (the burst), then one spacing (0.104 s) apart; the fifth (0.416 s) is more
+    # than max_wait away, so it is not reserved.
+    assert [round(due - 1_000.0, 3) for due in dues] == [0.0, 0.0, 0.208, 0.312]
+    for due in dues[:3]:
+        bucket.spend("contacts", due, max_wait=1)
+        assert clock.now == pytest.approx(due)
+    clock.now = dues[3] + 0.3  # the fourth wakes far past its slot: forfeited, it queues
+    bucket.spend("contacts", dues[3], max_wait=1)
+    last = bucket.backend.snapshot(bucket._key("contacts")).last / 1e6
+    assert last == pytest.approx(dues[3] + 0.3)  # a new slot, now: not the forfeited one
+
+
 # -- real Redis, real clock, several threads and processes ------------------------------------
 RATE = 50
 

@@ -1,0 +1,173 @@
+"""Many requests in flight from one thread: the group pass's new contacts.
+
+httpx's synchronous client sends a request and reads its answer before its caller can send the
+next one, so requests overlap only across threads. Each costs about 0.6 ms of CPU in httpx alone,
+and about 1.2 ms on four threads that contend for the interpreter lock: the largest share of
+the worker's CPU per event, since every first-time booker needs a ``POST /contacts`` of its own
+(Brevo has no synchronous bulk create). Here a wave of requests is written first, each on a
+keep-alive connection of its own (the standard library's ``http.client``), and then every answer
+is read: they are in flight together, from one thread, for about 0.15 ms of CPU each
+(``benchmarks/RESULTS.md``, "New contacts in one wave").
+
+:meth:`Wire.for_client` builds one only for an ``httpx.Client`` that would itself go straight
+to Brevo (its own default transport for the base URL: no proxy, no mounted test transport),
+with the same TLS verification (``httpx.create_ssl_context``), base URL, headers and timeouts.
+Otherwise it returns ``None`` and the caller sends through httpx.
+
+Failures are reported, not raised: a request that could not be connected was never sent
+(:attr:`Failure.sent` false); one that failed after its first byte was written may have reached
+Brevo (:attr:`Failure.sent` true), which the caller treats as in doubt, as it does httpx's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+#: Idle keep-alive connections kept for the next wave (httpx's pool keeps 16 too).
+MAX_IDLE = 16
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request without an answer: ``sent`` says whether Brevo may have received it."""
+
+    error: BaseException
+    sent: bool
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request written to its connection, its answer not read yet."""
+
+    conn: http.client.HTTPConnection
+    started: float
+
+
+class Wire:
+    """Keep-alive ``http.client`` connections to one origin (see the module)."""
+
+    def __init__(
+        self,
+        base_url: httpx.URL,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,
+        context: ssl.SSLContext | None,
+    ) -> None:
+        self.host = base_url.host
+        self.https = base_url.scheme == "https"
+        self.port = base_url.port or (443 if self.https else 80)
+        self.prefix = base_url.path.rstrip("/")
+        self.headers = dict(headers)
+        self.connect_timeout = timeout.connect
+        self.read_timeout = timeout.read
+        self._context = context
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_client(cls, client: httpx.Client) -> Wire | None:
+        """A wire with ``client``'s base URL, headers, timeouts and TLS verification, or
+        ``None`` when ``client`` would not send straight to that URL itself."""
+        base = client.base_url
+        if base.scheme not in ("http", "https") or not base.host:
+            return None
+        # httpx's own choice of transport for the base URL: a proxy (the environment's
+        # HTTPS_PROXY) or a mounted test transport is not httpx's plain HTTPTransport.
+        transport = client._transport_for_url(base)
+        if transport is not client._transport or type(transport) is not httpx.HTTPTransport:
+            return None
+        headers = {
+            k: v
+            for k, v in client.headers.items()
+            if k.lower() in ("accept", "user-agent")  # no gzip: this reads bodies as they come
+        }
+        context = httpx.create_ssl_context() if base.scheme == "https" else None
+        return cls(base, headers, client.timeout, context)
+
+    # -- connections -----------------------------------------------------------------------------
+    def _connect(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
+        if self.https:
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.connect_timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+        conn.connect()
+        return conn
+
+    def _checkout(self) -> http.client.HTTPConnection:
+        """An idle connection still open (nothing to read on it), or a new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return self._connect()
+            sock = conn.sock
+            # A keep-alive connection the server has closed reads as ready (EOF): drop it, as
+            # httpcore does, rather than send a request into it.
+            if sock is not None and not select.select([sock], [], [], 0)[0]:
+                return conn
+            conn.close()
+
+    def _checkin(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- requests --------------------------------------------------------------------------------
+    def start(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> Pending | Failure:
+        """Write one request (``path`` below the base URL) on a connection of its own."""
+        started = time.perf_counter()
+        try:
+            conn = self._checkout()
+        except OSError as exc:  # refused, unreachable, a connect timeout, a TLS error
+            return Failure(exc, sent=False)
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(self.read_timeout)
+            conn.request(
+                method,
+                self.prefix + path,
+                body=body,
+                headers={**self.headers, **headers, "Content-Type": "application/json"},
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return Failure(exc, sent=True)
+        return Pending(conn, started)
+
+    def finish(self, pending: Pending, deadline: float) -> httpx.Response | Failure:
+        """Read the answer of a request :meth:`start` wrote, by ``deadline`` (``perf_counter``)."""
+        conn = pending.conn
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(max(0.001, deadline - time.perf_counter()))
+            answer = conn.getresponse()
+            content = answer.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return Failure(exc, sent=True)
+        if answer.will_close:
+            conn.close()
+        else:
+            self._checkin(conn)
+        return httpx.Response(answer.status, headers=answer.getheaders(), content=content)
