@@ -23,7 +23,12 @@ from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.models import BrevoErrorBody, RateLimitHeaders
 from calendly_brevo.brevo.wire import Failure, Pending, Wire
 from calendly_brevo.config import BrevoSettings, Settings
-from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError, RateLimited
+from calendly_brevo.errors import (
+    BrevoPermanentError,
+    BrevoTransientError,
+    RateLimited,
+    TransientError,
+)
 from calendly_brevo.metrics import (
     BREVO_RATE_LIMITED,
     BREVO_RATELIMIT_LIMIT,
@@ -257,8 +262,9 @@ class Transport:
         logs: Sequence[brevo_calls.CallLog],
     ) -> list[httpx.Response | Exception | None]:
         """One request per body to ``route`` (no path arguments), all in flight together: each
-        one's answer unchecked (``None`` in a dry run), or the :class:`BrevoTransientError` or
-        :class:`RateLimited` it failed with. Each request is noted in its own call log (``logs``,
+        one's answer unchecked (``None`` in a dry run), or the :class:`TransientError` it failed
+        with (:class:`BrevoTransientError`, or :class:`RateLimited` and the bucket's own before
+        it was sent). Each request is noted in its own call log (``logs``,
         one per body). Tokens are reserved together and spent at their slots, so the requests go
         out exactly as one request each would (see :mod:`calendly_brevo.brevo.wire`)."""
         if self._api_key is None or self._wire is None or self._limiter is None:
@@ -280,7 +286,7 @@ class Transport:
             with brevo_calls.using(log):
                 try:
                     return self._send(method, route, {}, json=body)
-                except (BrevoTransientError, RateLimited) as exc:
+                except TransientError as exc:  # BrevoTransientError, RateLimited, the bucket
                     return exc
 
         if len(requests) == 1:
@@ -308,7 +314,7 @@ class Transport:
                     limiter.acquire(family, self.max_wait)
                 else:
                     limiter.spend(family, dues[i], self.max_wait)
-            except RateLimited as exc:
+            except TransientError as exc:  # too far away, or the bucket gone: not sent
                 sent.append(exc)
                 continue
             content = jsonlib.dumps(body, separators=(",", ":")).encode()
@@ -322,7 +328,7 @@ class Transport:
                 outcome = wire.finish(request, deadline)
             else:
                 started, outcome = time.perf_counter(), request
-            if isinstance(outcome, Exception):  # RateLimited: nothing was sent
+            if isinstance(outcome, Exception):  # no token: nothing was sent
                 answers.append(outcome)
             elif isinstance(outcome, Failure):
                 self._observe(family, "error", started)

@@ -25,7 +25,7 @@ from calendly_brevo.brevo.bulk import ContactUpdate, upsert_each
 from calendly_brevo.brevo.client import BrevoClient, make_http_client, upsert_body
 from calendly_brevo.brevo.wire import Wire
 from calendly_brevo.config import Bucket
-from calendly_brevo.errors import BrevoTransientError, RateLimited
+from calendly_brevo.errors import BrevoTransientError, RateLimited, TransientError
 from calendly_brevo.ratelimit import MemoryBackend, TokenBucket
 from tests.fakes.brevo import running_fake_brevo
 from tests.ratelimit.test_bucket import FakeClock
@@ -275,6 +275,34 @@ def test_a_slot_too_far_away_is_that_requests_own_rate_limit() -> None:
     assert answers[0].created
     assert all(isinstance(a, RateLimited) for a in answers[1:])  # retried later, never sent
     assert len(sent) == 1
+
+
+def test_a_bucket_gone_mid_wave_fails_the_unsent_alone_and_still_reads_the_sent() -> None:
+    class Gone(TokenBucket):
+        spent = 0
+
+        def spend(self, family: str, due: float, max_wait: float) -> None:
+            self.spent += 1
+            if self.spent > 2:
+                raise TransientError("token bucket unavailable: Redis went away", delay=1.0)
+
+    limiter = Gone(MemoryBackend(), {f: Bucket(rate=1000, burst=1000) for f in FAMILIES})
+    sent: list[bytes] = []
+
+    def note(request: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+        sent.append(body)
+        created(request)
+
+    with scripted(note) as url:
+        calls = logs(4)
+        answers = upsert_each(
+            client_for(url, limiter=limiter), [contact(i) for i in range(4)], calls
+        )
+    assert [a.created for a in answers[:2]] == [True, True]
+    for answer in answers[2:]:
+        assert isinstance(answer, TransientError) and not isinstance(answer, BrevoTransientError)
+    assert len(sent) == 2
+    assert [len(log.calls) for log in calls] == [1, 1, 0, 0]
 
 
 # -- when the wire is not used ------------------------------------------------------------------
