@@ -55,11 +55,13 @@ def rate_config(
     rate: int,
     *,
     live_imports: bool = False,
+    batch: bool = True,
     base: str | None = None,
     margin: float | None = None,
 ) -> str:
     """The benchmark config (or ``base``) with the worker's buckets at ``rate`` per second per
-    family (and ``brevo.batch.live_imports`` on when asked, ``brevo.rate_margin`` when given)."""
+    family (and ``brevo.batch.live_imports`` on when asked, ``brevo.batch.enabled: false``
+    without ``batch``, ``brevo.rate_margin`` when given)."""
     from benchmarks.common import CONFIG
 
     return (base or CONFIG) + (
@@ -67,6 +69,7 @@ def rate_config(
         f"    contacts: {{rate: {rate}, burst: {rate}}}\n"
         f"    events: {{rate: {rate}, burst: {rate}}}\n"
         + ("  batch: {live_imports: true}\n" if live_imports else "")
+        + ("  batch: {enabled: false}\n" if not batch else "")
         + (f"  rate_margin: {margin}\n" if margin is not None else "")
     )
 
