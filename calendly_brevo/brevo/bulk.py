@@ -147,10 +147,7 @@ def upsert_each(
             try:
                 if isinstance(response, Exception):
                     raise response
-                if response is not None and (retry := client.without_sms(route, body, response)):
-                    response = client.request("POST", route, json=retry)
-                if response is not None:
-                    client.raise_for(response, "POST", route)
+                response = client.settle_sms("POST", route, body, response)
                 answers.append(client.upserted(update.email, response, update.unlink_list_ids))
             except Exception as exc:  # the update's own answer, raised by its own caller
                 answers.append(exc)

@@ -211,13 +211,27 @@ class Transport:
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response | None:
         response = self._send(method, route, path_args, json=body, params=params)
-        if response is not None and (retry := self.without_sms(route, body, response)):
-            response = self._send(method, route, path_args, json=retry, params=params)
+        return self.settle_sms(method, route, body, response, path_args, params)
+
+    def settle_sms(
+        self,
+        method: str,
+        route: str,
+        body: dict[str, Any],
+        response: httpx.Response | None,
+        path_args: Mapping[str, str | int] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response | None:
+        """``response`` to ``body``, checked (its error raised), after sending ``body`` once
+        more without its ``SMS`` number when Brevo refused it for that (:meth:`_without_sms`).
+        ``None`` in a dry run."""
+        if response is not None and (retry := self._without_sms(route, body, response)):
+            response = self._send(method, route, path_args or {}, json=retry, params=params)
         if response is not None:
             self._check(response, method, route)
         return response
 
-    def without_sms(
+    def _without_sms(
         self, route: str, body: dict[str, Any], response: httpx.Response
     ) -> dict[str, Any] | None:
         """The body to send again when Brevo refused ``body`` because its ``SMS`` number
@@ -330,24 +344,13 @@ class Transport:
                 started, outcome = time.perf_counter(), request
             if isinstance(outcome, Exception):  # no token: nothing was sent
                 answers.append(outcome)
-            elif isinstance(outcome, Failure):
-                self._observe(family, "error", started)
-                with brevo_calls.using(log):
-                    brevo_calls.note(method, route, "error", started)
-                error = outcome.error
-                answers.append(
-                    BrevoTransientError(
-                        f"Brevo {method} {route}: {type(error).__name__} {error}".strip(),
-                        status=None,
-                        maybe_applied=outcome.sent,
-                    )
-                )
-            else:
-                self._observe(family, str(outcome.status_code), started)
-                with brevo_calls.using(log):
-                    brevo_calls.note(method, route, outcome.status_code, started)
-                self._tighten(family, outcome)
-                answers.append(outcome)
+                continue
+            with brevo_calls.using(log):
+                if isinstance(outcome, Failure):
+                    error = outcome.error
+                    answers.append(self._lost(method, route, family, error, started, outcome.sent))
+                else:
+                    answers.append(self._answered(method, route, family, outcome, started))
         return answers
 
     def call(
@@ -406,17 +409,31 @@ class Transport:
                 method, path, json=json, params=params, headers={"api-key": self._api_key}
             )
         except _TRANSIENT_HTTPX as exc:
-            self._observe(family, "error", started)
-            brevo_calls.note(method, route, "error", started)
-            raise BrevoTransientError(
-                f"Brevo {method} {route}: {type(exc).__name__} {exc}".strip(),
-                status=None,
-                maybe_applied=not isinstance(exc, _NOT_SENT_HTTPX),
-            ) from exc
+            sent = not isinstance(exc, _NOT_SENT_HTTPX)
+            raise self._lost(method, route, family, exc, started, sent) from exc
+        return self._answered(method, route, family, response, started)
+
+    def _answered(
+        self, method: str, route: str, family: str, response: httpx.Response, started: float
+    ) -> httpx.Response:
+        """An answer: counted, noted in the open call log, its rate-limit headers applied."""
         self._observe(family, str(response.status_code), started)
         brevo_calls.note(method, route, response.status_code, started)
         self._tighten(family, response)
         return response
+
+    def _lost(
+        self, method: str, route: str, family: str, error: BaseException, started: float, sent: bool
+    ) -> BrevoTransientError:
+        """No answer (a timeout, the network): counted and noted as ``error``; the retry it
+        means, in doubt when the request may have reached Brevo (``sent``)."""
+        self._observe(family, "error", started)
+        brevo_calls.note(method, route, "error", started)
+        return BrevoTransientError(
+            f"Brevo {method} {route}: {type(error).__name__} {error}".strip(),
+            status=None,
+            maybe_applied=sent,
+        )
 
     def _take_token(self, family: str) -> None:
         """The token for one request: the one :meth:`holding` waited for, one free now
