@@ -1,4 +1,5 @@
-"""Many requests in flight from one thread: the group pass's new contacts.
+"""Requests to Brevo on keep-alive ``http.client`` connections: many in flight from one thread
+(the group pass's new contacts), and every single request without query parameters.
 
 httpx's synchronous client sends a request and reads its answer before its caller can send the
 next one, so requests overlap only across threads. Each costs about 0.6 ms of CPU in httpx alone,
@@ -7,16 +8,23 @@ the worker's CPU per event, since every first-time booker needs a ``POST /contac
 (Brevo has no synchronous bulk create). Here a wave of requests is written first, each on a
 keep-alive connection of its own (the standard library's ``http.client``), and then every answer
 is read: they are in flight together, from one thread, for about 0.15 ms of CPU each
-(``benchmarks/RESULTS.md``, "New contacts in one wave").
+(``benchmarks/RESULTS.md``, "New contacts in one wave"). A single request costs the same here,
+so :class:`~calendly_brevo.brevo.transport.Transport` sends every request on the wire that needs
+no query string (httpx encodes those): the bulk calls, the one-event path's upserts and events.
 
 :meth:`Wire.for_client` builds one only for an ``httpx.Client`` that would itself go straight
 to Brevo (its own default transport for the base URL: no proxy, no mounted test transport),
 with the same TLS verification (``httpx.create_ssl_context``), base URL, headers and timeouts.
 Otherwise it returns ``None`` and the caller sends through httpx.
 
-Failures are reported, not raised: a request that could not be connected was never sent
-(:attr:`Failure.sent` false); one that failed after its first byte was written may have reached
-Brevo (:attr:`Failure.sent` true), which the caller treats as in doubt, as it does httpx's.
+Failures are reported, not raised, as the httpx error the request would have failed with
+(``ConnectError``, ``ReadTimeout``, …, its request attached, so a command names the URL it could
+not reach): a request that could not be connected was never sent (:attr:`Failure.sent` false);
+one that failed after its first byte was written may have reached Brevo (:attr:`Failure.sent`
+true), which the caller treats as in doubt, as it does httpx's.
+
+Idle connections are closed by :meth:`Wire.close`, or when the wire is garbage-collected (a
+one-off command that closes only its httpx client leaves no socket open).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import select
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -39,7 +48,7 @@ MAX_IDLE = 16
 class Failure:
     """A request without an answer: ``sent`` says whether Brevo may have received it."""
 
-    error: BaseException
+    error: httpx.TransportError
     sent: bool
 
 
@@ -49,6 +58,7 @@ class Pending:
 
     conn: http.client.HTTPConnection
     started: float
+    request: httpx.Request
 
 
 class Wire:
@@ -65,12 +75,14 @@ class Wire:
         self.https = base_url.scheme == "https"
         self.port = base_url.port or (443 if self.https else 80)
         self.prefix = base_url.path.rstrip("/")
+        self.origin = f"{base_url.scheme}://{base_url.netloc.decode('ascii')}"
         self.headers = dict(headers)
         self.connect_timeout = timeout.connect
         self.read_timeout = timeout.read
         self._context = context
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._idle)
 
     @classmethod
     def for_client(cls, client: httpx.Client) -> Wire | None:
@@ -127,33 +139,33 @@ class Wire:
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+            idle = self._idle[:]
+            self._idle.clear()
+        _close_all(idle)
 
     # -- requests --------------------------------------------------------------------------------
     def start(
-        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> Pending | Failure:
-        """Write one request (``path`` below the base URL) on a connection of its own."""
+        """Write one request (``path`` below the base URL; ``body`` JSON, or ``None``) on a
+        connection of its own."""
         started = time.perf_counter()
+        request = httpx.Request(method, self.origin + self.prefix + path)
         try:
             conn = self._checkout()
         except OSError as exc:  # refused, unreachable, a connect timeout, a TLS error
-            return Failure(exc, sent=False)
+            return _failure(exc, request, sent=False)
         try:
             if conn.sock is not None:
                 conn.sock.settimeout(self.read_timeout)
-            conn.request(
-                method,
-                self.prefix + path,
-                body=body,
-                headers={**self.headers, **headers, "Content-Type": "application/json"},
-            )
+            sent = {**self.headers, **headers}
+            if body is not None:
+                sent["Content-Type"] = "application/json"
+            conn.request(method, self.prefix + path, body=body, headers=sent)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            return Failure(exc, sent=True)
-        return Pending(conn, started)
+            return _failure(exc, request, sent=True)
+        return Pending(conn, started, request)
 
     def finish(self, pending: Pending, deadline: float) -> httpx.Response | Failure:
         """Read the answer of a request :meth:`start` wrote, by ``deadline`` (``perf_counter``)."""
@@ -165,9 +177,30 @@ class Wire:
             content = answer.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            return Failure(exc, sent=True)
+            return _failure(exc, pending.request, sent=True)
         if answer.will_close:
             conn.close()
         else:
             self._checkin(conn)
         return httpx.Response(answer.status, headers=answer.getheaders(), content=content)
+
+
+def _failure(exc: BaseException, request: httpx.Request, *, sent: bool) -> Failure:
+    """``exc`` as the httpx error it stands for, ``request`` attached."""
+    kind: type[httpx.TransportError]
+    if not sent:
+        kind = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
+    elif isinstance(exc, TimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(exc, http.client.HTTPException):
+        kind = httpx.RemoteProtocolError
+    else:
+        kind = httpx.ReadError
+    error = kind(str(exc) or type(exc).__name__, request=request)
+    error.__cause__ = exc
+    return Failure(error, sent)
+
+
+def _close_all(conns: list[http.client.HTTPConnection]) -> None:
+    for conn in conns:
+        conn.close()

@@ -41,7 +41,11 @@ def brevo_client(obj: LazyServices) -> Iterator[BrevoClient]:
     from worker.runtime import make_limiter
 
     with make_http_client(obj.settings) as http:
-        yield BrevoClient.from_settings(obj.settings, make_limiter(obj.services), http=http)
+        client = BrevoClient.from_settings(obj.settings, make_limiter(obj.services), http=http)
+        try:
+            yield client
+        finally:
+            client.close()  # its wire's connections too
 
 
 def require_key(obj: LazyServices, plan_flag: str) -> None:

@@ -165,6 +165,61 @@ def test_a_contact_brevo_already_held_gets_its_list_removals_as_a_put_afterwards
         ]
 
 
+def test_a_single_call_goes_on_the_wire_and_one_with_query_parameters_through_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with running_fake_brevo(api_key=KEY, lists={7: "Booked"}) as brevo:
+        client = client_for(brevo.base_url)
+        through_httpx: list[str] = []
+        request = client._http.request
+
+        def noted(method: str, url: str, **kwargs: Any) -> httpx.Response:
+            through_httpx.append(f"{method} {url}")
+            return request(method, url, **kwargs)
+
+        monkeypatch.setattr(client._http, "request", noted)
+        calls = logs(1)
+        with brevo_calls.using(calls[0]):
+            assert client.upsert_contact("person0@example.com", {"FIRSTNAME": "P0"}, [7]).created
+            client.create_event("meeting_booked", email="person0@example.com")
+            contact = client.get_contact("person0@example.com")  # a path argument, quoted
+            assert contact is not None and contact["email"] == "person0@example.com"
+            assert client.get_contact("nobody@example.com") is None  # a 404, no body sent
+            assert client.delete_contact("person0@example.com") is True
+        assert through_httpx == []
+        assert [c["status"] for c in calls[0].calls] == ["201", "204", "200", "404", "204"]
+        client.event_recorded(
+            "meeting_booked",
+            event_date=None,
+            property_name="invitee_uri",
+            property_value="https://api.calendly.com/x",
+        )
+        assert through_httpx == ["GET /events"]  # query parameters: httpx encodes them
+        assert brevo.state.violations == []
+
+
+def test_a_single_call_whose_answer_is_lost_is_in_doubt_and_a_refused_one_is_not() -> None:
+    def lose(request: http.server.BaseHTTPRequestHandler, _body: bytes) -> None:
+        request.close_connection = True  # read, maybe applied, never answered
+
+    with scripted(lose) as url, pytest.raises(BrevoTransientError) as lost:
+        client_for(url).create_event("meeting_booked", email="person0@example.com")
+    assert lost.value.maybe_applied is True
+    # The httpx error it stands for, as through httpx ("server disconnected").
+    assert isinstance(lost.value.__cause__, httpx.RemoteProtocolError)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens here once the socket is closed
+    with pytest.raises(BrevoTransientError) as refused:
+        client_for(f"http://127.0.0.1:{port}/v3").create_event(
+            "meeting_booked", email="person0@example.com"
+        )
+    assert refused.value.maybe_applied is False
+    cause = refused.value.__cause__  # what a command reads to name the URL it cannot reach
+    assert isinstance(cause, httpx.ConnectError)
+    assert str(cause.request.url) == f"http://127.0.0.1:{port}/v3/events"
+
+
 # -- what a network does ------------------------------------------------------------------------
 def test_every_request_of_a_wave_is_in_flight_before_any_answer_comes() -> None:
     """The server answers none until it holds all eight: requests sent one after another (each
