@@ -227,7 +227,10 @@ class GroupPass:
         metrics.WORKER_GROUP_EVENTS.observe(len(jobs))
         items = self._screen(jobs)
         if items:
-            with self.ledger.free_contact_locks(item.email for item in items) as held:
+            with (
+                self.ledger.pinned(),
+                self.ledger.free_contact_locks(item.email for item in items) as held,
+            ):
                 mine = _keep(items, lambda item: item.email in held, "locked")
                 forgotten = self.ledger.tombstoned_invitees(
                     item.new.invitee_uri for item in mine if item.new.invitee_uri

@@ -262,3 +262,45 @@ def test_a_failed_claim_transaction_is_rolled_back(pg_ledger: PostgresLedger) ->
         got = claim(ledger, state=(record("u1", A), None))  # the connection is usable again
         assert got.attempts == 1
     assert [r.invitee_uri for r in ledger.contact_state(A)[0]] == ["u1"]
+
+
+@pg
+def test_a_pinned_block_checks_out_one_connection_for_all_its_statements(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """The group pass's leader pins one connection for its group's statements."""
+    from sqlalchemy import event
+
+    ledger = pg_ledger
+    checkouts: list[object] = []
+    event.listen(ledger.engine, "checkout", lambda *args: checkouts.append(args[0]))
+    with ledger.pinned():
+        got = claim(ledger, state=(record("u1", A), None))
+        ledger.record_effect("ev1", {**got.effects, "contact": True})
+        ledger.tombstoned_invitees(["u1"])
+        ledger.last_pushed_many([A])
+        ledger.finish("ev1", "applied")
+    assert len(checkouts) == 1
+    claim(ledger, "ev2")  # unpinned: each statement checks out its own again
+    ledger.finish("ev2", "applied")
+    assert len(checkouts) == 3
+
+
+@pg
+def test_a_pinned_connection_that_broke_leaves_the_rest_of_the_block_to_the_pool(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """Postgres ends the pinned connection mid-group (a restart): the next statement fails
+    once; an effect write waiting it out lands on a fresh connection, as it would unpinned."""
+    ledger = pg_ledger
+    with ledger.pinned():
+        got = claim(ledger, state=(record("u1", A), None))
+        pid = ledger._held.pinned.connection.driver_connection.info.backend_pid
+        with psycopg_connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.1)  # the server's goodbye reaches the socket
+        with pytest.raises(OperationalError):
+            ledger.last_pushed_many([A])
+        record_durably(ledger, "ev1", {**got.effects, "event": "x"}, "applied", give_up_after=10)
+        assert ledger.tombstoned_invitees(["u1"]) == set()  # the pool's, from here on
+    assert status(ledger) == "applied"
