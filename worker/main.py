@@ -13,6 +13,7 @@ worker.maintenance_interval_seconds``.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import shutil
@@ -87,6 +88,10 @@ def run_process(settings: Settings, *, metrics_multiprocess: bool = True) -> int
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # What start-up built (modules, settings, clients, the pipeline) lives as long as the
+    # process: frozen out of the collector's reach, no collection walks it again.
+    gc.collect()
+    gc.freeze()
     worker.start()
     marker = _ready_marker(os.getpid())
     if marker is not None:
