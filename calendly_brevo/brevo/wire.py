@@ -58,7 +58,8 @@ class Pending:
 
     conn: http.client.HTTPConnection
     started: float
-    request: httpx.Request
+    method: str
+    url: str
 
 
 class Wire:
@@ -150,22 +151,22 @@ class Wire:
         """Write one request (``path`` below the base URL; ``body`` JSON, or ``None``) on a
         connection of its own."""
         started = time.perf_counter()
-        request = httpx.Request(method, self.origin + self.prefix + path)
+        url = self.prefix + path
         try:
             conn = self._checkout()
         except OSError as exc:  # refused, unreachable, a connect timeout, a TLS error
-            return _failure(exc, request, sent=False)
+            return self._failure(exc, method, url, sent=False)
         try:
             if conn.sock is not None:
                 conn.sock.settimeout(self.read_timeout)
             sent = {**self.headers, **headers}
             if body is not None:
                 sent["Content-Type"] = "application/json"
-            conn.request(method, self.prefix + path, body=body, headers=sent)
+            conn.request(method, url, body=body, headers=sent)
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            return _failure(exc, request, sent=True)
-        return Pending(conn, started, request)
+            return self._failure(exc, method, url, sent=True)
+        return Pending(conn, started, method, url)
 
     def finish(self, pending: Pending, deadline: float) -> httpx.Response | Failure:
         """Read the answer of a request :meth:`start` wrote, by ``deadline`` (``perf_counter``)."""
@@ -177,28 +178,29 @@ class Wire:
             content = answer.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            return _failure(exc, pending.request, sent=True)
+            return self._failure(exc, pending.method, pending.url, sent=True)
         if answer.will_close:
             conn.close()
         else:
             self._checkin(conn)
         return httpx.Response(answer.status, headers=answer.getheaders(), content=content)
 
-
-def _failure(exc: BaseException, request: httpx.Request, *, sent: bool) -> Failure:
-    """``exc`` as the httpx error it stands for, ``request`` attached."""
-    kind: type[httpx.TransportError]
-    if not sent:
-        kind = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
-    elif isinstance(exc, TimeoutError):
-        kind = httpx.ReadTimeout
-    elif isinstance(exc, http.client.HTTPException):
-        kind = httpx.RemoteProtocolError
-    else:
-        kind = httpx.ReadError
-    error = kind(str(exc) or type(exc).__name__, request=request)
-    error.__cause__ = exc
-    return Failure(error, sent)
+    def _failure(self, exc: BaseException, method: str, url: str, *, sent: bool) -> Failure:
+        """``exc`` as the httpx error it stands for, its request attached (built only here:
+        parsing a URL costs as much CPU as a tenth of a request)."""
+        request = httpx.Request(method, self.origin + url)
+        kind: type[httpx.TransportError]
+        if not sent:
+            kind = httpx.ConnectTimeout if isinstance(exc, TimeoutError) else httpx.ConnectError
+        elif isinstance(exc, TimeoutError):
+            kind = httpx.ReadTimeout
+        elif isinstance(exc, http.client.HTTPException):
+            kind = httpx.RemoteProtocolError
+        else:
+            kind = httpx.ReadError
+        error = kind(str(exc) or type(exc).__name__, request=request)
+        error.__cause__ = exc
+        return Failure(error, sent)
 
 
 def _close_all(conns: list[http.client.HTTPConnection]) -> None:
