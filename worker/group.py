@@ -339,7 +339,9 @@ class GroupPass:
             else:
                 new.append((item, update))
         if new:  # never pushed: one upsert each (Brevo has no synchronous bulk create)
-            answers = upsert_each(self.client, [u for _i, u in new], [item.log for item, _u in new])
+            with self.ledger.released():  # no connection held while Brevo answers
+                logs = [item.log for item, _u in new]
+                answers = upsert_each(self.client, [u for _i, u in new], logs)
             results.update(zip([item.event_id for item, _u in new], answers, strict=True))
         if existing:
             answers = self._shared(
@@ -410,8 +412,9 @@ class GroupPass:
 
     # -- recording and answers -------------------------------------------------------------------
     def _shared(self, items: Sequence[_Item], send: Callable[[], list[Any]]) -> list[Any]:
-        """``send``'s answers; the requests it made go into every item's call log."""
-        with brevo_calls.recording(1) as made:
+        """``send``'s answers, no database connection held meanwhile; the requests it made go
+        into every item's call log."""
+        with brevo_calls.recording(1) as made, self.ledger.released():
             answers = send()
         for item in items:
             with brevo_calls.using(item.log):

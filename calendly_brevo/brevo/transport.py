@@ -425,9 +425,10 @@ class Transport:
         wire = self._wire
         content = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
         request = wire.start(method, path, content, {"api-key": self._api_key})
-        if isinstance(request, Pending):
+        if isinstance(request, Pending):  # the read timeout counts from the request written
             timeout = wire.read_timeout
-            outcome = wire.finish(request, started + timeout if timeout else float("inf"))
+            deadline = time.perf_counter() + timeout if timeout else float("inf")
+            outcome = wire.finish(request, deadline)
         else:
             outcome = request
         if isinstance(outcome, Failure):

@@ -42,6 +42,10 @@ import httpx
 
 #: Idle keep-alive connections kept for the next wave (httpx's pool keeps 16 too).
 MAX_IDLE = 16
+#: Seconds an idle connection is kept (httpx's default ``keepalive_expiry``): one idle longer
+#: may have been dropped by a NAT or a firewall without a word, and a request written into it
+#: would be in doubt for nothing.
+KEEPALIVE_EXPIRY = 5.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class Wire:
         self.connect_timeout = timeout.connect
         self.read_timeout = timeout.read
         self._context = context
-        self._idle: list[http.client.HTTPConnection] = []
+        #: Idle connections, each with the ``time.monotonic()`` it was checked in.
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
         weakref.finalize(self, _close_all, self._idle)
 
@@ -118,23 +123,21 @@ class Wire:
         return conn
 
     def _checkout(self) -> http.client.HTTPConnection:
-        """An idle connection still open (nothing to read on it), or a new one."""
+        """An idle connection still open (nothing to read on it) and idle for less than
+        :data:`KEEPALIVE_EXPIRY`, or a new one."""
         while True:
             with self._lock:
-                conn = self._idle.pop() if self._idle else None
+                conn, since = self._idle.pop() if self._idle else (None, 0.0)
             if conn is None:
                 return self._connect()
-            sock = conn.sock
-            # A keep-alive connection the server has closed reads as ready (EOF): drop it, as
-            # httpcore does, rather than send a request into it.
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
+            if time.monotonic() - since < KEEPALIVE_EXPIRY and _open(conn):
                 return conn
             conn.close()
 
     def _checkin(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < MAX_IDLE:
-                self._idle.append(conn)
+                self._idle.append((conn, time.monotonic()))
                 return
         conn.close()
 
@@ -172,7 +175,7 @@ class Wire:
         """Read the answer of a request :meth:`start` wrote, by ``deadline`` (``perf_counter``)."""
         conn = pending.conn
         try:
-            if conn.sock is not None:
+            if conn.sock is not None and deadline != float("inf"):
                 conn.sock.settimeout(max(0.001, deadline - time.perf_counter()))
             answer = conn.getresponse()
             content = answer.read()
@@ -203,6 +206,17 @@ class Wire:
         return Failure(error, sent)
 
 
-def _close_all(conns: list[http.client.HTTPConnection]) -> None:
-    for conn in conns:
+def _open(conn: http.client.HTTPConnection) -> bool:
+    """Whether a keep-alive connection is still open: one the server has closed reads as ready
+    (EOF), and is dropped, as httpcore does, rather than sent a request. ``poll``, not
+    ``select``, which fails for a descriptor past 1023."""
+    if conn.sock is None:
+        return False
+    poll = select.poll()
+    poll.register(conn.sock, select.POLLIN)
+    return not poll.poll(0)
+
+
+def _close_all(conns: list[tuple[http.client.HTTPConnection, float]]) -> None:
+    for conn, _since in conns:
         conn.close()

@@ -87,11 +87,15 @@ class PostgresLedger(SqlLedger):
             # attempt's own record of its failure lands (else its retry is taken for an
             # interrupted one, and its custom event for one in doubt).
             self.engine.pool.dispose()
+            self._unpin(invalidate=True)  # checked out, so not among the pool's idle ones
             raise OperationalError(
                 "contact lock", None, LockLost("the session holding the lock ended")
             )
-        pinned: Connection | None = self._held.__dict__.get("pinned")
-        if pinned is not None and not (pinned.invalidated or pinned.closed):
+        if self._held.__dict__.get("pinning"):
+            pinned: Connection | None = self._held.__dict__.get("pinned")
+            if pinned is None or pinned.invalidated or pinned.closed:
+                self._unpin()  # one that broke goes back (SQLAlchemy has discarded it)
+                pinned = self._held.pinned = self._autocommit.connect()
             yield pinned
             return
         with self._autocommit.connect() as conn:
@@ -100,19 +104,38 @@ class PostgresLedger(SqlLedger):
     @contextmanager
     def pinned(self) -> Iterator[None]:
         """Every statement this thread runs in the block on one pooled connection, checked out
-        once: the group pass's leader runs seven statements a group, and a checkout (SQLAlchemy's
-        connection, the pool's bookkeeping, its reset on return) cost about as much CPU as a
-        statement. A pinned connection that broke is left for the pool's (the next statement
-        checks one out), so a write waiting out an outage reconnects as it would unpinned."""
-        if self._held.__dict__.get("pinned") is not None:
+        at the first and kept until the block ends or :meth:`released`: the group pass's
+        leader runs seven statements a group, and a checkout (SQLAlchemy's connection, the
+        pool's bookkeeping, its reset on return) cost about as much CPU as a statement. A
+        pinned connection that broke is replaced at the next statement, so a write waiting out
+        an outage reconnects as it would unpinned."""
+        if self._held.__dict__.get("pinning"):
             yield
             return
-        with self._autocommit.connect() as conn:
-            self._held.pinned = conn
-            try:
-                yield
-            finally:
-                self._held.pinned = None
+        self._held.pinning = True
+        try:
+            yield
+        finally:
+            self._held.pinning = False
+            self._unpin()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """In a :meth:`pinned` block, no connection held during this one (a Brevo call, which
+        can wait seconds for a token or an answer: the pool is sized for statements, not for
+        them); the next statement checks one out again."""
+        self._unpin()
+        yield
+
+    def _unpin(self, *, invalidate: bool = False) -> None:
+        conn: Connection | None = self._held.__dict__.get("pinned")
+        self._held.pinned = None
+        if conn is None:
+            return
+        if invalidate and not conn.invalidated:
+            with suppress(Exception):  # it is being thrown away either way
+                conn.invalidate()
+        conn.close()
 
     def _run(self, conn: Connection, statement: str, params: dict[str, Any] | None = None) -> Any:
         """Execute on the psycopg connection under ``conn`` and return the cursor.

@@ -175,7 +175,8 @@ def test_a_single_call_goes_on_the_wire_and_one_with_query_parameters_through_ht
 
         def noted(method: str, url: str, **kwargs: Any) -> httpx.Response:
             through_httpx.append(f"{method} {url}")
-            return request(method, url, **kwargs)
+            answer: httpx.Response = request(method, url, **kwargs)
+            return answer
 
         monkeypatch.setattr(client._http, "request", noted)
         calls = logs(1)
@@ -300,6 +301,27 @@ def test_a_keep_alive_connection_the_server_dropped_is_not_reused() -> None:
             answers = upsert_each(client, [contact(wave * 4 + i) for i in range(4)], calls)
             assert [a.created for a in answers] == [True] * 4, answers
             assert [[c["status"] for c in log.calls] for log in calls] == [["201"]] * 4
+
+
+def test_a_connection_idle_longer_than_the_keep_alive_expiry_is_not_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One a NAT may have dropped without a word: a request written into it would be in doubt
+    for nothing. A connection idle for less is reused."""
+    monkeypatch.setattr("calendly_brevo.brevo.wire.KEEPALIVE_EXPIRY", 0.2)
+    peers: list[int] = []
+
+    def note(request: http.server.BaseHTTPRequestHandler, _body: bytes) -> None:
+        peers.append(request.client_address[1])
+        created(request)
+
+    with scripted(note) as url:
+        client = client_for(url)
+        for pause in (0.0, 0.0, 0.4, 0.0):
+            time.sleep(pause)
+            client.create_event("meeting_booked", email="person0@example.com")
+    assert len(peers) == 4
+    assert peers[0] == peers[1] != peers[2] == peers[3]
 
 
 def test_tokens_are_reserved_together_and_each_request_leaves_at_its_own_slot() -> None:

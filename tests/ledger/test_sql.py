@@ -279,11 +279,17 @@ def test_a_pinned_block_checks_out_one_connection_for_all_its_statements(
         ledger.record_effect("ev1", {**got.effects, "contact": True})
         ledger.tombstoned_invitees(["u1"])
         ledger.last_pushed_many([A])
-        ledger.finish("ev1", "applied")
-    assert len(checkouts) == 1
+        assert len(checkouts) == 1
+        with ledger.released():  # a Brevo call: no connection held meanwhile
+            assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        ledger.finish("ev1", "applied")  # checks one out again, kept to the block's end
+        ledger.tombstoned_invitees(["u1"])
+        assert ledger.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert len(checkouts) == 2
+    assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     claim(ledger, "ev2")  # unpinned: each statement checks out its own again
     ledger.finish("ev2", "applied")
-    assert len(checkouts) == 3
+    assert len(checkouts) == 4
 
 
 @pg
@@ -304,3 +310,24 @@ def test_a_pinned_connection_that_broke_leaves_the_rest_of_the_block_to_the_pool
         record_durably(ledger, "ev1", {**got.effects, "event": "x"}, "applied", give_up_after=10)
         assert ledger.tombstoned_invitees(["u1"]) == set()  # the pool's, from here on
     assert status(ledger) == "applied"
+
+
+@pg
+def test_a_lock_session_that_dies_in_a_pinned_block_lets_the_failure_record_land(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """Postgres restarts during a group's Brevo calls: the lock session and the pinned
+    connection both died. The next statement fails once; the attempt's record of its failure
+    then lands on a fresh connection, not on the pinned dead one."""
+    ledger = pg_ledger
+    with ledger.contact_lock(A), ledger.pinned():
+        claim(ledger, state=(record("u1", A), None))
+        pid = ledger._held.pinned.connection.driver_connection.info.backend_pid
+        with psycopg_connect() as admin:
+            for backend in (_lock_session_pid(ledger), pid):
+                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        time.sleep(0.1)
+        with pytest.raises(OperationalError, match="lock ended"):
+            ledger.last_pushed_many([A])
+        ledger.finish("ev1", "failed", "OperationalError: contact lock")
+    assert status(ledger) == "failed"
