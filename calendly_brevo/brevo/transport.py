@@ -332,9 +332,8 @@ class Transport:
             except TransientError as exc:  # too far away, or the bucket gone: not sent
                 sent.append(exc)
                 continue
-            content = jsonlib.dumps(body, separators=(",", ":")).encode()
-            sent.append(wire.start(method, route, content, {"api-key": self._api_key}))
-        deadline = time.perf_counter() + wire.read_timeout if wire.read_timeout else float("inf")
+            sent.append(self._write(method, route, body))
+        deadline = wire.deadline()
         answers: list[httpx.Response | Exception | None] = []
         for request, log in zip(sent, logs, strict=False):
             outcome: httpx.Response | Failure | Exception
@@ -421,20 +420,22 @@ class Transport:
     ) -> httpx.Response:
         """One request on the wire (:mod:`.wire`, less than half of httpx's CPU per request),
         answered or lost as through httpx."""
-        assert self._wire is not None and self._api_key is not None
-        wire = self._wire
-        content = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
-        request = wire.start(method, path, content, {"api-key": self._api_key})
+        assert self._wire is not None
+        request = self._write(method, path, json)
         if isinstance(request, Pending):  # the read timeout counts from the request written
-            timeout = wire.read_timeout
-            deadline = time.perf_counter() + timeout if timeout else float("inf")
-            outcome = wire.finish(request, deadline)
+            outcome = self._wire.finish(request, self._wire.deadline())
         else:
             outcome = request
         if isinstance(outcome, Failure):
             error = outcome.error
             raise self._lost(method, route, family, error, started, outcome.sent) from error
         return self._answered(method, route, family, outcome, started)
+
+    def _write(self, method: str, path: str, json: Any) -> Pending | Failure:
+        """One request written on the wire, its JSON body compact, with the API key."""
+        assert self._wire is not None and self._api_key is not None
+        content = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
+        return self._wire.start(method, path, content, {"api-key": self._api_key})
 
     def _answered(
         self, method: str, route: str, family: str, response: httpx.Response, started: float

@@ -171,6 +171,10 @@ class Wire:
             return self._failure(exc, method, url, sent=True)
         return Pending(conn, started, method, url)
 
+    def deadline(self) -> float:
+        """The ``perf_counter`` by which the answers to requests written until now are due."""
+        return time.perf_counter() + self.read_timeout if self.read_timeout else float("inf")
+
     def finish(self, pending: Pending, deadline: float) -> httpx.Response | Failure:
         """Read the answer of a request :meth:`start` wrote, by ``deadline`` (``perf_counter``)."""
         conn = pending.conn
