@@ -122,6 +122,20 @@ def _lock_session_pid(ledger: PostgresLedger) -> int:
     return pid
 
 
+def _pinned_pid(ledger: PostgresLedger) -> int:
+    pid = ledger._held.pinned.connection.driver_connection.info.backend_pid
+    assert isinstance(pid, int)
+    return pid
+
+
+def _terminate(*pids: int) -> None:
+    """End these backends, as a Postgres restart would, and let their sockets hear of it."""
+    with psycopg_connect() as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.1)  # the server's goodbye reaches the sockets
+
+
 @pg
 def test_a_process_holds_its_contact_locks_on_one_session_and_no_pooled_connection(
     pg_ledger: PostgresLedger,
@@ -233,11 +247,8 @@ def test_a_lock_session_that_dies_fails_the_next_statement_once_and_the_effect_i
     with ledger.contact_lock(A):
         got = claim(ledger, state=(record("u1", A), None))
         with ledger.engine.connect() as pooled:  # the idle connection the claim ran on
-            pool_pid = pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with psycopg_connect() as admin:  # as a restart would: every backend of the ledger
-            for pid in (_lock_session_pid(ledger), pool_pid):
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        time.sleep(0.1)  # the server's goodbye reaches the session's socket
+            pool_pid = pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        _terminate(_lock_session_pid(ledger), pool_pid)  # as a restart would: all of them
         assert not _lock_taken_elsewhere(A)  # it ended with its session
         with pytest.raises(OperationalError, match="lock ended"):
             ledger.last_pushed(A)
@@ -301,10 +312,7 @@ def test_a_pinned_connection_that_broke_leaves_the_rest_of_the_block_to_the_pool
     ledger = pg_ledger
     with ledger.pinned():
         got = claim(ledger, state=(record("u1", A), None))
-        pid = ledger._held.pinned.connection.driver_connection.info.backend_pid
-        with psycopg_connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        time.sleep(0.1)  # the server's goodbye reaches the socket
+        _terminate(_pinned_pid(ledger))
         with pytest.raises(OperationalError):
             ledger.last_pushed_many([A])
         record_durably(ledger, "ev1", {**got.effects, "event": "x"}, "applied", give_up_after=10)
@@ -322,11 +330,7 @@ def test_a_lock_session_that_dies_in_a_pinned_block_lets_the_failure_record_land
     ledger = pg_ledger
     with ledger.contact_lock(A), ledger.pinned():
         claim(ledger, state=(record("u1", A), None))
-        pid = ledger._held.pinned.connection.driver_connection.info.backend_pid
-        with psycopg_connect() as admin:
-            for backend in (_lock_session_pid(ledger), pid):
-                admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
-        time.sleep(0.1)
+        _terminate(_lock_session_pid(ledger), _pinned_pid(ledger))
         with pytest.raises(OperationalError, match="lock ended"):
             ledger.last_pushed_many([A])
         ledger.finish("ev1", "failed", "OperationalError: contact lock")
