@@ -176,16 +176,17 @@ BREVO_BATCH_ITEMS_IN_DOUBT = Counter(
 )
 WORKER_GROUP_EVENTS = Histogram(
     f"{PREFIX}_worker_group_events",
-    "Events per group pass: events a worker process's threads took up together, claimed, "
-    "pushed and recorded as one (worker/group.py).",
+    "Events per group pass: the events of a batch off the queue that the pass took up, "
+    "claimed, pushed and recorded as one (worker/group.py, worker/consumer.py).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 WORKER_GROUP_ALONE = Counter(
     f"{PREFIX}_worker_group_alone_total",
     "Events a group pass left to the one-event path, by why (other_event: not an invitee "
     "event with an email, or its contact is not synced; same_contact: a second event of one "
-    "contact or invitee in the group; locked: another thread or process holds the contact; "
-    "forgotten: a tombstoned person; stored: a retry or redelivery of a stored event).",
+    "contact or invitee in the group; group_full: past worker.group_max; locked: another "
+    "thread or process holds the contact; forgotten: a tombstoned person; stored: a "
+    "redelivery of a stored event).",
     ["reason"],
 )
 RATELIMIT_WAIT_SECONDS = Histogram(

@@ -54,6 +54,7 @@ def banner(settings: Settings, host: str, port: int, admin_url: str) -> str:
 
 async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> None:
     from receiver.main import build_apps, listen
+    from worker.consumer import make_worker
     from worker.runtime import build_runtime, check_brevo_ready
 
     log = get_logger("calendly_brevo.run")
@@ -104,9 +105,7 @@ async def _serve(settings: Settings, host: str, port: int, admin_port: int) -> N
         # the worker starts once Brevo has what the mapping needs, and a definite "missing"
         # (or a 401) stops ``run`` with the fix, the queued events kept for the next start.
         if await _brevo_ready_or_stopped(services, stop, check_brevo_ready):
-            worker = dramatiq.Worker(
-                runtime.broker, worker_threads=settings.worker.threads, worker_timeout=250
-            )
+            worker = make_worker(runtime.broker, runtime.pipeline, settings.worker)
             worker.start()
             from worker.auto_resync import auto_resync  # logs stale contacts; may sweep
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
@@ -38,29 +40,57 @@ def is_expired(received_at: float, w: WorkerSettings) -> bool:
     return (time.time() - received_at) > w.max_age_seconds
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What a message's options say about this attempt: Dramatiq's ``retries`` counts failures
+    only, rate-limit waits are counted apart (``waits``)."""
+
+    failures: int
+    waits: int
+    #: The label of the key that verified the webhook (a message from an older receiver has
+    #: none: the trace then says "unknown").
+    signature_key: str | None
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> Attempt:
+        return cls(
+            int(options.get("retries", 0)),
+            int(options.get(WAITS_OPTION, 0)),
+            options.get(SIGNATURE_KEY_OPTION),
+        )
+
+    @property
+    def number(self) -> int:
+        return self.failures + self.waits + 1
+
+    def final(self, w: WorkerSettings) -> bool:
+        return self.failures >= w.max_retries
+
+    def retry(self, exc: TransientError, w: WorkerSettings) -> dramatiq.Retry:
+        """The Dramatiq retry that puts the message back for a transient failure (a wait when
+        a rate limit said "not now")."""
+        retry = RateLimitWait if exc.rate_limited else dramatiq.Retry
+        return retry(delay=backoff_ms(self.failures, exc, w))
+
+
 def declare_actors(
     broker: dramatiq.Broker, w: WorkerSettings, pipeline: Callable[[], Pipeline]
 ) -> dramatiq.Actor:  # type: ignore[type-arg]
     def process_event(body: str, received_at: float, source: str = "webhook") -> None:
         message = CurrentMessage.get_current_message()
-        options = message.options if message is not None else {}
-        # Dramatiq's ``retries`` counts failures only: rate-limit waits are counted apart.
-        failures = int(options.get("retries", 0))
-        waits = int(options.get(WAITS_OPTION, 0))
+        attempt = Attempt.of(message.options if message is not None else {})
         try:
             pipeline().process(
                 body,
                 received_at,
                 source,
-                attempt=failures + waits + 1,
-                final=failures >= w.max_retries,
+                attempt=attempt.number,
+                final=attempt.final(w),
                 expired=is_expired(received_at, w),
-                # A message from an older receiver has none: the trace then says "unknown".
-                signature_key=options.get(SIGNATURE_KEY_OPTION),
+                signature_key=attempt.signature_key,
             )
         except TransientError as exc:
-            retry = RateLimitWait if exc.rate_limited else dramatiq.Retry
-            raise retry(delay=backoff_ms(failures, exc, w)) from exc
+            raise attempt.retry(exc, w) from exc
 
     return dramatiq.Actor(
         process_event,

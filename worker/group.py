@@ -3,16 +3,15 @@
 One event alone costs about a dozen Postgres statements (its lock, tombstone check, claim and
 state, last pushed projection, effect and projection records, finish, unlock) and two Brevo
 requests, and that per-message cost is what held one worker process to a fraction of what
-Dramatiq alone can deliver (``benchmarks/RESULTS.md``). Here the attempts that reach
-:meth:`GroupPass.run` together (a :class:`Gatherer`: a group leaves once every worker thread is
-in it or in a group being run, or :data:`GATHER_SECONDS` after its first event) are handled by
-one thread, the group's leader, with one statement and one Brevo request per step for all of
-them:
+Dramatiq alone can deliver (``benchmarks/RESULTS.md``). Here a batch of messages that the
+worker process's consumer took off the queue together (:mod:`worker.consumer`) is handled by
+one thread, with one statement and one Brevo request per step for all of them:
 
 1. each event is parsed and screened: only an invitee event with an email whose contact is
    synced, on its first delivery, and one per contact and per invitee in a group; anything else
-   (a routing form, a switch that holds the contact back, a dry run, a retry, a redelivery, a
-   second event of one contact) gets ``None`` and takes the one-event path, unchanged;
+   (a routing form, a switch that holds the contact back, a retry, a second event of one
+   contact) is left to the one-event path, unchanged, before the pass starts
+   (:meth:`GroupPass.screen`);
 2. the contact locks nobody holds, in one statement (a contact another thread or process holds
    is left to the one-event path, which waits for it in turn);
 3. tombstones, in one statement (a forgotten person's event takes the one-event path);
@@ -21,7 +20,7 @@ them:
    is not claimed and takes the one-event path;
 5. the contacts: the ones pushed before in one ``POST /contacts/batch``, new ones one
    ``POST /contacts`` each (Brevo has no bulk create but its asynchronous import, which a
-   message would have to wait out), all in flight together from the leader's thread
+   message would have to wait out), all in flight together from the pass's thread
    (:mod:`calendly_brevo.brevo.wire`); their effects and projections recorded in two
    statements;
 6. the custom events in one ``POST /events/batch``, recorded with each event's status in one
@@ -43,7 +42,6 @@ for its import's read-back, which the one-event path's import batches share) and
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from calendly_brevo import brevo_calls, metrics
-from calendly_brevo.brevo.batching import Crowd, own
+from calendly_brevo.brevo.batching import own
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_each
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.errors import BrevoTransientError, TransientError, UnmappableEvent
@@ -71,14 +69,14 @@ from calendly_brevo.projection import (
 )
 from calendly_brevo.pushed import pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
-from worker.outcomes import Outcome, count_retry, done
+from worker.outcomes import STARTED, Outcome, count_retry, done
 
 if TYPE_CHECKING:
     from worker.pipeline import Job, Pipeline
 
 
 @dataclass
-class _Item:
+class Item:
     job: Job
     event: WebhookEvent
     new: Arrival
@@ -98,161 +96,78 @@ class _Item:
         return self.new.event_id
 
 
-#: How long the first event of a group waits for others, at most (``brevo.batch.window_ms``
-#: when that is shorter).
-GATHER_SECONDS = 0.02
-
-
-@dataclass(eq=False)
-class _Entry:
-    job: Job
-    arrived: float
-    #: Set when the entry's result is in, or when it is to lead the next group.
-    woken: threading.Event = field(default_factory=threading.Event)
-    result: Outcome | BaseException | None = None
-    done: bool = False
-
-
-class Gatherer:
-    """The jobs that arrive together, handed to ``run`` as one group by one of their threads
-    (the first, its leader). A group closes once it holds ``max_items``, or once every one of
-    the process's ``threads`` is in it or in a group being run (nobody else could join), or
-    ``window`` after its first job arrived. Each job's thread gets its own result back, or
-    raises its own exception; one that waits longer than ``patience`` for its group's answer
-    raises a retry that says its effects are in doubt.
-
-    Only the leader waits on the condition (woken by each arrival and each group that ends);
-    the others sleep on their own event until their result is in, so an arrival wakes one
-    thread, not all of them."""
-
-    def __init__(
-        self,
-        run: Callable[[list[Job]], list[Outcome | BaseException | None]],
-        threads: int,
-        max_items: int,
-        window: float,
-        patience: float,
-    ) -> None:
-        self._run = run
-        self.threads = threads
-        self.max_items = max_items
-        self.window = window
-        self.patience = patience
-        self._cond = threading.Condition()
-        self._open: list[_Entry] = []  # the first is the leader's own
-        self._leading = False  # a thread is gathering the open jobs into a group
-        self._running = 0  # jobs in groups being run
-
-    def submit(self, job: Job) -> Outcome | None:
-        entry = _Entry(job, time.monotonic())
-        with self._cond:
-            self._open.append(entry)
-            lead = not self._leading
-            if lead:
-                self._leading = True
-            else:
-                self._cond.notify()  # the leader counts the arrivals
-        if not lead:
-            if not entry.woken.wait(self.patience):
-                raise BrevoTransientError(
-                    "no answer from the worker thread handling this event's group",
-                    maybe_applied=True,
-                )
-            lead = not entry.done  # woken to lead the rest of a group too large for one
-        if lead:
-            self._lead()
-        if isinstance(entry.result, BaseException):
-            raise entry.result
-        return entry.result
-
-    def _lead(self) -> None:
-        with self._cond:
-            while True:
-                waiting = len(self._open)
-                left = self.window - (time.monotonic() - self._open[0].arrived)
-                full = waiting >= self.max_items or waiting + self._running >= self.threads
-                if full or left <= 0:
-                    break
-                self._cond.wait(left)
-            group, self._open = self._open[: self.max_items], self._open[self.max_items :]
-            self._running += len(group)
-            self._leading = bool(self._open)
-            if self._open:  # the first of the rest gathers the next group
-                self._open[0].woken.set()
-        results: Sequence[Outcome | BaseException | None]
-        try:
-            results = self._run([entry.job for entry in group])
-        except BaseException as exc:  # every job shares the group's fate
-            results = [own(exc) for _ in group]
-        with self._cond:
-            self._running -= len(group)
-            self._cond.notify()  # a group gathering now may be complete without these
-        for entry, result in zip(group, results, strict=True):
-            entry.result, entry.done = result, True
-            entry.woken.set()
-
-
 class GroupPass:
-    """The group pass of one worker process (see the module): groups of at most ``max_items``
-    (``worker.group_max``) gathered from ``threads`` (``worker.threads``) for up to
-    ``window``."""
+    """The group pass of one worker process (see the module): the batches its consumer
+    (:mod:`worker.consumer`) takes off the queue, screened (:meth:`screen`) and then run
+    (:meth:`run`)."""
 
     def __init__(
         self,
         pipeline: Pipeline,
         ledger: PostgresLedger,
         client: BrevoClient,
-        crowd: Crowd,
         *,
-        threads: int,
         max_items: int,
-        window: float,
-        patience: float,
     ) -> None:
         self.pipeline = pipeline
         self.ledger = ledger
         self.client = client
         self.rules = pipeline.rules
-        self.crowd = crowd
-        self._gather = Gatherer(self._run, threads, max_items, window, patience)
-
-    def run(self, job: Job) -> Outcome | None:
-        """The event's outcome (``None``: it takes the one-event path); raises its
-        :class:`TransientError` (retried) like the one-event path."""
-        with self.crowd.waiting():  # a one-event attempt's batch need not wait for this one
-            return self._gather.submit(job)
+        #: The most events in one pass (``worker.group_max``).
+        self.max_items = max_items
 
     # -- the pass ------------------------------------------------------------------------------
-    def _run(self, jobs: list[Job]) -> list[Outcome | BaseException | None]:
-        metrics.WORKER_GROUP_EVENTS.observe(len(jobs))
-        items = self._screen(jobs)
-        if items:
-            with (
-                self.ledger.pinned(),
-                self.ledger.free_contact_locks(item.email for item in items) as held,
-            ):
-                mine = _keep(items, lambda item: item.email in held, "locked")
-                forgotten = self.ledger.tombstoned_invitees(
-                    item.new.invitee_uri for item in mine if item.new.invitee_uri
-                )
-                mine = _keep(mine, lambda item: item.new.invitee_uri not in forgotten, "forgotten")
-                if mine:
-                    claims = self.ledger.claim_fresh([(item.new, item.state) for item in mine])
-                    mine = _keep(mine, lambda item: item.event_id in claims, "stored")
-                    for item in mine:
-                        item.claim = claims[item.event_id]
-                    self._settled(mine, self._apply)
-                    for item in mine:  # claimed here, so never the one-event path's now
-                        if item.result is None:
-                            item.result = RuntimeError("the group pass left this event unanswered")
-        by_job = {id(item.job): item.result for item in items}
-        return [by_job.get(id(job)) for job in jobs]
+    def run(self, items: Sequence[Item]) -> None:
+        """Run the screened ``items`` (:meth:`screen`) as one pass: each gets its
+        ``result``, an :class:`Outcome`, the exception its message raises (a
+        :class:`TransientError` is retried), or ``None``: it takes the one-event path."""
+        if not items:
+            return
+        metrics.WORKER_GROUP_EVENTS.observe(len(items))
+        started_token = STARTED.set(min(item.job.started for item in items))
+        try:
+            self._run(list(items))
+        except BaseException as exc:  # every item shares the pass's fate
+            for item in items:
+                if item.result is None:
+                    item.result = own(exc)
+        finally:
+            STARTED.reset(started_token)
+        for item in items:
+            result = item.result
+            if isinstance(result, Outcome) and result.status == "applied":
+                self.pipeline.applied(result.event_name, item.job.received_at)
 
-    def _screen(self, jobs: list[Job]) -> list[_Item]:
-        """The jobs the pass can take (see the module); one per contact and per invitee."""
-        items: list[_Item] = []
+    def _run(self, items: list[Item]) -> None:
+        with (
+            self.ledger.pinned(),
+            self.ledger.free_contact_locks(item.email for item in items) as held,
+        ):
+            mine = _keep(items, lambda item: item.email in held, "locked")
+            forgotten = self.ledger.tombstoned_invitees(
+                item.new.invitee_uri for item in mine if item.new.invitee_uri
+            )
+            mine = _keep(mine, lambda item: item.new.invitee_uri not in forgotten, "forgotten")
+            if mine:
+                claims = self.ledger.claim_fresh([(item.new, item.state) for item in mine])
+                mine = _keep(mine, lambda item: item.event_id in claims, "stored")
+                for item in mine:
+                    item.claim = claims[item.event_id]
+                self._settled(mine, self._apply)
+                for item in mine:  # claimed here, so never the one-event path's now
+                    if item.result is None:
+                        item.result = RuntimeError("the group pass left this event unanswered")
+
+    def screen(self, jobs: Sequence[Job]) -> list[Item]:
+        """The jobs the pass can take (see the module), one per contact and per invitee, at
+        most :attr:`max_items`; the others take the one-event path. Reads nothing but the
+        jobs."""
+        items: list[Item] = []
         seen: set[str] = set()
         for job in jobs:
+            if len(items) >= self.max_items:
+                metrics.WORKER_GROUP_ALONE.labels("group_full").inc()
+                continue
             try:
                 event = read_event(parse_envelope(job.body))
             except UnmappableEvent:  # the one-event path dead-letters it with its cause
@@ -283,10 +198,10 @@ class GroupPass:
                 job.signature_key,
             )
             state = (record_from_event(event), mark_from_event(event))
-            items.append(_Item(job, event, new, state, email))
+            items.append(Item(job, event, new, state, email))
         return items
 
-    def _settled(self, items: list[_Item], step: Callable[[list[_Item]], None]) -> None:
+    def _settled(self, items: list[Item], step: Callable[[list[Item]], None]) -> None:
         """Run ``step`` over the claimed ``items``; an error that ends the whole step (the
         database gone) is every unanswered item's own failure, as in the one-event path."""
         try:
@@ -296,9 +211,9 @@ class GroupPass:
                 if item.result is None:
                     self._fail(item, exc)
 
-    def _apply(self, items: list[_Item]) -> None:
+    def _apply(self, items: list[Item]) -> None:
         rules = self.rules
-        pushing: list[_Item] = []
+        pushing: list[Item] = []
         for item in items:
             record = item.claim.record
             if record is not None and not event_type_synced(record, rules.sync.event_types):
@@ -317,12 +232,12 @@ class GroupPass:
         self._send_events(upserted)
 
     # -- contacts --------------------------------------------------------------------------------
-    def _upsert(self, items: list[_Item]) -> list[_Item]:
+    def _upsert(self, items: list[Item]) -> list[Item]:
         """Push each item's contact; record the effects and projections of those Brevo took.
         Returns them."""
         last = self.ledger.last_pushed_many(item.email for item in items)
-        existing: list[tuple[_Item, ContactUpdate]] = []
-        new: list[tuple[_Item, ContactUpdate]] = []
+        existing: list[tuple[Item, ContactUpdate]] = []
+        new: list[tuple[Item, ContactUpdate]] = []
         results: dict[str, Any] = {}
         for item in items:
             projection = item.projection
@@ -349,7 +264,7 @@ class GroupPass:
                 lambda: update_contacts(self.client, [u for _i, u in existing]),
             )
             results.update(zip([item.event_id for item, _u in existing], answers, strict=True))
-        took: list[_Item] = []
+        took: list[Item] = []
         for item in items:
             answer = results[item.event_id]
             if isinstance(answer, BaseException):
@@ -380,7 +295,7 @@ class GroupPass:
         return [item for item in took if item.body is not None]
 
     # -- custom events ---------------------------------------------------------------------------
-    def _event_of(self, item: _Item) -> None:
+    def _event_of(self, item: Item) -> None:
         """Set the item's custom event body, if it has one to send (events on, and one)."""
         _contact_on, event_on = effects_enabled(item.new.event_name, self.rules)
         sent = custom_event(item.event, item.claim.record, self.rules) if event_on else None
@@ -390,12 +305,12 @@ class GroupPass:
                 sent.name, email=item.email, properties=sent.properties, event_date=sent.event_date
             )
 
-    def _send_events(self, items: list[_Item]) -> None:
+    def _send_events(self, items: list[Item]) -> None:
         if not items:
             return
         bodies = [item.body for item in items if item.body is not None]
         answers = self._shared(items, lambda: send_events(self.client, bodies))
-        sent: list[_Item] = []
+        sent: list[Item] = []
         for item, answer in zip(items, answers, strict=True):
             if isinstance(answer, BaseException):
                 if isinstance(answer, BrevoTransientError) and answer.maybe_applied:
@@ -411,7 +326,7 @@ class GroupPass:
             item.result = self._report(item, "applied")
 
     # -- recording and answers -------------------------------------------------------------------
-    def _shared(self, items: Sequence[_Item], send: Callable[[], list[Any]]) -> list[Any]:
+    def _shared(self, items: Sequence[Item], send: Callable[[], list[Any]]) -> list[Any]:
         """``send``'s answers, no database connection held meanwhile; the requests it made go
         into every item's call log."""
         with brevo_calls.recording(1) as made, self.ledger.released():
@@ -421,7 +336,7 @@ class GroupPass:
                 brevo_calls.adopt(made.calls)
         return answers
 
-    def _record(self, items: list[_Item], *, finish: Callable[[_Item], str | None]) -> None:
+    def _record(self, items: list[Item], *, finish: Callable[[Item], str | None]) -> None:
         """The items' effects (and, where ``finish`` says, their status) in one statement,
         waiting out a database outage: Brevo has taken these effects."""
         if not items:
@@ -433,7 +348,7 @@ class GroupPass:
         durably(self.ledger, lambda: self.ledger.record_effects(rows), what="effects")
 
     def _report(
-        self, item: _Item, status: str, *, reason: str | None = None, record: bool = False
+        self, item: Item, status: str, *, reason: str | None = None, record: bool = False
     ) -> Outcome:
         """The item's outcome, counted and logged (``record``: its status written too)."""
         _timed(item)
@@ -443,7 +358,7 @@ class GroupPass:
         ):
             return done(self.ledger, item.event.identity, status, record=record, reason=reason)
 
-    def _fail(self, item: _Item, exc: BaseException) -> None:
+    def _fail(self, item: Item, exc: BaseException) -> None:
         """The item's failure, as the one-event path settles it: dead-lettered (its outcome)
         or recorded failed (the exception its thread raises, retried)."""
         _timed(item)
@@ -471,7 +386,7 @@ class GroupPass:
         item.result = outcome if outcome is not None else own(exc)
 
 
-def _keep(items: list[_Item], keep: Callable[[_Item], bool], reason: str) -> list[_Item]:
+def _keep(items: list[Item], keep: Callable[[Item], bool], reason: str) -> list[Item]:
     """Those of ``items`` that ``keep``; the others, counted by ``reason``, take the one-event
     path."""
     kept = [item for item in items if keep(item)]
@@ -480,7 +395,7 @@ def _keep(items: list[_Item], keep: Callable[[_Item], bool], reason: str) -> lis
     return kept
 
 
-def _timed(item: _Item) -> None:
+def _timed(item: Item) -> None:
     """The item's attempt's processing time, as the one-event path observes every attempt's."""
     label = metrics.event_label(item.new.event_name)
     metrics.EVENT_PROCESSING_SECONDS.labels(label).observe(time.perf_counter() - item.job.started)

@@ -61,7 +61,6 @@ def with_workers(settings: Settings, processes: int | None, threads: int | None)
 
 def run_process(settings: Settings, *, metrics_multiprocess: bool = True) -> int:
     """One worker process: consume until SIGTERM/SIGINT, then stop within the shutdown budget."""
-    import dramatiq
     from dramatiq.middleware import Middleware
 
     from calendly_brevo.bootstrap import Services
@@ -74,13 +73,14 @@ def run_process(settings: Settings, *, metrics_multiprocess: bool = True) -> int
         from dramatiq.middleware.prometheus import Prometheus
 
         extra.append(Prometheus())
+    from worker.consumer import make_worker
     from worker.runtime import build_runtime
 
     threads = settings.worker.threads
     services = Services(settings)
     runtime = build_runtime(services, extra_middleware=extra)
     runtime.broker.emit_after("process_boot")
-    worker = dramatiq.Worker(runtime.broker, worker_threads=threads, worker_timeout=250)
+    worker = make_worker(runtime.broker, runtime.pipeline, settings.worker)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

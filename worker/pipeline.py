@@ -74,7 +74,8 @@ log = get_logger("calendly_brevo.worker")
 
 @dataclass(frozen=True)
 class Job:
-    """One message's attempt, as :meth:`Pipeline.process` was given it (for the group pass)."""
+    """One message's first attempt, as the worker's consumer hands it to the group pass
+    (:mod:`worker.consumer`)."""
 
     body: str
     received_at: float
@@ -110,7 +111,8 @@ class Pipeline:
         self.brevo = brevo
         #: The attempts in progress, for coalescing (a batch leaves once all of them wait).
         self.crowd = crowd
-        #: The process's group pass (:mod:`worker.group`), set by the runtime when it applies.
+        #: The process's group pass (:mod:`worker.group`), set by the runtime when it applies:
+        #: the worker's consumer (:mod:`worker.consumer`) hands it batches of first attempts.
         self.group: GroupPass | None = None
         self.events = EventSender(ledger, brevo, settings.brevo, lookups)
 
@@ -131,29 +133,14 @@ class Pipeline:
         that verified the webhook, stored with the event's first arrival."""
         with self.crowd.member() if self.crowd is not None else nullcontext():
             last = Last(failure=final or expired, expired=expired)
-            if self.group is not None and attempt == 1:  # a retry knows its claim: alone
-                job = Job(body, received_at, source, signature_key, last, time.perf_counter())
-                outcome = self._grouped(job)
-                if outcome is not None:
-                    return outcome
             return self._attempt(
                 body, received_at, attempt, source=source, signature_key=signature_key, last=last
             )
 
-    def _grouped(self, job: Job) -> Outcome | None:
-        """The event through the process's group pass (:mod:`worker.group`); ``None``: it
-        takes the one-event path."""
-        assert self.group is not None
-        started_token = STARTED.set(job.started)
-        try:  # the group counts, times and logs what it answers, a failure it hands back too
-            outcome = self.group.run(job)
-        finally:
-            STARTED.reset(started_token)
-        if outcome is not None and outcome.status == "applied" and job.received_at:
-            self._applied(outcome.event_name, job.received_at)
-        return outcome
-
-    def _applied(self, name: str | None, received_at: float) -> None:
+    def applied(self, name: str | None, received_at: float) -> None:
+        """An event applied: its lag since it was received, and when the last one was."""
+        if not received_at:
+            return
         metrics.EVENT_LAG_SECONDS.labels(metrics.event_label(name)).observe(
             max(0.0, time.time() - received_at)
         )
@@ -198,7 +185,7 @@ class Pipeline:
             )
             outcome = self._process(event, new, last)
             if outcome.status == "applied" and received_at:
-                self._applied(name, received_at)
+                self.applied(name, received_at)
             return outcome
         except TransientError as exc:
             count_retry(name, exc)

@@ -18,7 +18,7 @@ from calendly_brevo.ledger.postgres import PostgresLedger
 from calendly_brevo.ratelimit import TokenBucket, make_token_bucket
 from worker.actors import declare_actors
 from worker.broker import make_broker
-from worker.group import GATHER_SECONDS, GroupPass
+from worker.group import GroupPass
 from worker.pipeline import Pipeline
 
 
@@ -97,33 +97,24 @@ def build_pipeline(
         BucketLookupBudget(make_limiter(services)),
         crowd=crowd,
     )
-    pipeline.group = make_group(services, pipeline, port, crowd)
+    pipeline.group = make_group(services, pipeline, port)
     return pipeline
 
 
 def make_group(
-    services: Services, pipeline: Pipeline, port: BrevoClient | CoalescingBrevo, crowd: Crowd
+    services: Services, pipeline: Pipeline, port: BrevoClient | CoalescingBrevo
 ) -> GroupPass | None:
     """The process's group pass (:mod:`worker.group`), where it applies: the Postgres ledger,
-    coalescing on (so not a dry run), no live imports, and ``worker.group_max`` above 1."""
+    coalescing on (so not a dry run), no live imports, ``worker.group_max`` above 1 and
+    ``worker.batch_threads`` to run it."""
     settings = services.settings
     ledger = services.ledger
     if not isinstance(port, CoalescingBrevo) or not isinstance(ledger, PostgresLedger):
         return None
-    if settings.worker.group_max < 2 or settings.brevo.batch.live_imports:
+    w = settings.worker
+    if w.group_max < 2 or w.batch_threads < 1 or settings.brevo.batch.live_imports:
         return None
-    client = port.client
-    return GroupPass(
-        pipeline,
-        ledger,
-        client,
-        crowd,
-        threads=settings.worker.threads,
-        max_items=settings.worker.group_max,
-        window=min(GATHER_SECONDS, settings.brevo.batch.window_seconds),
-        # a group's requests go one after another: trust its leader for a few of them
-        patience=4 * (client.max_wait + settings.brevo.timeout_seconds) + 30.0,
-    )
+    return GroupPass(pipeline, ledger, port.client, max_items=w.group_max)
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The group pass (``worker/group.py``) on Postgres and the fake Brevo, worker threads taking
-events up together as Dramatiq's do (a message is retried until it is done):
+"""The group pass (``worker/group.py``) on Postgres and the fake Brevo, given a batch as the
+worker's consumer hands it one (``worker/consumer.py``: screened, run, and what it leaves on
+the one-event path, a message retried until it is done):
 
 - first-time events of different people are claimed, pushed and recorded together: one
   ``POST /events/batch`` for many, each custom event sent once, each event's trace and pushed
@@ -19,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -28,22 +29,24 @@ from calendly_brevo.brevo.client import BrevoClient
 from calendly_brevo.brevo.coalesced import CoalescingBrevo
 from calendly_brevo.db.engine import make_engine
 from calendly_brevo.db.migrate import upgrade
+from calendly_brevo.errors import TransientError
 from calendly_brevo.events import parse_envelope, read_event
 from calendly_brevo.ledger import DeadLetterFilter
 from calendly_brevo.ledger.postgres import PostgresLedger
 from tests import payloads
 from tests.fakes.brevo import FakeBrevoServer
 from tests.worker.test_batched_pipeline import (
+    ATTEMPTS,
     KEY,
     THREADS,
     fake,
     metric,
     requests,
-    run,
     sent_ids,
 )
-from worker.group import Gatherer, GroupPass
-from worker.pipeline import Job, Pipeline
+from worker.group import GroupPass
+from worker.outcomes import Outcome
+from worker.pipeline import Job, Last, Pipeline
 
 pytestmark = pytest.mark.integration
 __all__ = ["fake"]  # the fake Brevo of the coalescing tests, limits out of the way
@@ -59,29 +62,57 @@ def ledger(postgres_url: str) -> Iterator[PostgresLedger]:
     engine.dispose()
 
 
+def unlimited(fake: FakeBrevoServer) -> dict[str, Any]:
+    """The ``brevo`` settings for ``fake``, its limits out of the way (these tests are about
+    batching, not pacing)."""
+    return {
+        "api_key": KEY,
+        "api_url": fake.base_url,
+        "timeout_seconds": 1.0,
+        "rate_limits": {f: {"rate": 1000, "burst": 1000} for f in ("contacts", "events", "other")},
+    }
+
+
 @pytest.fixture
 def pipe(fake: FakeBrevoServer, ledger: PostgresLedger) -> Iterator[Pipeline]:
-    settings = payloads.settings(
-        brevo={
-            "api_key": KEY,
-            "api_url": fake.base_url,
-            "timeout_seconds": 1.0,
-            "rate_limits": {
-                f: {"rate": 1000, "burst": 1000} for f in ("contacts", "events", "other")
-            },
-        },
-        worker={"threads": THREADS},
-    )
+    settings = payloads.settings(brevo=unlimited(fake), worker={"threads": THREADS})
     client = BrevoClient.from_settings(settings)
     crowd = Crowd()
     port = CoalescingBrevo(client, settings.brevo.batch, patience=10, crowd=crowd)
     pipeline = Pipeline(settings, ledger, port, crowd=crowd)
-    # A long gathering window: the events a test starts together are one group.
-    pipeline.group = GroupPass(
-        pipeline, ledger, client, crowd, threads=THREADS, max_items=64, window=1.0, patience=30
-    )
+    pipeline.group = GroupPass(pipeline, ledger, client, max_items=64)
     yield pipeline
     client.close()
+
+
+def run(pipe: Pipeline, bodies: list[str]) -> list[str]:
+    """``bodies`` as one batch off the queue, as the worker's consumer takes it: screened and
+    run by the group pass; then what it left (screened out, declined, failed transiently) on
+    the one-event path's threads, each retried like a Dramatiq message until it is done."""
+    group = pipe.group
+    assert group is not None
+    jobs = [Job(b, 1.0, "webhook", None, Last(False, False), time.perf_counter()) for b in bodies]
+    items = group.screen(jobs)
+    group.run(items)
+    results = {id(item.job): item.result for item in items}
+
+    def rest(job: Job) -> str:
+        result = results.get(id(job))
+        if isinstance(result, Outcome):
+            return result.status
+        if result is not None and not isinstance(result, TransientError):
+            raise result
+        for attempt in range(1 if result is None else 2, ATTEMPTS + 1):
+            try:
+                return pipe.process(
+                    job.body, 1.0, attempt=attempt, final=attempt == ATTEMPTS
+                ).status
+            except TransientError:
+                continue
+        raise AssertionError("unreachable: the last attempt dead-letters")
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(rest, jobs))
 
 
 def people(make: Any, n: int, prefix: str) -> list[str]:
@@ -216,7 +247,8 @@ def test_what_a_group_cannot_take_goes_the_one_event_way_and_ends_as_it_would_th
     before = {r: alone(r) for r in ("stored", "same_contact", "forgotten")}
     passes, events = groups()
     outcomes = dict(zip(docs, run(pipe, docs), strict=True))
-    assert groups() == (passes + 1, events + len(docs))
+    assert groups() == (passes + 1, events + len(docs) - 1)  # the pass took all but one …
+    # … the contact's second event, screened out before it started
     assert {r: alone(r) - n for r, n in before.items()} == {
         "stored": 1,
         "same_contact": 1,
@@ -233,36 +265,3 @@ def test_what_a_group_cannot_take_goes_the_one_event_way_and_ends_as_it_would_th
     assert person["attributes"]["BOOKING_STATUS"] == "cancelled"  # in any order
     assert f"{prefix}gone0@example.com" not in {c["email"] for c in fake.snapshot()["contacts"]}
     assert fake.snapshot()["violations"] == []
-
-
-def gathered(
-    threads: int, jobs: int, window: float, max_items: int = 64
-) -> tuple[list[int], float]:
-    """``jobs`` submitted at once to a :class:`Gatherer` of ``threads``: the group sizes its
-    runner saw, and how long the slowest job waited."""
-    sizes: list[int] = []
-
-    def runner(group: list[Any]) -> list[Any]:
-        sizes.append(len(group))
-        return [None] * len(group)
-
-    gatherer = Gatherer(runner, threads, max_items=max_items, window=window, patience=30)
-    started = time.monotonic()
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(gatherer.submit, [cast(Job, object())] * jobs))
-    return sizes, time.monotonic() - started
-
-
-def test_a_group_leaves_once_every_thread_is_in_it_without_waiting_its_window() -> None:
-    sizes, took = gathered(threads=6, jobs=6, window=30.0)
-    assert sizes == [6] and took < 5
-
-
-def test_a_lone_event_waits_no_longer_than_the_window() -> None:
-    sizes, took = gathered(threads=6, jobs=1, window=0.2)
-    assert sizes == [1] and 0.15 < took < 5
-
-
-def test_what_a_full_group_leaves_behind_is_led_by_its_first() -> None:
-    sizes, took = gathered(threads=6, jobs=6, window=0.3, max_items=4)
-    assert sorted(sizes) == [2, 4] and took < 5
