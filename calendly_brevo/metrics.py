@@ -10,14 +10,27 @@ is set (the ``worker`` command sets it), so N processes report as one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from calendly_brevo import __version__
 
 PREFIX = "calendly_brevo"
+
+#: This process's id, asked once and again in a forked child.
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+if getattr(values.ValueClass, "_multiprocess", False):
+    # In multiprocess mode every update asks os.getpid() (a system call) to notice a fork:
+    # about half of an inc's cost, and a worker makes a few dozen updates per event. The
+    # process id comes from the cache above instead, through prometheus-client's own hook for
+    # it (the one its documentation gives for uWSGI's worker ids). Metrics are created below,
+    # at import, and Dramatiq's at process boot: all of them after this.
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _PID[0])  # type: ignore[no-untyped-call]
 
 KNOWN_EVENTS = frozenset(
     {
