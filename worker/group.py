@@ -36,8 +36,9 @@ looks an in-doubt custom event up before sending it again.
 
 The group pass needs the Postgres ledger (the set-based statements) and a Brevo client that
 sends (not a dry run); it is off with ``brevo.batch.live_imports`` (each message there waits
-for its import's read-back, which the one-event path's import batches share) and with
-``worker.group_max: 1``.
+for its import's read-back, which the one-event path's import batches share), with
+``worker.batch_threads: 0``, and where a batch would hold one event (``worker.group_max`` or
+``worker.threads`` 1).
 """
 
 from __future__ import annotations
