@@ -51,7 +51,7 @@ from worker.pipeline import Job, Last
 if TYPE_CHECKING:
     from dramatiq.broker import MessageProxy
 
-    from worker.group import GroupPass
+    from worker.group import GroupPass, Item
     from worker.pipeline import Pipeline
 
 log = get_logger("calendly_brevo.worker")
@@ -159,22 +159,20 @@ class BatchWorker(dramatiq.Worker):
         for job in ordered:
             if id(job) not in taken:
                 self._alone(pending.pop(id(jobs[id(job)])))
-        started = []
+        started: list[tuple[Item, MessageProxy]] = []
         ended: list[MessageProxy] = []
         for item in items:
-            message = jobs[id(item.job)]
-            del pending[id(message)]
+            message = pending.pop(id(jobs[id(item.job)]))
             if self._begin(message):
-                started.append(item)
+                started.append((item, message))
             else:
                 ended.append(message)
         try:
-            self.group.run([item for item in started if not jobs[id(item.job)].failed])
-            for item in started:
-                message = jobs[id(item.job)]
+            self.group.run([item for item, message in started if not message.failed])
+            for item, message in started:
                 result = item.result
                 if result is None and not message.failed:  # declined once started: alone, here
-                    result = self._one(message, item.job)
+                    result = self._one(item.job)
                 try:
                     self._end(message, result, Attempt.of(message.options))
                 except Exception:  # a middleware failed: acked all the same, as Dramatiq does
@@ -212,16 +210,14 @@ class BatchWorker(dramatiq.Worker):
             return False
         return True
 
-    def _one(self, message: MessageProxy, job: Job) -> Any:
-        """The one-event path for a message of the batch: its outcome or its exception."""
-        attempt = Attempt.of(message.options)
+    def _one(self, job: Job) -> Any:
+        """The one-event path for a first attempt of the batch: its outcome or its exception."""
         try:
             return self.pipeline.process(
                 job.body,
                 job.received_at,
                 job.source,
-                attempt=attempt.number,
-                final=attempt.final(self.settings),
+                final=job.last.failure,
                 expired=job.last.expired,
                 signature_key=job.signature_key,
             )
@@ -353,7 +349,7 @@ def make_worker(
 ) -> dramatiq.Worker:
     """The process's worker: batches for the group pass where it applies
     (``pipeline.group``), else Dramatiq's own."""
-    group = pipeline.group
-    if group is None or settings.batch_threads < 1:
+    group = pipeline.group  # None unless it applies (worker.runtime.make_group)
+    if group is None:
         return dramatiq.Worker(broker, worker_threads=settings.threads, worker_timeout=250)
     return BatchWorker(broker, pipeline, group, settings)

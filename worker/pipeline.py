@@ -184,7 +184,7 @@ class Pipeline:
                 signature_key,
             )
             outcome = self._process(event, new, last)
-            if outcome.status == "applied" and received_at:
+            if outcome.status == "applied":
                 self.applied(name, received_at)
             return outcome
         except TransientError as exc:
