@@ -14,16 +14,16 @@ one thread, with one statement and one Brevo request per step for all of them:
    (:meth:`GroupPass.screen`);
 2. the contact locks nobody holds, in one statement (a contact another thread or process holds
    is left to the one-event path, which waits for it in turn);
-3. tombstones, in one statement (a forgotten person's event takes the one-event path);
-4. the claim of every event never stored before, with its state merged, in one transaction
-   (:meth:`~calendly_brevo.ledger.postgres.PostgresLedger.claim_fresh`); an event stored before
-   is not claimed and takes the one-event path;
-5. the contacts: the ones pushed before in one ``POST /contacts/batch``, new ones one
+3. the claim of every event never stored before and not of a forgotten person, with its state
+   merged, in one transaction, together with what was last pushed to each contact: two round
+   trips in all (:meth:`~calendly_brevo.ledger.postgres.PostgresLedger.claim_fresh`); an event
+   stored before or of a forgotten person is not claimed and takes the one-event path;
+4. the contacts: the ones pushed before in one ``POST /contacts/batch``, new ones one
    ``POST /contacts`` each (Brevo has no bulk create but its asynchronous import, which a
    message would have to wait out), all in flight together from the pass's thread
-   (:mod:`calendly_brevo.brevo.wire`); their effects and projections recorded in two
-   statements;
-6. the custom events in one ``POST /events/batch``, recorded with each event's status in one
+   (:mod:`calendly_brevo.brevo.wire`); their effects and projections recorded in one round
+   trip;
+5. the custom events in one ``POST /events/batch``, recorded with each event's status in one
    statement.
 
 The invariants are the one-event path's, item by item: each event keeps its own fate (a 207's
@@ -145,16 +145,14 @@ class GroupPass:
             self.ledger.free_contact_locks(item.email for item in items) as held,
         ):
             mine = _keep(items, lambda item: item.email in held, "locked")
-            forgotten = self.ledger.tombstoned_invitees(
-                item.new.invitee_uri for item in mine if item.new.invitee_uri
-            )
-            mine = _keep(mine, lambda item: item.new.invitee_uri not in forgotten, "forgotten")
             if mine:
-                claims = self.ledger.claim_fresh([(item.new, item.state) for item in mine])
+                got = self.ledger.claim_fresh([(item.new, item.state) for item in mine])
+                forgotten, claims = got.forgotten, got.claims
+                mine = _keep(mine, lambda item: item.new.invitee_uri not in forgotten, "forgotten")
                 mine = _keep(mine, lambda item: item.event_id in claims, "stored")
                 for item in mine:
                     item.claim = claims[item.event_id]
-                self._settled(mine, self._apply)
+                self._settled(mine, lambda claimed: self._apply(claimed, got.pushed))
                 for item in mine:  # claimed here, so never the one-event path's now
                     if item.result is None:
                         item.result = RuntimeError("the group pass left this event unanswered")
@@ -212,7 +210,8 @@ class GroupPass:
                 if item.result is None:
                     self._fail(item, exc)
 
-    def _apply(self, items: list[Item]) -> None:
+    def _apply(self, items: list[Item], last: dict[str, PushedProjection]) -> None:
+        """Push the claimed ``items`` (``last``: what was last pushed to their contacts)."""
         rules = self.rules
         pushing: list[Item] = []
         for item in items:
@@ -229,14 +228,13 @@ class GroupPass:
             pushing.append(item)
         if not pushing:
             return
-        upserted = self._upsert(pushing)
+        upserted = self._upsert(pushing, last)
         self._send_events(upserted)
 
     # -- contacts --------------------------------------------------------------------------------
-    def _upsert(self, items: list[Item]) -> list[Item]:
+    def _upsert(self, items: list[Item], last: dict[str, PushedProjection]) -> list[Item]:
         """Push each item's contact; record the effects and projections of those Brevo took.
         Returns them."""
-        last = self.ledger.last_pushed_many(item.email for item in items)
         existing: list[tuple[Item, ContactUpdate]] = []
         new: list[tuple[Item, ContactUpdate]] = []
         results: dict[str, Any] = {}
@@ -288,8 +286,7 @@ class GroupPass:
                 )
             )
         # The effect first (a retry must not upsert again), then what was pushed, as one by one.
-        self._record(took, finish=lambda item: None if item.body else "applied")
-        self.ledger.record_pushed_many(pushed)
+        self._record(took, finish=lambda item: None if item.body else "applied", pushed=pushed)
         for item in took:
             if item.body is None:
                 item.result = self._report(item, "applied")
@@ -337,16 +334,23 @@ class GroupPass:
                 brevo_calls.adopt(made.calls)
         return answers
 
-    def _record(self, items: list[Item], *, finish: Callable[[Item], str | None]) -> None:
+    def _record(
+        self,
+        items: list[Item],
+        *,
+        finish: Callable[[Item], str | None],
+        pushed: Sequence[PushedProjection] = (),
+    ) -> None:
         """The items' effects (and, where ``finish`` says, their status) in one statement,
-        waiting out a database outage: Brevo has taken these effects."""
+        and then the ``pushed`` projections, in one round trip, waiting out a database outage:
+        Brevo has taken these effects."""
         if not items:
             return
         rows = [
             (item.event_id, dict(item.claim.effects), finish(item), item.log.stored())
             for item in items
         ]
-        durably(self.ledger, lambda: self.ledger.record_effects(rows), what="effects")
+        durably(self.ledger, lambda: self.ledger.record_effects(rows, pushed), what="effects")
 
     def _report(
         self, item: Item, status: str, *, reason: str | None = None, record: bool = False

@@ -25,8 +25,10 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -104,8 +106,8 @@ class PostgresLedger(SqlLedger):
     @contextmanager
     def pinned(self) -> Iterator[None]:
         """Every statement this thread runs in the block on one pooled connection, checked out
-        at the first and kept until the block ends or :meth:`released`: the group pass's
-        leader runs seven statements a group, and a checkout (SQLAlchemy's connection, the
+        at the first and kept until the block ends or :meth:`released`: the group
+        pass runs several round trips a batch, and a checkout (SQLAlchemy's connection, the
         pool's bookkeeping, its reset on return) cost about as much CPU as a statement. A
         pinned connection that broke is replaced at the next statement, so a write waiting out
         an outage reconnects as it would unpinned."""
@@ -149,24 +151,53 @@ class PostgresLedger(SqlLedger):
         try:
             return cursor.execute(statement, params)
         except self._dbapi_error as exc:
-            if dbapi.broken or dbapi.closed:
-                conn.exec_driver_sql("SELECT 1")  # raises SQLAlchemy's disconnect error
-            raise DBAPIError.instance(
-                statement, params, exc, self._dbapi_error, dialect=self.engine.dialect
-            ) from exc
+            self._raise(conn, exc, statement, params)
+
+    def _run_many(self, conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any]:
+        """:meth:`_run` for several ``(statement, params)`` in one round trip (psycopg's
+        pipeline mode: all are sent, then every answer is read): their cursors, in order. The
+        server runs them in order and stops at the first that fails, which is raised as
+        :meth:`_run` raises it (the ones after it did not run)."""
+        dbapi: Any = conn.connection.driver_connection
+        try:
+            with dbapi.pipeline():
+                return [
+                    dbapi.cursor().execute(statement, params) for statement, params in statements
+                ]
+        except self._dbapi_error as exc:
+            text = ";\n".join(statement for statement, _params in statements)
+            self._raise(conn, exc, text, [params for _statement, params in statements])
+
+    def _raise(self, conn: Connection, exc: Exception, statement: str, params: Any) -> NoReturn:
+        """``exc`` (psycopg's) as SQLAlchemy's error: a connection that broke is handed to
+        SQLAlchemy first (which invalidates it, and the pool with it)."""
+        dbapi: Any = conn.connection.driver_connection
+        if dbapi.broken or dbapi.closed:
+            conn.exec_driver_sql("SELECT 1")  # raises SQLAlchemy's disconnect error
+        raise DBAPIError.instance(
+            statement, params, exc, self._dbapi_error, dialect=self.engine.dialect
+        ) from exc
 
     @contextmanager
     def _transaction(self, conn: Connection) -> Iterator[Connection]:
         """An explicit transaction on an autocommit connection."""
         self._run(conn, "BEGIN")
-        try:
+        with self._rolled_back(conn):
             yield conn
+        self._run(conn, "COMMIT")
+
+    @contextmanager
+    def _rolled_back(self, conn: Connection) -> Iterator[None]:
+        """The transaction open on ``conn``, if any, rolled back when the block raises."""
+        try:
+            yield
         except BaseException:
             if not conn.invalidated:  # else the transaction died with the connection
-                with suppress(DBAPIError):  # the error that got us here is the one to raise
-                    self._run(conn, "ROLLBACK")
+                dbapi: Any = conn.connection.driver_connection
+                if dbapi.info.transaction_status != TransactionStatus.IDLE:
+                    with suppress(DBAPIError):  # the error that got us here is the one to raise
+                        self._run(conn, "ROLLBACK")
             raise
-        self._run(conn, "COMMIT")
 
     # -- claims ----------------------------------------------------------------------------------
     def claim(self, new: Arrival, state: State | None = None) -> Claim:
@@ -291,90 +322,96 @@ class PostgresLedger(SqlLedger):
             finally:
                 stack.pop()
 
-    def tombstoned_invitees(self, uris: Iterable[str]) -> set[str]:
-        """Those of ``uris`` whose person was forgotten (:meth:`is_tombstoned`, for many)."""
-        keys = {tombstone_key("invitee", uri): uri for uri in uris}
-        if not keys:
-            return set()
-        with self._connection() as conn:
-            rows = self._run(conn, sql.PG_TOMBSTONES, {"keys": list(keys)}).fetchall()
-        return {keys[row[0]] for row in rows}
-
-    def claim_fresh(self, items: Sequence[tuple[Arrival, State]]) -> dict[str, Claim]:
-        """Claim those of ``items`` never stored before, merging each one's state (as
-        :meth:`claim` with ``state=``), all in one transaction of four statements. Call with
-        every item's contact lock held and one item per contact and per invitee. An event
-        stored before (a retry, a redelivery) is not claimed: it goes the one-event way."""
-        claims: dict[str, Claim] = {}
+    def claim_fresh(self, items: Sequence[tuple[Arrival, State]]) -> FreshClaims:
+        """Claim those of ``items`` never stored before and whose invitee was not forgotten,
+        merging each one's state (as :meth:`claim` with ``state=``), and read what was last
+        pushed to each one's contact, in two round trips: the reads, ``BEGIN``, the claim and
+        the state read (locking the rows merged into) go together, then the state writes and
+        ``COMMIT``. Call with every item's contact lock held and one item per contact and per
+        invitee. An event stored before (a retry, a redelivery) or of a forgotten invitee is
+        not claimed: it goes the one-event way."""
         ts = now()
         arrivals = [arrival for arrival, _state in items]
-        with self._connection() as conn, self._transaction(conn):
-            params: dict[str, Any] = {"ts": ts}
-            for name, attr in _ARRIVAL_COLUMNS:
-                params[name] = [getattr(a, attr) for a in arrivals]
-            fresh = {row[0] for row in self._run(conn, sql.PG_CLAIM_FRESH, params).fetchall()}
-            todo = [(a, st) for a, st in items if a.event_id in fresh and a.email]
-            for arrival, _state in items:
-                if arrival.event_id in fresh:
-                    claims[arrival.event_id] = Claim(arrival.event_id, False, attempts=1)
-            if not todo:
-                return claims
-            uris = [st[0].invitee_uri for _a, st in todo if st[0] is not None]
-            emails = [a.email for a, _st in todo]
-            mark_keys = [k for _a, st in todo if (k := _mark_key(st[1])) is not None]
-            found = self._run(
-                conn, sql.PG_STATES, {"uris": uris, "emails": emails, "mark_keys": mark_keys}
-            ).fetchall()
+        keys = [
+            tombstone_key("invitee", a.invitee_uri) if a.invitee_uri else None for a in arrivals
+        ]
+        tombstones = {
+            k: a.invitee_uri for k, a in zip(keys, arrivals, strict=True) if a.invitee_uri
+        }
+        params: dict[str, Any] = {"ts": ts, "tombstones": keys}
+        for name, attr in _ARRIVAL_COLUMNS:
+            params[name] = [getattr(a, attr) for a in arrivals]
+        emails = sorted({a.email for a in arrivals if a.email})
+        states = {
+            "uris": [st[0].invitee_uri for _a, st in items if st[0] is not None],
+            "emails": emails,
+            "mark_keys": [k for _a, st in items if (k := _mark_key(st[1])) is not None],
+        }
+        with self._connection() as conn, self._rolled_back(conn):
+            forgotten, pushed, _begin, claimed, read = self._run_many(
+                conn,
+                [
+                    (sql.PG_TOMBSTONES, {"keys": list(tombstones)}),
+                    (sql.PG_LAST_PUSHED_MANY, {"emails": emails}),
+                    ("BEGIN", None),
+                    (sql.PG_CLAIM_FRESH, params),
+                    (sql.PG_STATES, states),
+                ],
+            )
+            got = FreshClaims(
+                forgotten={tombstones[row[0]] for row in forgotten.fetchall()},
+                pushed={row[0]: pushed_from(*row) for row in pushed.fetchall()},
+            )
+            fresh = {row[0] for row in claimed.fetchall()}
+            found = read.fetchall()
+            writes: list[tuple[str, Any]] = []
             invitees: list[dict[str, Any]] = []
-            marks: list[dict[str, Any]] = []
-            for arrival, (record, mark) in todo:
-                assert arrival.email is not None
+            for arrival, (record, mark) in items:
+                if arrival.event_id not in fresh:
+                    continue
+                claim = got.claims[arrival.event_id] = Claim(arrival.event_id, False, attempts=1)
+                if not arrival.email:
+                    continue
                 rows = _state_rows(found, arrival.email, record, mark)
-                saved, mark_params = self._fold(
-                    claims[arrival.event_id], arrival.email, record, mark, rows
-                )
+                saved, mark_params = self._fold(claim, arrival.email, record, mark, rows)
                 invitees += [saved] if saved is not None else []
-                marks += [mark_params] if mark_params is not None else []
+                if mark_params is not None:  # a no-show: a few in a group at most
+                    writes.append((sql.PG_SAVE_MARK, mark_params))
             if invitees:
                 columns = {"uris": "uri", "emails": "email", "statuses": "status", "data": "data"}
                 many = {name: [row[key] for row in invitees] for name, key in columns.items()}
-                self._run(conn, sql.PG_SAVE_INVITEES, many | {"ts": ts})
-            for mark_params in marks:  # a no-show: a few in a group at most
-                self._run(conn, sql.PG_SAVE_MARK, mark_params)
-        return claims
+                writes.insert(0, (sql.PG_SAVE_INVITEES, many | {"ts": ts}))
+            self._run_many(conn, [*writes, ("COMMIT", None)])
+        return got
 
     def record_effects(
-        self, records: Sequence[tuple[str, dict[str, Any], str | None, list[Any] | None]]
+        self,
+        records: Sequence[tuple[str, dict[str, Any], str | None, list[Any] | None]],
+        pushed: Sequence[PushedProjection] = (),
     ) -> None:
         """:meth:`record_effect` of many events in one statement: ``(event_id, effects,
-        finish, calls)`` each."""
-        if not records:
+        finish, calls)`` each; with ``pushed``, :meth:`record_pushed` of each of those (one per
+        contact) in one statement after it, in the same round trip (each statement on its own:
+        both can be repeated)."""
+        statements: list[tuple[str, Any]] = []
+        if records:
+            params = {
+                "ts": now(),
+                "ids": [r[0] for r in records],
+                "effects": [json.dumps(r[1]) for r in records],
+                "statuses": [r[2] for r in records],
+                "calls": [_json(r[3]) for r in records],
+            }
+            statements.append((sql.PG_RECORD_EFFECTS, params))
+        if pushed:
+            statements.append((sql.PG_RECORD_PUSHED_MANY, _pushed_params(pushed)))
+        if not statements:
             return
-        params = {
-            "ts": now(),
-            "ids": [r[0] for r in records],
-            "effects": [json.dumps(r[1]) for r in records],
-            "statuses": [r[2] for r in records],
-            "calls": [_json(r[3]) for r in records],
-        }
         with self._connection() as conn:
-            self._run(conn, sql.PG_RECORD_EFFECTS, params)
-
-    def record_pushed_many(self, pushed: Sequence[PushedProjection]) -> None:
-        """:meth:`record_pushed` of many contacts (one each) in one statement."""
-        if not pushed:
-            return
-        params = {
-            "ts": now(),
-            "emails": [p.email for p in pushed],
-            "attributes": [json.dumps(dict(p.attributes)) for p in pushed],
-            "list_ids": [json.dumps(list(p.list_ids)) for p in pushed],
-            "hashes": [p.projection_hash for p in pushed],
-            "fingerprints": [p.mapping_fingerprint for p in pushed],
-            "event_ids": [p.event_id for p in pushed],
-        }
-        with self._connection() as conn:
-            self._run(conn, sql.PG_RECORD_PUSHED_MANY, params)
+            if len(statements) == 1:
+                self._run(conn, *statements[0])
+            else:
+                self._run_many(conn, statements)
 
     def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
         wanted = list(set(emails))
@@ -483,3 +520,26 @@ class LockLost(Exception):
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
+
+
+def _pushed_params(pushed: Sequence[PushedProjection]) -> dict[str, Any]:
+    """:data:`.sql.PG_RECORD_PUSHED_MANY`'s parameters."""
+    return {
+        "ts": now(),
+        "emails": [p.email for p in pushed],
+        "attributes": [json.dumps(dict(p.attributes)) for p in pushed],
+        "list_ids": [json.dumps(list(p.list_ids)) for p in pushed],
+        "hashes": [p.projection_hash for p in pushed],
+        "fingerprints": [p.mapping_fingerprint for p in pushed],
+        "event_ids": [p.event_id for p in pushed],
+    }
+
+
+@dataclass
+class FreshClaims:
+    """What :meth:`PostgresLedger.claim_fresh` found: the claims (by event id), the invitee
+    URIs of forgotten people, and what was last pushed to each contact (by email)."""
+
+    claims: dict[str, Claim] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)
+    pushed: dict[str, PushedProjection] = field(default_factory=dict)

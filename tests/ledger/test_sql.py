@@ -288,13 +288,13 @@ def test_a_pinned_block_checks_out_one_connection_for_all_its_statements(
     with ledger.pinned():
         got = claim(ledger, state=(record("u1", A), None))
         ledger.record_effect("ev1", {**got.effects, "contact": True})
-        ledger.tombstoned_invitees(["u1"])
+        ledger.is_tombstoned(invitee_uri="u1")
         ledger.last_pushed_many([A])
         assert len(checkouts) == 1
         with ledger.released():  # a Brevo call: no connection held meanwhile
             assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         ledger.finish("ev1", "applied")  # checks one out again, kept to the block's end
-        ledger.tombstoned_invitees(["u1"])
+        ledger.is_tombstoned(invitee_uri="u1")
         assert ledger.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
     assert len(checkouts) == 2
     assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
@@ -316,7 +316,7 @@ def test_a_pinned_connection_that_broke_leaves_the_rest_of_the_block_to_the_pool
         with pytest.raises(OperationalError):
             ledger.last_pushed_many([A])
         record_durably(ledger, "ev1", {**got.effects, "event": "x"}, "applied", give_up_after=10)
-        assert ledger.tombstoned_invitees(["u1"]) == set()  # the pool's, from here on
+        assert not ledger.is_tombstoned(invitee_uri="u1")  # the pool's, from here on
     assert status(ledger) == "applied"
 
 
@@ -335,3 +335,75 @@ def test_a_lock_session_that_dies_in_a_pinned_block_lets_the_failure_record_land
             ledger.last_pushed_many([A])
         ledger.finish("ev1", "failed", "OperationalError: contact lock")
     assert status(ledger) == "failed"
+
+
+@pg
+def test_a_group_claim_takes_only_new_events_of_people_not_forgotten_or_nothing_at_all(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """The group pass's claim (one pipelined transaction): an event stored before and one of a
+    forgotten invitee are left alone, what was last pushed comes back with it, and a claim
+    whose state write fails claims nothing and leaves the connection usable."""
+    from calendly_brevo.ledger.base import Arrival
+    from calendly_brevo.pushed import pushed_projection
+
+    ledger = pg_ledger
+
+    def new(event_id: str, uri: str, email: str) -> Any:
+        arrival = Arrival(event_id, "invitee.created", uri, email, "{}", "webhook", None)
+        return arrival, (record(uri, email), None)
+
+    claim(ledger, "stored")
+    ledger.add_tombstone("gone@example.com", ["u-gone"])
+    ledger.record_pushed(pushed_projection(B, {"FIRSTNAME": "Bob"}, [7], "fp", "before"))
+    with ledger.pinned():
+        got = ledger.claim_fresh(
+            [
+                new("stored", "u-s", A),
+                new("gone", "u-gone", "gone@example.com"),
+                new("ev2", "u2", B),
+            ]
+        )
+    assert set(got.claims) == {"ev2"} and got.forgotten == {"u-gone"}
+    assert (status(ledger, "stored"), status(ledger, "gone"), status(ledger, "ev2")) == (
+        "processing",
+        None,
+        "processing",
+    )
+    assert got.claims["ev2"].records is not None
+    assert [r.invitee_uri for r in got.claims["ev2"].records] == ["u2"]
+    assert set(got.pushed) == {B} and got.pushed[B].list_ids == (7,)
+    assert [r.invitee_uri for r in ledger.contact_state(B)[0]] == ["u2"]
+
+    arrival = Arrival("bad", "invitee.created", "u3", A, "{}", "webhook", None)
+    with ledger.pinned():  # one connection throughout, as in a group pass
+        with pytest.raises(Exception, match="value too long"):  # the state write, after the claim
+            ledger.claim_fresh([(arrival, (InviteeRecord(invitee_uri="u" * 600, email=A), None))])
+        assert set(ledger.claim_fresh([new("ev3", "u3", A)]).claims) == {"ev3"}
+    assert status(ledger, "bad") is None  # the claim went with it
+    assert status(ledger, "ev3") == "processing"
+
+
+@pg
+def test_a_connection_that_broke_under_a_pipelined_claim_is_sqlalchemys_disconnect(
+    pg_ledger: PostgresLedger,
+) -> None:
+    """Postgres ends the pinned connection (a restart) before a group's claim: the claim
+    fails as any statement on a dead connection does (SQLAlchemy's ``OperationalError``, the
+    connection invalidated), claims nothing, and the next one runs on a fresh connection."""
+    from calendly_brevo.ledger.base import Arrival
+
+    ledger = pg_ledger
+
+    def new(event_id: str, uri: str) -> Any:
+        arrival = Arrival(event_id, "invitee.created", uri, A, "{}", "webhook", None)
+        return arrival, (record(uri, A), None)
+
+    with ledger.pinned():
+        ledger.last_pushed_many([A])  # checks the pinned connection out
+        _terminate(_pinned_pid(ledger))
+        with pytest.raises(OperationalError) as raised:
+            ledger.claim_fresh([new("ev1", "u1")])
+        assert raised.value.connection_invalidated
+        assert set(ledger.claim_fresh([new("ev2", "u2")]).claims) == {"ev2"}
+    assert (status(ledger, "ev1"), status(ledger, "ev2")) == (None, "processing")
