@@ -190,7 +190,7 @@ class Wire:
             conn.close()
         else:
             self._checkin(conn)
-        return httpx.Response(answer.status, headers=answer.getheaders(), content=content)
+        return read_response(answer.status, answer.getheaders(), content)
 
     def _failure(self, exc: BaseException, method: str, url: str, *, sent: bool) -> Failure:
         """``exc`` as the httpx error it stands for, its request attached (built only here:
@@ -208,6 +208,18 @@ class Wire:
         error = kind(str(exc) or type(exc).__name__, request=request)
         error.__cause__ = exc
         return Failure(error, sent)
+
+
+def read_response(status: int, headers: list[tuple[str, str]], content: bytes) -> httpx.Response:
+    """An ``httpx.Response`` of a body already read whole, as httpx leaves one it has read
+    (``content``, ``json()``, ``text`` at hand, its stream consumed). ``httpx.Response(...,
+    content=...)`` would run the body through httpx's stream and decoders once more: that took
+    about two thirds of the CPU of building the response, and 5 % of a busy worker's
+    (``benchmarks/RESULTS.md``). No decoding is skipped: the wire asks for no compression."""
+    response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(content))
+    response._content = content  # what httpx's own read() keeps
+    response.is_stream_consumed = True
+    return response
 
 
 def _open(conn: http.client.HTTPConnection) -> bool:

@@ -23,7 +23,7 @@ import pytest
 from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.bulk import ContactUpdate, upsert_each
 from calendly_brevo.brevo.client import BrevoClient, make_http_client, upsert_body
-from calendly_brevo.brevo.wire import Wire
+from calendly_brevo.brevo.wire import Wire, read_response
 from calendly_brevo.config import Bucket
 from calendly_brevo.errors import BrevoTransientError, RateLimited, TransientError
 from calendly_brevo.ratelimit import MemoryBackend, TokenBucket
@@ -419,3 +419,37 @@ def test_the_body_is_what_a_single_upsert_sends() -> None:
         "updateEnabled": True,
         "listIds": [3],
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "content"),
+    [
+        (
+            201,
+            [("Content-Type", "application/json"), ("x-sib-ratelimit-remaining", "9")],
+            b'{"id": 5}',
+        ),
+        (204, [("x-sib-ratelimit-reset", "1")], b""),
+        (
+            400,
+            [("Content-Type", "application/json; charset=utf-8")],
+            '{"message": "Café"}'.encode(),
+        ),
+        (502, [("Content-Type", "text/html")], b"<html>Bad gateway</html>"),
+    ],
+)
+def test_an_answer_off_the_wire_reads_as_httpx_reads_the_same_answer(
+    status: int, headers: list[tuple[str, str]], content: bytes
+) -> None:
+    """What callers of the client see of an answer does not depend on which way it came."""
+    ours = read_response(status, headers, content)
+    theirs = httpx.Response(status, headers=headers, content=content)
+    assert ours.status_code == theirs.status_code
+    assert ours.headers == httpx.Headers(headers)
+    assert ours.content == theirs.content and ours.text == theirs.text
+    assert ours.encoding == theirs.encoding and ours.is_success == theirs.is_success
+    assert ours.is_stream_consumed and list(ours.iter_bytes()) == list(theirs.iter_bytes())
+    if content.startswith(b"{"):
+        assert ours.json() == theirs.json()
+    ours.close()
+    assert ours.is_closed
