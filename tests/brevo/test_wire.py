@@ -117,7 +117,8 @@ def test_new_contacts_are_created_one_request_each_noted_in_each_ones_own_call_l
         brevo.set_limit("contacts", 1000, 1.0)  # twenty at once: this bucket is not Brevo's
         client = client_for(brevo.base_url)
         assert client._wire is not None  # the fake is reached directly: the wire is used
-        updates = [contact(i) for i in range(20)]  # more than one wave
+        # More than one wave; names in UTF-8 (the wire's JSON is not ASCII-escaped).
+        updates = [contact(i, LASTNAME=f"Ødegård-Müller {i} 日本") for i in range(20)]
         calls = logs(20)
         answers = upsert_each(client, updates, calls)
         assert [a.created for a in answers] == [True] * 20
@@ -125,6 +126,7 @@ def test_new_contacts_are_created_one_request_each_noted_in_each_ones_own_call_l
             stored = brevo.state.contact(update.email)
             assert stored is not None and 7 in stored.list_ids
             assert stored.attributes["FIRSTNAME"] == update.attributes["FIRSTNAME"]
+            assert stored.attributes["LASTNAME"] == update.attributes["LASTNAME"]
         assert [[(c["route"], c["status"]) for c in log.calls] for log in calls] == [
             [("/contacts", "201")]
         ] * 20
