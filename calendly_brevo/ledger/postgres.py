@@ -153,20 +153,26 @@ class PostgresLedger(SqlLedger):
         except self._dbapi_error as exc:
             self._raise(conn, exc, statement, params)
 
-    def _run_many(self, conn: Connection, statements: Sequence[tuple[str, Any]]) -> list[Any]:
-        """:meth:`_run` for several ``(statement, params)`` in one round trip (psycopg's
-        pipeline mode: all are sent, then every answer is read): their cursors, in order. The
-        server runs them in order and stops at the first that fails, which is raised as
-        :meth:`_run` raises it (the ones after it did not run)."""
+    @contextmanager
+    def _pipeline(self, conn: Connection) -> Iterator[Callable[[str, Any], Any]]:
+        """A block of statements sent without waiting for their answers (psycopg's pipeline
+        mode): it yields ``run(statement, params)``, which returns the statement's cursor; the
+        first ``fetch`` of one reads every answer up to it, in one round trip, and the block's
+        end reads the rest. The server runs them in order and stops at the first that fails,
+        which is raised as :meth:`_run` raises it (the ones after it did not run)."""
         dbapi: Any = conn.connection.driver_connection
+        sent: list[tuple[str, Any]] = []
+
+        def run(statement: str, params: Any) -> Any:
+            sent.append((statement, params))
+            return dbapi.cursor().execute(statement, params)
+
         try:
             with dbapi.pipeline():
-                return [
-                    dbapi.cursor().execute(statement, params) for statement, params in statements
-                ]
+                yield run
         except self._dbapi_error as exc:
-            text = ";\n".join(statement for statement, _params in statements)
-            self._raise(conn, exc, text, [params for _statement, params in statements])
+            text = ";\n".join(statement for statement, _params in sent)
+            self._raise(conn, exc, text, [params for _statement, params in sent])
 
     def _raise(self, conn: Connection, exc: Exception, statement: str, params: Any) -> NoReturn:
         """``exc`` (psycopg's) as SQLAlchemy's error: a connection that broke is handed to
@@ -347,25 +353,24 @@ class PostgresLedger(SqlLedger):
             "emails": emails,
             "mark_keys": [k for _a, st in items if (k := _mark_key(st[1])) is not None],
         }
-        with self._connection() as conn, self._rolled_back(conn):
-            forgotten, pushed, _begin, claimed, read = self._run_many(
-                conn,
-                [
-                    (sql.PG_TOMBSTONES, {"keys": list(tombstones)}),
-                    (sql.PG_LAST_PUSHED_MANY, {"emails": emails}),
-                    ("BEGIN", None),
-                    (sql.PG_CLAIM_FRESH, params),
-                    (sql.PG_STATES, states),
-                ],
-            )
-            got = FreshClaims(
+        with (
+            self._connection() as conn,
+            self._rolled_back(conn),
+            self._pipeline(conn) as run,
+        ):
+            forgotten = run(sql.PG_TOMBSTONES, {"keys": list(tombstones)})
+            pushed = run(sql.PG_LAST_PUSHED_MANY, {"emails": emails})
+            run("BEGIN", None)
+            claimed = run(sql.PG_CLAIM_FRESH, params)
+            read = run(sql.PG_STATES, states)
+            got = FreshClaims(  # the first round trip: every answer up to the state read
                 forgotten={tombstones[row[0]] for row in forgotten.fetchall()},
                 pushed={row[0]: pushed_from(*row) for row in pushed.fetchall()},
             )
             fresh = {row[0] for row in claimed.fetchall()}
             found = read.fetchall()
-            writes: list[tuple[str, Any]] = []
             invitees: list[dict[str, Any]] = []
+            marks: list[dict[str, Any]] = []
             for arrival, (record, mark) in items:
                 if arrival.event_id not in fresh:
                     continue
@@ -375,13 +380,14 @@ class PostgresLedger(SqlLedger):
                 rows = _state_rows(found, arrival.email, record, mark)
                 saved, mark_params = self._fold(claim, arrival.email, record, mark, rows)
                 invitees += [saved] if saved is not None else []
-                if mark_params is not None:  # a no-show: a few in a group at most
-                    writes.append((sql.PG_SAVE_MARK, mark_params))
+                marks += [mark_params] if mark_params is not None else []
             if invitees:
                 columns = {"uris": "uri", "emails": "email", "statuses": "status", "data": "data"}
                 many = {name: [row[key] for row in invitees] for name, key in columns.items()}
-                writes.insert(0, (sql.PG_SAVE_INVITEES, many | {"ts": ts}))
-            self._run_many(conn, [*writes, ("COMMIT", None)])
+                run(sql.PG_SAVE_INVITEES, many | {"ts": ts})
+            for mark_params in marks:  # a no-show: a few in a group at most
+                run(sql.PG_SAVE_MARK, mark_params)
+            run("COMMIT", None)  # the second round trip: the block's end
         return got
 
     def record_effects(
@@ -391,27 +397,27 @@ class PostgresLedger(SqlLedger):
     ) -> None:
         """:meth:`record_effect` of many events in one statement: ``(event_id, effects,
         finish, calls)`` each; with ``pushed``, :meth:`record_pushed` of each of those (one per
-        contact) in one statement after it, in the same round trip (each statement on its own:
-        both can be repeated)."""
-        statements: list[tuple[str, Any]] = []
+        contact) in the same statement (both can be repeated)."""
+        params: dict[str, Any] = {"ts": now()}
         if records:
-            params = {
-                "ts": now(),
+            params |= {
                 "ids": [r[0] for r in records],
                 "effects": [_dumps(r[1]) for r in records],
                 "statuses": [r[2] for r in records],
                 "calls": [_json(r[3]) for r in records],
             }
-            statements.append((sql.PG_RECORD_EFFECTS, params))
         if pushed:
-            statements.append((sql.PG_RECORD_PUSHED_MANY, _pushed_params(pushed)))
-        if not statements:
+            params |= _pushed_params(pushed)
+        if records and pushed:
+            statement = sql.PG_RECORD_EFFECTS_AND_PUSHED
+        elif records:
+            statement = sql.PG_RECORD_EFFECTS
+        elif pushed:
+            statement = sql.PG_RECORD_PUSHED_MANY
+        else:
             return
         with self._connection() as conn:
-            if len(statements) == 1:
-                self._run(conn, *statements[0])
-            else:
-                self._run_many(conn, statements)
+            self._run(conn, statement, params)
 
     def last_pushed_many(self, emails: Iterable[str]) -> dict[str, PushedProjection]:
         wanted = list(set(emails))
@@ -531,7 +537,6 @@ def _dumps(value: Any) -> str:
 def _pushed_params(pushed: Sequence[PushedProjection]) -> dict[str, Any]:
     """:data:`.sql.PG_RECORD_PUSHED_MANY`'s parameters."""
     return {
-        "ts": now(),
         "emails": [p.email for p in pushed],
         "attributes": [_dumps(dict(p.attributes)) for p in pushed],
         "list_ids": [_dumps(list(p.list_ids)) for p in pushed],

@@ -232,3 +232,7 @@ FROM pushed_projections WHERE email = ANY(%(emails)b)
 
 #: Which of some tombstone keys are stored.
 PG_TOMBSTONES = "SELECT key_hash FROM tombstones WHERE key_hash = ANY(%(keys)b)"
+
+#: :data:`PG_RECORD_EFFECTS`, then :data:`PG_RECORD_PUSHED_MANY`, as one statement (one round
+#: trip and one commit): a data-modifying ``WITH`` runs whether or not it is read.
+PG_RECORD_EFFECTS_AND_PUSHED = "WITH effects AS (" + PG_RECORD_EFFECTS + ")" + PG_RECORD_PUSHED_MANY
