@@ -285,7 +285,7 @@ class GroupPass:
                     item.event_id,
                 )
             )
-        # The effect first (a retry must not upsert again), then what was pushed, as one by one.
+        # The effect (a retry must not upsert again) and what was pushed, in one statement.
         self._record(took, finish=lambda item: None if item.body else "applied", pushed=pushed)
         for item in took:
             if item.body is None:
@@ -341,9 +341,9 @@ class GroupPass:
         finish: Callable[[Item], str | None],
         pushed: Sequence[PushedProjection] = (),
     ) -> None:
-        """The items' effects (and, where ``finish`` says, their status) in one statement,
-        and then the ``pushed`` projections, in one round trip, waiting out a database outage:
-        Brevo has taken these effects."""
+        """The items' effects (and, where ``finish`` says, their status) and the ``pushed``
+        projections, in one statement, waiting out a database outage: Brevo has taken these
+        effects."""
         if not items:
             return
         rows = [
