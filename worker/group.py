@@ -46,7 +46,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -71,6 +70,7 @@ from calendly_brevo.projection import (
 from calendly_brevo.pushed import pushed_projection, to_unlink
 from calendly_brevo.state import mark_from_event, record_from_event
 from worker.outcomes import STARTED, Outcome, count_retry, done
+from worker.pipeline import arrival, received_time
 
 if TYPE_CHECKING:
     from worker.pipeline import Job, Pipeline
@@ -185,17 +185,8 @@ class GroupPass:
                 metrics.WORKER_GROUP_ALONE.labels("same_contact").inc()
                 continue
             seen |= {email, uri}
-            received = datetime.fromtimestamp(job.received_at, UTC) if job.received_at else None
-            new = Arrival(
-                ident.event_id,
-                ident.event_name,
-                uri,
-                email,
-                job.body,
-                job.source,
-                received,
-                job.signature_key,
-            )
+            received = received_time(job.received_at)
+            new = arrival(ident, job.body, job.source, received, job.signature_key)
             state = (record_from_event(event), mark_from_event(event))
             items.append(Item(job, event, new, state, email))
         return items

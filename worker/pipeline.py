@@ -72,6 +72,32 @@ if TYPE_CHECKING:
 log = get_logger("calendly_brevo.worker")
 
 
+def received_time(received_at: float) -> datetime | None:
+    """When the receiver took the event (``received_at``: its ``time.time()``, 0 unknown)."""
+    return datetime.fromtimestamp(received_at, UTC) if received_at else None
+
+
+def arrival(
+    ident: EventIdentity,
+    body: str,
+    source: str,
+    received: datetime | None,
+    signature_key: str | None,
+) -> Arrival:
+    """What the claim stores of an event's first arrival (the one-event path's and the group
+    pass's)."""
+    return Arrival(
+        ident.event_id,
+        ident.event_name,
+        ident.invitee_uri,
+        ident.email,
+        body,
+        source,
+        received,
+        signature_key,
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     """One message's first attempt, as the worker's consumer hands it to the group pass
@@ -159,7 +185,7 @@ class Pipeline:
         started = time.perf_counter()
         started_token = STARTED.set(started)
         structlog.contextvars.bind_contextvars(source=source, attempt=attempt)
-        received = datetime.fromtimestamp(received_at, UTC) if received_at else None
+        received = received_time(received_at)
         name: str | None = None
         try:
             try:
@@ -173,16 +199,7 @@ class Pipeline:
             structlog.contextvars.bind_contextvars(
                 event_id=ident.event_id, event_name=ident.event_name
             )
-            new = Arrival(
-                ident.event_id,
-                ident.event_name,
-                ident.invitee_uri,
-                ident.email,
-                body,
-                source,
-                received,
-                signature_key,
-            )
+            new = arrival(ident, body, source, received, signature_key)
             outcome = self._process(event, new, last)
             if outcome.status == "applied":
                 self.applied(name, received_at)
