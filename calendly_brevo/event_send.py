@@ -7,15 +7,26 @@ by its ``connector_event_id`` property. The lookups take a share of Brevo's "oth
 (:class:`LookupBudget`); once it is spent, ``brevo.resend_in_doubt_events`` decides
 between sending again and dead-lettering the event ``in_doubt``.
 
+The events a group pass sent in one ``POST /events/batch`` (``worker/group.py``) are in doubt
+together when its answer is lost or its worker dies, and their lookups share what they read
+(:class:`BatchScans`): one scan of a two-minute window answers for every event of the batch dated
+in it, so a lost batch costs about one lookup per event name, not one per event.
+
 The worker's pipeline and ``resync --events --send`` (:mod:`calendly_brevo.held`) both send
 through :class:`EventSender`, so a held event is sent at most once in the same way.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
 
 from calendly_brevo import brevo_calls, metrics
+from calendly_brevo.brevo.client import EventScan
 from calendly_brevo.config import BrevoSettings
 from calendly_brevo.errors import BrevoTransientError, EventInDoubt, PermanentError
 from calendly_brevo.ledger import Claim, Ledger, record_durably
@@ -26,6 +37,9 @@ log = get_logger("calendly_brevo.worker")
 
 #: ``effects`` key: an earlier attempt may have sent the custom event (its outcome is unknown).
 EVENT_IN_DOUBT = "event_in_doubt"
+#: ``effects`` key: ``[batch id, attempt]``, the group pass's batch and attempt that sent the
+#: custom event with others in one request (``worker/group.py``; see :class:`BatchScans`).
+EVENT_BATCH = "event_batch"
 
 
 class EventPort(Protocol):
@@ -41,14 +55,14 @@ class EventPort(Protocol):
         event_date: str | None = None,
     ) -> Any: ...
 
-    def event_recorded(
+    def scan_events(
         self,
         event_name: str,
         *,
         event_date: str | None,
         property_name: str,
-        property_value: str,
-    ) -> bool: ...
+        until: str | None = None,
+    ) -> EventScan: ...
 
 
 class LookupBudget(Protocol):
@@ -57,6 +71,81 @@ class LookupBudget(Protocol):
     def take(self) -> bool:
         """A lookup may be made now (a token is taken); ``False``: the share is spent."""
         ...
+
+
+class BatchScans:
+    """What the in-doubt lookups of a batch's events read, shared by the batch's events.
+
+    A scan may answer for another event of its batch only when nothing can have sent that
+    event between the batch and the scan. That holds when both lookups are made by the first
+    attempt after the batch's (``attempt`` one more than the batch's, kept in the claim):
+
+    - the batch held its events' contact locks until it ended, and the attempt that scanned
+      held one of them, so the scan came after every request of the batch;
+    - the event's own claim counts its attempts, so no attempt of it ran in between.
+
+    A scan answers ``True`` for any event whose value it read (Brevo does not delete events),
+    and ``False`` only for one dated inside its window, if it read the whole window. Scans are
+    kept for ``ttl`` seconds, for the ``keep`` most recent batches. The retries of a batch's
+    events come back together; one thread at a time looks up for a batch (:meth:`one_at_a_time`),
+    so the others wait for its scan instead of making their own.
+    """
+
+    def __init__(self, *, keep: int = 256, ttl: float = 600.0) -> None:
+        self.keep = keep
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._scans: OrderedDict[str, list[tuple[float, EventScan]]] = OrderedDict()
+        self._turns: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def one_at_a_time(self, batch: str) -> Iterator[None]:
+        """Hold the batch's turn to look up (the others of the process wait for it)."""
+        with self._lock:
+            turn, users = self._turns.get(batch, (threading.Lock(), 0))
+            self._turns[batch] = (turn, users + 1)
+        try:
+            with turn:
+                yield
+        finally:
+            with self._lock:
+                turn, users = self._turns[batch]
+                if users == 1:
+                    del self._turns[batch]
+                else:
+                    self._turns[batch] = (turn, users - 1)
+
+    def answer(
+        self, batch: str, event_name: str, event_date: str | None, value: str
+    ) -> bool | None:
+        """Whether the batch's scans say Brevo holds the event (``None``: they cannot say)."""
+        oldest = time.monotonic() - self.ttl
+        with self._lock:
+            scans = [scan for at, scan in self._scans.get(batch, ()) if at >= oldest]
+        if any(value in scan.values for scan in scans):
+            return True
+        if any(scan.covers(event_name, event_date) for scan in scans):
+            return False
+        return None
+
+    def add(self, batch: str, scan: EventScan) -> None:
+        with self._lock:
+            self._scans.setdefault(batch, []).append((time.monotonic(), scan))
+            self._scans.move_to_end(batch)
+            while len(self._scans) > self.keep:
+                self._scans.popitem(last=False)
+
+
+def batch_of(effects: dict[str, Any], attempts: int) -> str | None:
+    """The batch whose scans may answer for this attempt's lookup (see :class:`BatchScans`):
+    the batch that sent the event, if this is the first attempt after the batch's."""
+    sent = effects.get(EVENT_BATCH)
+    if not isinstance(sent, list) or len(sent) != 2:
+        return None
+    batch, attempt = sent
+    if not isinstance(batch, str) or not isinstance(attempt, int) or attempts != attempt + 1:
+        return None
+    return batch
 
 
 class EventSender:
@@ -72,6 +161,7 @@ class EventSender:
         self.settings = settings
         #: ``None``: lookups are limited only by the "other" family's bucket itself.
         self.lookups = lookups
+        self.scans = BatchScans()
 
     def in_doubt(self, claim: Claim, *, after_contact: bool) -> bool:
         """Whether an earlier attempt may have sent the custom event (kept across attempts).
@@ -101,10 +191,14 @@ class EventSender:
         email: str,
         *,
         in_doubt: bool,
+        attempts: int = 0,
     ) -> None:
         """Send ``event`` (unless Brevo has it already); its record also marks the event
-        applied (one commit)."""
-        if in_doubt and self._already_in_brevo(event_id, event):
+        applied (one commit). ``attempts``: the claim's, for :func:`batch_of`."""
+        batch = batch_of(effects, attempts) if in_doubt else None
+        with self.scans.one_at_a_time(batch) if batch is not None else nullcontext():
+            known = in_doubt and self._already_in_brevo(event_id, event, batch)
+        if known:
             effects["event"] = event.name
             record_durably(
                 self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored()
@@ -121,13 +215,21 @@ class EventSender:
         effects["event"] = event.name
         record_durably(self.ledger, event_id, effects, finish="applied", calls=brevo_calls.stored())
 
-    def _already_in_brevo(self, event_id: str, event: BrevoEvent) -> bool:
-        """Whether Brevo holds the in-doubt event. When the lookup share is spent the rule is:
+    def _already_in_brevo(self, event_id: str, event: BrevoEvent, batch: str | None) -> bool:
+        """Whether Brevo holds the in-doubt event: what a lookup for another event of its
+        ``batch`` read, else a lookup of its own. When the lookup share is spent the rule is:
         send again if ``brevo.resend_in_doubt_events`` lists the event (its automations take a
         duplicate), else raise :class:`EventInDoubt` (dead-lettered ``in_doubt``), rather than
         wait up to an hour for the "other" family to refill."""
         if not self.settings.check_before_resend:
             return False
+        if batch is not None:
+            known = self.scans.answer(batch, event.name, event.event_date, event_id)
+            if known is not None:
+                result = "found_shared" if known else "absent_shared"
+                metrics.EVENT_RESEND_CHECKS.labels(result).inc()
+                log.info("event_resend_check", found=known, shared=True)
+                return known
         if self.lookups is not None and not self.lookups.take():
             if event.name in self.settings.resend_in_doubt_events:
                 metrics.EVENT_RESEND_CHECKS.labels("budget_spent_resent").inc()
@@ -143,17 +245,20 @@ class EventSender:
                 "brevo.resend_in_doubt_events if its automations tolerate a duplicate."
             )
         try:
-            found = self.brevo.event_recorded(
+            scan = self.brevo.scan_events(  # a batch's: the whole window, for the others
                 event.name,
                 event_date=event.event_date,
                 property_name=EVENT_ID_PROPERTY,
-                property_value=event_id,
+                until=None if batch is not None else event_id,
             )
         except PermanentError as exc:
             # The lookup itself is refused (plan, key scope): fall back to at-least-once.
             metrics.EVENT_RESEND_CHECKS.labels("unavailable").inc()
             log.warning("event_resend_check_unavailable", error=str(exc))
             return False
+        if batch is not None:
+            self.scans.add(batch, scan)
+        found = event_id in scan.values
         metrics.EVENT_RESEND_CHECKS.labels("found" if found else "absent").inc()
         log.info("event_resend_check", found=found)
         return found

@@ -133,7 +133,9 @@ STALE_WORKER_MESSAGES = Gauge(
 EVENT_RESEND_CHECKS = Counter(
     f"{PREFIX}_event_resend_checks_total",
     "Custom events whose earlier attempt had an unknown outcome, looked up in Brevo before "
-    "sending again, by result (found: not sent again; absent: sent; unavailable: the lookup "
+    "sending again, by result (found: not sent again; absent: sent; found_shared, "
+    "absent_shared: answered by a lookup for another event of its batch, no request; "
+    "unavailable: the lookup "
     "failed for good, so it was sent; budget_spent_resent: brevo.lookup_share spent, sent "
     "again as brevo.resend_in_doubt_events allows; budget_spent_in_doubt: share spent, "
     "dead-lettered as in_doubt).",

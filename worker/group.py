@@ -32,17 +32,20 @@ the accepted ones are recorded as sent); each effect is recorded (waiting out a 
 outage) before its message is acked; a contact's events are never in one group and a group
 holds its contacts' locks throughout, so per-contact order holds. A worker killed mid-group
 leaves its events claimed ``processing``: their redeliveries take the one-event path, which
-looks an in-doubt custom event up before sending it again.
+looks an in-doubt custom event up before sending it again; the batch recorded with the
+contacts' effects lets those lookups share what they read (:class:`calendly_brevo.event_send.
+BatchScans`), as it does for the retries after a lost answer.
 
 The group pass needs the Postgres ledger (the set-based statements) and a Brevo client that
 sends (not a dry run); it is off with ``brevo.batch.live_imports`` (each message there waits
 for its import's read-back, which the one-event path's import batches share), with
-``worker.batch_threads: 0``, and where a batch would hold one event (``worker.group_max`` or
-``worker.threads`` 1).
+``worker.batch_threads: 0``, and where a batch would hold one event (``worker.group_max``
+1).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +58,7 @@ from calendly_brevo.brevo.batching import own
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_each
 from calendly_brevo.brevo.client import BrevoClient, event_body
 from calendly_brevo.errors import BrevoTransientError, TransientError, UnmappableEvent
-from calendly_brevo.event_send import EVENT_IN_DOUBT
+from calendly_brevo.event_send import EVENT_BATCH, EVENT_IN_DOUBT
 from calendly_brevo.events import INVITEE_EVENTS, WebhookEvent, parse_envelope, read_event
 from calendly_brevo.ledger import Arrival, Claim, PushedProjection, State
 from calendly_brevo.ledger.base import durably, record_durably
@@ -219,6 +222,12 @@ class GroupPass:
             pushing.append(item)
         if not pushing:
             return
+        # Recorded with the contacts' effects: should the events' answer be lost (or this
+        # process die), their lookups share what they read (calendly_brevo/event_send.py).
+        batch = secrets.token_hex(8)
+        for item in pushing:
+            if item.body is not None:
+                item.claim.effects[EVENT_BATCH] = [batch, item.claim.attempts]
         upserted = self._upsert(pushing, last)
         self._send_events(upserted)
 

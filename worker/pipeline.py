@@ -307,7 +307,7 @@ class Pipeline:
             if contact_on:
                 self._upsert(ident.event_id, projection, effects)
             finished = self._send_event(
-                event, None, effects, event_on, projection.email, in_doubt=in_doubt
+                event, None, effects, event_on, projection.email, in_doubt, claim.attempts
             )
             return "applied", finished, None
 
@@ -325,7 +325,9 @@ class Pipeline:
         in_doubt = event_on and self.events.in_doubt(claim, after_contact=contact_on)
         if contact_on:
             self._upsert(ident.event_id, projection, effects, record_pushed=True)
-        finished = self._send_event(event, record, effects, event_on, email, in_doubt=in_doubt)
+        finished = self._send_event(
+            event, record, effects, event_on, email, in_doubt, claim.attempts
+        )
         return "applied", finished, None
 
     def _dry(
@@ -397,15 +399,16 @@ class Pipeline:
         effects: dict[str, Any],
         enabled: bool,
         email: str,
-        *,
         in_doubt: bool,
+        attempts: int,
     ) -> bool:
-        """Send the custom event once (:mod:`calendly_brevo.event_send`); ``True``: its record also
-        marked the event applied."""
+        """Send the custom event once (:mod:`calendly_brevo.event_send`; ``attempts``: the
+        claim's); ``True``: its record also marked the event applied."""
         if not enabled or effects.get("event"):
             return False
         sent = custom_event(event, record, self.rules)
         if sent is None:
             return False
-        self.events.send(event.identity.event_id, sent, effects, email, in_doubt=in_doubt)
+        event_id = event.identity.event_id
+        self.events.send(event_id, sent, effects, email, in_doubt=in_doubt, attempts=attempts)
         return True

@@ -34,6 +34,7 @@ appears in a log, an error or ``repr``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,35 @@ __all__ = ["USER_AGENT", "BrevoClient", "client_for", "family_of", "make_http_cl
 
 #: Brevo's cap on emails per list add/remove call.
 LIST_CHUNK = 150
+
+
+#: An in-doubt lookup reads the events dated this close to the event's own ``event_date``.
+LOOKUP_MARGIN = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class EventScan:
+    """What ``GET /events`` showed of one custom event name (:meth:`BrevoClient.scan_events`):
+    the values of one property on the events dated ``start`` to ``end`` (``None``: any date),
+    every one of them if ``complete`` (else the scan stopped early)."""
+
+    event_name: str
+    start: datetime | None
+    end: datetime | None
+    values: frozenset[str]
+    complete: bool
+
+    def covers(self, event_name: str, event_date: str | None) -> bool:
+        """Whether every ``event_name`` event a lookup for ``event_date`` reads was read here
+        (its value is in :attr:`values` if Brevo held it then)."""
+        if not self.complete or event_name != self.event_name:
+            return False
+        if self.start is None or self.end is None:
+            return True  # every date was read
+        when = parse_time(event_date)
+        if when is None:
+            return False
+        return self.start <= when - LOOKUP_MARGIN and when + LOOKUP_MARGIN <= self.end
 
 
 def _rfc3339(value: datetime) -> str:
@@ -277,18 +307,42 @@ class BrevoClient(Transport):
         property_value: str,
         max_scan: int = 1000,
     ) -> bool:
-        """Whether Brevo already holds ``event_name`` with ``property_name == property_value``.
+        """Whether Brevo already holds ``event_name`` with ``property_name == property_value``
+        (:meth:`scan_events`, stopping at the first match). Used before sending an event again
+        after an attempt whose outcome is unknown (a timeout, or a worker that died after
+        sending)."""
+        scan = self.scan_events(
+            event_name,
+            event_date=event_date,
+            property_name=property_name,
+            until=property_value,
+            max_scan=max_scan,
+        )
+        return property_value in scan.values
 
-        ``GET /events`` (custom events only), filtered by name and, when ``event_date`` is known,
-        by a two-minute window around it (Brevo orders and filters events by ``event_date``).
-        It scans at most ``max_scan`` events. Used before sending an event again after an attempt
-        whose outcome is unknown (a timeout, or a worker that died after sending)."""
+    def scan_events(
+        self,
+        event_name: str,
+        *,
+        event_date: str | None,
+        property_name: str,
+        until: str | None = None,
+        max_scan: int = 1000,
+    ) -> EventScan:
+        """The values of ``property_name`` on the ``event_name`` events Brevo holds around
+        ``event_date``: ``GET /events`` (custom events only), filtered by name and, when
+        ``event_date`` is known, by a two-minute window around it (Brevo orders and filters
+        events by ``event_date``), page by page, at most ``max_scan`` events; ``until``: stop
+        at the page that holds that value."""
         params: dict[str, Any] = {"event_name": event_name}
         when = parse_time(event_date)
+        start = end = None
         if when is not None:
-            params["startDate"] = _rfc3339(when - timedelta(minutes=1))
-            params["endDate"] = _rfc3339(when + timedelta(minutes=1))
+            start, end = when - LOOKUP_MARGIN, when + LOOKUP_MARGIN
+            params["startDate"] = _rfc3339(start)
+            params["endDate"] = _rfc3339(end)
         seen = 0
+        values: set[str] = set()
         while seen < max_scan:
             limit = min(100, max_scan - seen)
             response = self._call(
@@ -297,16 +351,19 @@ class BrevoClient(Transport):
             data = _json(response) if response is not None else None
             page = data.get("events") if isinstance(data, dict) else None
             if not isinstance(page, list) or not page:
-                return False
+                return EventScan(event_name, start, end, frozenset(values), complete=True)
             for item in page:
                 properties = item.get("event_properties") if isinstance(item, dict) else None
-                if isinstance(properties, dict) and properties.get(property_name) == property_value:
-                    return True
+                value = properties.get(property_name) if isinstance(properties, dict) else None
+                if isinstance(value, str):
+                    values.add(value)
             seen += len(page)
             count = data.get("count") if isinstance(data, dict) else None
             if len(page) < limit or (isinstance(count, int) and seen >= count):
-                return False
-        return False
+                return EventScan(event_name, start, end, frozenset(values), complete=True)
+            if until is not None and until in values:
+                break
+        return EventScan(event_name, start, end, frozenset(values), complete=False)
 
     # -- account setup -------------------------------------------------------------------------
     def get_attributes(self) -> list[dict[str, Any]]:

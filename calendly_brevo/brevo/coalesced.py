@@ -32,7 +32,7 @@ from typing import Any
 from calendly_brevo import brevo_calls
 from calendly_brevo.brevo.batching import Coalescer, Crowd, Limits
 from calendly_brevo.brevo.bulk import ContactUpdate, send_events, update_contacts, upsert_one
-from calendly_brevo.brevo.client import BrevoClient, event_body
+from calendly_brevo.brevo.client import BrevoClient, EventScan, event_body
 from calendly_brevo.brevo.imports import IMPORT_MIN, import_contacts, importable
 from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.brevo.transport import NotFreeNow
@@ -206,19 +206,16 @@ class CoalescingBrevo:
         )
         _take(self._events, body)
 
-    def event_recorded(
+    def scan_events(
         self,
         event_name: str,
         *,
         event_date: str | None,
         property_name: str,
-        property_value: str,
-    ) -> bool:
-        return self.client.event_recorded(
-            event_name,
-            event_date=event_date,
-            property_name=property_name,
-            property_value=property_value,
+        until: str | None = None,
+    ) -> EventScan:
+        return self.client.scan_events(
+            event_name, event_date=event_date, property_name=property_name, until=until
         )
 
     def close(self) -> None:

@@ -308,6 +308,36 @@ def test_event_recorded_is_false_when_no_page_has_it(client: BrevoClient, brevo:
     assert len(brevo.requests) == 1 and "startDate" not in brevo.requests[0].url.params
 
 
+def test_a_scan_without_a_value_to_stop_at_reads_the_whole_window(
+    client: BrevoClient, brevo: FakeBrevo
+) -> None:
+    brevo.answers = [_events_page(150, "mine", *["other"] * 99), _events_page(150, "x", "y")]
+    scan = client.scan_events(
+        "booked", event_date="2024-05-01T09:30:00.000Z", property_name="connector_event_id"
+    )
+    assert len(brevo.requests) == 2  # past the page that holds "mine": the others' values too
+    assert scan.values == {"mine", "other", "x", "y"} and scan.complete
+    assert scan.covers("booked", "2024-05-01T09:30:00.000Z")
+    assert scan.covers("booked", "2024-05-01T09:30:00+00:00")
+    assert not scan.covers("booked", "2024-05-01T09:30:01Z")  # its own window reaches past
+    assert not scan.covers("booked", None)
+    assert not scan.covers("cancelled", "2024-05-01T09:30:00Z")
+
+
+def test_a_scan_stopped_at_its_value_cannot_say_what_it_did_not_read(
+    client: BrevoClient, brevo: FakeBrevo
+) -> None:
+    brevo.answers = [_events_page(150, "mine", *["other"] * 99), _events_page(150, "x")]
+    scan = client.scan_events(
+        "booked",
+        event_date="2024-05-01T09:30:00.000Z",
+        property_name="connector_event_id",
+        until="mine",
+    )
+    assert len(brevo.requests) == 1 and "mine" in scan.values
+    assert not scan.complete and not scan.covers("booked", "2024-05-01T09:30:00.000Z")
+
+
 @pytest.mark.parametrize(
     ("answer", "maybe_applied"),
     [

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from calendly_brevo.brevo.client import EventScan
 from calendly_brevo.brevo.models import UpsertResult
 from calendly_brevo.errors import BrevoPermanentError, BrevoTransientError
 
@@ -106,17 +107,20 @@ class RecordingBrevo:
                 self.lost_answers -= 1
                 raise BrevoTransientError("ReadTimeout", status=None, maybe_applied=True)
 
-    def event_recorded(
+    def scan_events(
         self,
         event_name: str,
         *,
         event_date: str | None,
         property_name: str,
-        property_value: str,
-    ) -> bool:
+        until: str | None = None,
+    ) -> EventScan:
+        """Every event of the name, whatever its date (as a lookup with no date reads)."""
         with self.lock:
-            self.lookups.append((event_name, property_value))
-            return any(
-                name == event_name and props.get(property_name) == property_value
+            self.lookups.append((event_name, until or "*"))
+            values = {
+                str(props[property_name])
                 for name, _, props in self.events
-            )
+                if name == event_name and property_name in props
+            }
+        return EventScan(event_name, None, None, frozenset(values), complete=True)

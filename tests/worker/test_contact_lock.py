@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from calendly_brevo.brevo.client import EventScan
 from tests import payloads
 
 pytestmark = pytest.mark.integration
@@ -58,8 +59,8 @@ class TimingBrevo:
     def create_event(self, event_name: str, *, email: str, **_: Any) -> None:
         self._call(email, "event")
 
-    def event_recorded(self, event_name: str, **_: Any) -> bool:
-        return False
+    def scan_events(self, event_name: str, **_: Any) -> EventScan:
+        return EventScan(event_name, None, None, frozenset(), complete=True)
 
 
 def _settings(database_url: str, data_dir: str) -> Any:

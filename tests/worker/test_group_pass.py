@@ -222,7 +222,82 @@ def test_a_group_whose_events_answer_was_lost_is_looked_up_and_never_sent_twice(
     # The first attempts were one group; the retries know their claims and go one by one.
     assert groups() == (passes + 1, events + THREADS)
     assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
-    assert requests(fake)["GET /v3/events"] >= 1  # the retries looked them up first
+    for body in docs:
+        row = ledger.event(event_id(body))
+        assert row is not None and row.status == "applied" and row.attempts == 2
+
+
+def checks() -> dict[str, float]:
+    """The in-doubt lookups so far, by result."""
+    name = "calendly_brevo_event_resend_checks_total"
+    results = ("found", "absent", "found_shared", "absent_shared")
+    return {r: metric(name, result=r) for r in results}
+
+
+def since(before: dict[str, float]) -> dict[str, float]:
+    return {r: n - before[r] for r, n in checks().items() if n != before[r]}
+
+
+class Killed(BaseException):
+    """The worker process dying where it is raised (nothing after it runs)."""
+
+
+def test_the_retries_of_a_batch_whose_answer_was_lost_look_it_up_once(
+    fake: FakeBrevoServer, pipe: Pipeline
+) -> None:
+    docs = people(payloads.invitee_created, THREADS, unique("lost1"))
+    fake.inject("timeout", path=r"^/v3/events/batch$", count=1, delay=2.0, apply_effect=True)
+    before = checks()
+    assert run(pipe, docs) == ["applied"] * THREADS  # the retries run side by side
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
+    # One lookup read the batch's window; the others' answers came from it.
+    assert since(before) == {"found": 1, "found_shared": THREADS - 1}
+    assert requests(fake)["GET /v3/events"] == 1
+
+
+@pytest.mark.parametrize("sent", [True, False], ids=["after_sending", "before_sending"])
+def test_the_redeliveries_of_a_batch_whose_worker_died_look_it_up_once(
+    fake: FakeBrevoServer,
+    pipe: Pipeline,
+    ledger: PostgresLedger,
+    monkeypatch: pytest.MonkeyPatch,
+    sent: bool,
+) -> None:
+    """The worker dies after its contacts' effects are recorded, with the batch's custom
+    events sent (their record never made) or not sent yet: the redeliveries find the claims
+    interrupted, so every event is in doubt; one lookup answers for all of them, and each
+    custom event is in Brevo once."""
+    docs = people(payloads.invitee_created, THREADS, unique("died"))
+    group = pipe.group
+    assert group is not None
+    send_events, shared = group._send_events, group._shared
+
+    def request_then_die(items: Any, send: Any) -> Any:
+        shared(items, send)
+        raise Killed()
+
+    def dies(items: Any) -> None:
+        if not sent:
+            raise Killed()
+        monkeypatch.setattr(group, "_shared", request_then_die)
+        send_events(items)
+
+    monkeypatch.setattr(group, "_send_events", dies)
+    jobs = [Job(b, 1.0, "webhook", None, Last(False, False), time.perf_counter()) for b in docs]
+    group.run(group.screen(jobs))
+    monkeypatch.undo()
+    assert len(sent_ids(fake)) == (THREADS if sent else 0)
+    before = checks()
+
+    def redelivered(body: str) -> str:
+        return pipe.process(body, 1.0, attempt=1).status
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        assert list(pool.map(redelivered, docs)) == ["applied"] * THREADS
+    assert sent_ids(fake) == Counter({event_id(b): 1 for b in docs})
+    own, others = ("found", "found_shared") if sent else ("absent", "absent_shared")
+    assert since(before) == {own: 1, others: THREADS - 1}
+    assert requests(fake)["GET /v3/events"] == 1
     for body in docs:
         row = ledger.event(event_id(body))
         assert row is not None and row.status == "applied" and row.attempts == 2
