@@ -11,12 +11,11 @@ Here :class:`BatchWorker` is Dramatiq's :class:`~dramatiq.Worker` (its consumer 
 prefetch, heartbeats, acks and shutdown unchanged) with two kinds of threads:
 
 - ``worker.batch_threads`` batch threads take what the consumer has put on the work queue, up
-  to one message per worker thread (``worker.threads``, at most ``worker.group_max``) at once
-  (never waiting for more: a lone message goes alone), and hand the first attempts the group
-  pass can take to it as one batch; each message of the batch then ends exactly as Dramatiq
-  would end it (the middleware's ``after_process_message`` with its own result or exception,
-  then its ack, the batch's in one round trip). While one batch waits on Postgres or Brevo,
-  the other thread's batch runs.
+  to ``worker.group_max`` messages at once (never waiting for more: a lone message goes
+  alone), and hand the first attempts the group pass can take to it as one batch; each
+  message of the batch then ends exactly as Dramatiq would end it (the middleware's
+  ``after_process_message`` with its own result or exception, then its ack, the batch's in
+  one round trip). While one batch waits on Postgres or Brevo, the other thread's batch runs.
 - ``worker.threads`` threads run the one-event path, as Dramatiq's own threads do: a retry, a
   routing form, a second event of one contact, anything the pass screens out before it
   starts. A message the pass declines once it has started (its contact locked by another

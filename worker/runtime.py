@@ -105,19 +105,20 @@ def make_group(
     services: Services, pipeline: Pipeline, port: BrevoClient | CoalescingBrevo
 ) -> GroupPass | None:
     """The process's group pass (:mod:`worker.group`), where it applies: the Postgres ledger,
-    coalescing on (so not a dry run), no live imports, batches of 2 or more (``worker.group_max``
-    and ``worker.threads``) and ``worker.batch_threads`` to run it."""
+    coalescing on (so not a dry run), no live imports, batches of 2 or more
+    (``worker.group_max``) and ``worker.batch_threads`` to run it."""
     settings = services.settings
     ledger = services.ledger
     if not isinstance(port, CoalescingBrevo) or not isinstance(ledger, PostgresLedger):
         return None
     w = settings.worker
-    if min(w.group_max, w.threads) < 2 or w.batch_threads < 1 or settings.brevo.batch.live_imports:
+    if w.group_max < 2 or w.batch_threads < 1 or settings.brevo.batch.live_imports:
         return None
-    # A batch holds at most one event per worker thread, as many as the threads would have
-    # worked on at once: a process killed mid-batch leaves that many events in doubt, each
-    # needing a lookup from Brevo's scarce "other" family (calendly_brevo/event_send.py).
-    batch = min(w.group_max, w.threads)
+    # Not bounded by worker.threads: a batch's fixed cost (its statements, its requests) is
+    # most of a small one's. A process killed mid-batch leaves its events in doubt, but their
+    # lookups share what they read (calendly_brevo/event_send.py, BatchScans): about one
+    # lookup per event name a batch, not one per event.
+    batch = w.group_max
     return GroupPass(pipeline, ledger, port.client, max_items=batch)
 
 

@@ -41,10 +41,11 @@ class ServerSettings(Strict):
 class WorkerSettings(Strict):
     processes: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=4, ge=1, le=256)
-    #: Events taken off the queue together are handled in one pass of at most this many (and
-    #: at most ``threads``): one statement and one Brevo request per step for all of them
-    #: (``worker/group.py``). 1: off.
-    group_max: int = Field(default=64, ge=1, le=500)
+    #: Events taken off the queue together are handled in one pass of at most this many: one
+    #: statement and one Brevo request per step for all of them (``worker/group.py``). A batch
+    #: thread takes up to this many at once, so a process holds up to ``batch_threads + 1``
+    #: times this many messages. 1: off.
+    group_max: int = Field(default=32, ge=1, le=500)
     #: Threads per process that take such batches (``worker/consumer.py``), beside ``threads``
     #: for the one-event path (retries, routing forms, …). 0: no batches, no group pass.
     batch_threads: int = Field(default=2, ge=0, le=32)
