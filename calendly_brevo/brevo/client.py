@@ -350,8 +350,9 @@ class BrevoClient(Transport):
             )
             data = _json(response) if response is not None else None
             page = data.get("events") if isinstance(data, dict) else None
-            if not isinstance(page, list) or not page:
-                return EventScan(event_name, start, end, frozenset(values), complete=True)
+            if not isinstance(page, list) or not page:  # the end, or an answer it cannot read
+                done = isinstance(page, list) or (isinstance(data, dict) and "events" not in data)
+                return EventScan(event_name, start, end, frozenset(values), complete=done)
             for item in page:
                 properties = item.get("event_properties") if isinstance(item, dict) else None
                 value = properties.get(property_name) if isinstance(properties, dict) else None

@@ -339,6 +339,19 @@ def test_a_scan_stopped_at_its_value_cannot_say_what_it_did_not_read(
 
 
 @pytest.mark.parametrize(
+    ("body", "complete"),
+    [({"count": 0, "events": []}, True), ({}, True), ({"events": "?"}, False), ([], False)],
+    ids=["empty", "empty_object", "unreadable_events", "not_an_object"],
+)
+def test_a_scan_answers_for_others_only_when_it_read_an_answer_to_its_end(
+    client: BrevoClient, brevo: FakeBrevo, body: Any, complete: bool
+) -> None:
+    brevo.answers = [httpx.Response(200, json=body)]
+    scan = client.scan_events("booked", event_date=None, property_name="connector_event_id")
+    assert scan.values == frozenset() and scan.complete is complete
+
+
+@pytest.mark.parametrize(
     ("answer", "maybe_applied"),
     [
         (httpx.ReadTimeout("read timed out"), True),
