@@ -33,14 +33,14 @@ outage) before its message is acked; a contact's events are never in one group a
 holds its contacts' locks throughout, so per-contact order holds. A worker killed mid-group
 leaves its events claimed ``processing``: their redeliveries take the one-event path, which
 looks an in-doubt custom event up before sending it again; the batch recorded with the
-contacts' effects lets those lookups share what they read (:class:`calendly_brevo.event_send.
-BatchScans`), as it does for the retries after a lost answer.
+contacts' effects lets those lookups share what they read
+(:class:`~calendly_brevo.event_send.BatchScans`), as it does for the retries after a lost
+answer.
 
 The group pass needs the Postgres ledger (the set-based statements) and a Brevo client that
 sends (not a dry run); it is off with ``brevo.batch.live_imports`` (each message there waits
 for its import's read-back, which the one-event path's import batches share), with
-``worker.batch_threads: 0``, and where a batch would hold one event (``worker.group_max``
-1).
+``worker.batch_threads: 0``, and with ``worker.group_max: 1`` (a batch of one event).
 """
 
 from __future__ import annotations
