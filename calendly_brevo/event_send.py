@@ -91,7 +91,7 @@ class BatchScans:
     so the others wait for its scan instead of making their own.
     """
 
-    def __init__(self, *, keep: int = 256, ttl: float = 600.0) -> None:
+    def __init__(self, *, keep: int = 64, ttl: float = 600.0) -> None:
         self.keep = keep
         self.ttl = ttl
         self._lock = threading.Lock()
@@ -129,10 +129,16 @@ class BatchScans:
         return None
 
     def add(self, batch: str, scan: EventScan) -> None:
+        """Keep ``scan`` for ``batch``; forget the batches past ``keep`` or ``ttl`` (a scan
+        holds up to 1,000 event ids)."""
+        now = time.monotonic()
         with self._lock:
-            self._scans.setdefault(batch, []).append((time.monotonic(), scan))
+            self._scans.setdefault(batch, []).append((now, scan))
             self._scans.move_to_end(batch)
-            while len(self._scans) > self.keep:
+            while self._scans:
+                oldest = next(iter(self._scans.values()))
+                if len(self._scans) <= self.keep and oldest[-1][0] >= now - self.ttl:
+                    break
                 self._scans.popitem(last=False)
 
 

@@ -8,6 +8,7 @@ that died each costing one lookup) is in ``tests/worker/test_group_pass.py``."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -66,6 +67,12 @@ def test_scans_are_forgotten_after_their_time_and_past_the_batches_kept() -> Non
     for batch in ("b1", "b2", "b3"):
         few.add(batch, scan("e1"))
     assert [few.answer(b, "booked", at, "e1") for b in ("b1", "b2", "b3")] == [None, True, True]
+    assert len(few._scans) == 2  # forgotten, not only unused
+    short = BatchScans(ttl=0.05)
+    short.add("b1", scan("e1"))
+    time.sleep(0.1)
+    short.add("b2", scan("e1"))
+    assert list(short._scans) == ["b2"]
 
 
 def test_an_event_sent_again_since_its_batch_is_looked_up_on_its_own() -> None:
