@@ -21,8 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 from calendly_brevo import brevo_calls, metrics
@@ -30,6 +29,7 @@ from calendly_brevo.brevo.client import EventScan
 from calendly_brevo.config import BrevoSettings
 from calendly_brevo.errors import BrevoTransientError, EventInDoubt, PermanentError
 from calendly_brevo.ledger import Claim, Ledger, record_durably
+from calendly_brevo.ledger.base import striped_lock
 from calendly_brevo.logs import get_logger
 from calendly_brevo.projection import EVENT_ID_PROPERTY, BrevoEvent
 
@@ -87,7 +87,7 @@ class BatchScans:
     A scan answers ``True`` for any event whose value it read (Brevo does not delete events),
     and ``False`` only for one dated inside its window, if it read the whole window. Scans are
     kept for ``ttl`` seconds, for the ``keep`` most recent batches. The retries of a batch's
-    events come back together; one thread at a time looks up for a batch (:meth:`one_at_a_time`),
+    events come back together; one thread at a time looks up for a batch (:meth:`turn`),
     so the others wait for its scan instead of making their own.
     """
 
@@ -96,24 +96,13 @@ class BatchScans:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._scans: OrderedDict[str, list[tuple[float, EventScan]]] = OrderedDict()
-        self._turns: dict[str, tuple[threading.Lock, int]] = {}
+        self._turns = [threading.Lock() for _ in range(16)]
 
-    @contextmanager
-    def one_at_a_time(self, batch: str) -> Iterator[None]:
-        """Hold the batch's turn to look up (the others of the process wait for it)."""
-        with self._lock:
-            turn, users = self._turns.get(batch, (threading.Lock(), 0))
-            self._turns[batch] = (turn, users + 1)
-        try:
-            with turn:
-                yield
-        finally:
-            with self._lock:
-                turn, users = self._turns[batch]
-                if users == 1:
-                    del self._turns[batch]
-                else:
-                    self._turns[batch] = (turn, users - 1)
+    def turn(self, batch: str) -> threading.Lock:
+        """The batch's turn to look up (the process's other lookups for it wait for it; two
+        batches may share one, as contact locks share stripes)."""
+        lock: threading.Lock = striped_lock(self._turns, batch)
+        return lock
 
     def answer(
         self, batch: str, event_name: str, event_date: str | None, value: str
@@ -202,7 +191,7 @@ class EventSender:
         """Send ``event`` (unless Brevo has it already); its record also marks the event
         applied (one commit). ``attempts``: the claim's, for :func:`batch_of`."""
         batch = batch_of(effects, attempts) if in_doubt else None
-        with self.scans.one_at_a_time(batch) if batch is not None else nullcontext():
+        with self.scans.turn(batch) if batch is not None else nullcontext():
             known = in_doubt and self._already_in_brevo(event_id, event, batch)
         if known:
             effects["event"] = event.name
