@@ -396,26 +396,22 @@ class PostgresLedger(SqlLedger):
         pushed: Sequence[PushedProjection] = (),
     ) -> None:
         """:meth:`record_effect` of many events in one statement: ``(event_id, effects,
-        finish, calls)`` each; with ``pushed``, :meth:`record_pushed` of each of those (one per
-        contact) in the same statement (both can be repeated)."""
-        params: dict[str, Any] = {"ts": now()}
-        if records:
-            params |= {
-                "ids": [r[0] for r in records],
-                "effects": [_dumps(r[1]) for r in records],
-                "statuses": [r[2] for r in records],
-                "calls": [_json(r[3]) for r in records],
-            }
+        finish, calls)`` each; with ``pushed`` (the projections Brevo took for them),
+        :meth:`record_pushed` of each of those (one per contact) in the same statement (both can
+        be repeated)."""
+        if not records:
+            return
+        params: dict[str, Any] = {
+            "ts": now(),
+            "ids": [r[0] for r in records],
+            "effects": [_dumps(r[1]) for r in records],
+            "statuses": [r[2] for r in records],
+            "calls": [_json(r[3]) for r in records],
+        }
+        statement = sql.PG_RECORD_EFFECTS
         if pushed:
             params |= _pushed_params(pushed)
-        if records and pushed:
             statement = sql.PG_RECORD_EFFECTS_AND_PUSHED
-        elif records:
-            statement = sql.PG_RECORD_EFFECTS
-        elif pushed:
-            statement = sql.PG_RECORD_PUSHED_MANY
-        else:
-            return
         with self._connection() as conn:
             self._run(conn, statement, params)
 
